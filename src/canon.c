@@ -1,0 +1,222 @@
+/*
+ * canon.c — RFC 6376 section 3.4 canonicalization of header fields and
+ * bodies. Input always has CRLF line endings (msg_parse.c normalises);
+ * a bare CR is an ordinary byte, and WSP means SP or HTAB only (RFC 5234).
+ */
+#include "canon.h"
+
+#include <ctype.h>
+#include <string.h>
+#include <strings.h>
+
+static int is_wsp(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+void dkp_canon_header(enum dkp_canon c, const char *f, size_t len,
+		      size_t name_len, int crlf, struct dkp_buf *out)
+{
+	size_t i, vstart;
+	int pending_sp = 0, started = 0;
+
+	if (c == DKP_CANON_SIMPLE) {
+		/* 3.4.1: no change at all. */
+		if (!crlf && len >= 2 && f[len - 2] == '\r' && f[len - 1] == '\n')
+			len -= 2;
+		dkp_buf_add(out, f, len);
+		return;
+	}
+	/* 3.4.2: lower-case the name; unfold; WSP runs become one SP; no WSP
+	 * at the end of the value nor around the colon. */
+	dkp_buf_reserve(out, len + 2);
+	for (i = 0; i < name_len; i++)
+		out->p[out->len++] = (char)tolower((unsigned char)f[i]);
+	out->p[out->len++] = ':';
+	for (vstart = name_len; vstart < len && f[vstart] != ':'; vstart++)
+		;
+	if (len >= 2 && f[len - 2] == '\r' && f[len - 1] == '\n')
+		len -= 2;
+	for (i = vstart + 1; i < len; i++) {
+		char ch = f[i];
+
+		if (ch == '\r' && i + 1 < len && f[i + 1] == '\n') {
+			i++;	/* unfold: drop the CRLF, keep the WSP */
+			continue;
+		}
+		if (is_wsp(ch)) {
+			pending_sp = 1;
+			continue;
+		}
+		if (pending_sp && started)
+			out->p[out->len++] = ' ';
+		pending_sp = 0;
+		started = 1;
+		out->p[out->len++] = ch;
+	}
+	if (crlf) {
+		out->p[out->len++] = '\r';
+		out->p[out->len++] = '\n';
+	}
+	out->p[out->len] = '\0';
+}
+
+void dkp_hsink_init(struct dkp_hsink *s, EVP_MD_CTX *md, uint64_t limit)
+{
+	s->md = md;
+	s->limit = limit;
+	s->total = 0;
+	s->n = 0;
+}
+
+int dkp_hsink_flush(struct dkp_hsink *s)
+{
+	int ok = 1;
+
+	if (s->n)
+		ok = EVP_DigestUpdate(s->md, s->stage, s->n);
+	s->n = 0;
+	return ok ? 0 : -1;
+}
+
+/* Feed canonical bytes, honouring the cap. Large runs bypass the stage. */
+static int sink_put(struct dkp_hsink *s, const char *p, size_t n)
+{
+	uint64_t room;
+
+	if (s->total >= s->limit) {
+		s->total += n;
+		return 0;
+	}
+	room = s->limit - s->total;
+	s->total += n;
+	if (n > room)
+		n = (size_t)room;
+	if (n >= sizeof(s->stage) / 2) {
+		if (dkp_hsink_flush(s) < 0 || !EVP_DigestUpdate(s->md, p, n))
+			return -1;
+		return 0;
+	}
+	if (s->n + n > sizeof(s->stage) && dkp_hsink_flush(s) < 0)
+		return -1;
+	memcpy(s->stage + s->n, p, n);
+	s->n += n;
+	return 0;
+}
+
+/* Length of body once trailing empty lines are dropped (simple). */
+static size_t simple_end(const char *b, size_t len)
+{
+	while (len >= 4 && memcmp(b + len - 4, "\r\n\r\n", 4) == 0)
+		len -= 2;
+	if (len == 2 && b[0] == '\r' && b[1] == '\n')
+		len = 0;
+	return len;
+}
+
+static int body_simple(const char *b, size_t len, struct dkp_hsink *s)
+{
+	len = simple_end(b, len);
+	if (len == 0)
+		return sink_put(s, "\r\n", 2);	/* 3.4.3: empty body */
+	if (sink_put(s, b, len) < 0)
+		return -1;
+	if (len < 2 || b[len - 2] != '\r' || b[len - 1] != '\n')
+		return sink_put(s, "\r\n", 2);	/* complete the last line */
+	return 0;
+}
+
+static int body_relaxed(const char *b, size_t len, struct dkp_hsink *s)
+{
+	size_t p = 0, empties = 0;
+	static const char crlfs[] = "\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n";
+
+	while (p < len) {
+		const char *nl = memchr(b + p, '\n', len - p);
+		size_t e, le, i, run;
+
+		/* the line is [p, le); e is past its CRLF (or len) */
+		if (nl != NULL && nl > b + p && nl[-1] == '\r') {
+			e = (size_t)(nl - b) + 1;
+			le = e - 2;
+		} else if (nl != NULL) {
+			e = (size_t)(nl - b) + 1;	/* not after normalise */
+			le = e - 1;
+		} else {
+			e = le = len;
+		}
+		while (le > p && is_wsp(b[le - 1]))
+			le--;	/* 3.4.4 a: no WSP at the end of a line */
+		if (le == p) {
+			empties++;	/* maybe a trailing empty line: defer */
+			p = e;
+			continue;
+		}
+		for (; empties > 0; empties -= run) {
+			run = empties < 8 ? empties : 8;
+			if (sink_put(s, crlfs, run * 2) < 0)
+				return -1;
+		}
+		/* 3.4.4 b: WSP runs inside the line become one SP */
+		for (i = p; i < le;) {
+			size_t j = i;
+
+			while (j < le && !is_wsp(b[j]))
+				j++;
+			if (j > i && sink_put(s, b + i, j - i) < 0)
+				return -1;
+			if (j == le)
+				break;
+			if (sink_put(s, " ", 1) < 0)
+				return -1;
+			while (j < le && is_wsp(b[j]))
+				j++;
+			i = j;
+		}
+		/* every non-empty line ends in CRLF, even the last (3.4.4) */
+		if (sink_put(s, "\r\n", 2) < 0)
+			return -1;
+		p = e;
+	}
+	return 0;	/* trailing empty lines (3.4.4 c) are never emitted */
+}
+
+int dkp_canon_body(enum dkp_canon c, const char *body, size_t len,
+		   struct dkp_hsink *s)
+{
+	int rc = c == DKP_CANON_SIMPLE ? body_simple(body, len, s)
+				       : body_relaxed(body, len, s);
+
+	if (rc < 0)
+		return -1;
+	return dkp_hsink_flush(s);
+}
+
+const char *dkp_canon_name(enum dkp_canon c)
+{
+	return c == DKP_CANON_RELAXED ? "relaxed" : "simple";
+}
+
+static int canon_word(const char *s, size_t n, enum dkp_canon *c)
+{
+	if (n == 6 && strncasecmp(s, "simple", 6) == 0)
+		*c = DKP_CANON_SIMPLE;
+	else if (n == 7 && strncasecmp(s, "relaxed", 7) == 0)
+		*c = DKP_CANON_RELAXED;
+	else
+		return DKP_E_USAGE;
+	return DKP_OK;
+}
+
+int dkp_canon_parse(const char *s, enum dkp_canon *h, enum dkp_canon *b)
+{
+	const char *slash = strchr(s, '/');
+
+	if (slash == NULL) {
+		*b = DKP_CANON_SIMPLE;	/* RFC 6376 3.5: c=relaxed means relaxed/simple */
+		return canon_word(s, strlen(s), h);
+	}
+	if (canon_word(s, (size_t)(slash - s), h) != DKP_OK)
+		return DKP_E_USAGE;
+	return canon_word(slash + 1, strlen(slash + 1), b);
+}

@@ -1,0 +1,418 @@
+/* cli.c — parse the command line; see cli.h. */
+#include "cli.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "err.h"
+#include "mem.h"
+
+static const char usage_main[] =
+	"usage: dkimpress COMMAND [OPTIONS]\n"
+	"\n"
+	"DKIM-sign mail in bulk (RFC 6376, RFC 8301, RFC 8463).\n"
+	"\n"
+	"commands:\n"
+	"  sign     add DKIM-Signature fields to one message\n"
+	"  verify   check every DKIM-Signature of a message\n"
+	"  keygen   make a signing key and its DNS TXT record\n"
+	"  help     this text; 'dkimpress COMMAND --help' for a command\n"
+	"\n"
+	"'dkimpress --version' prints the version. See dkimpress(1).\n";
+
+static const char usage_sign[] =
+	"usage: dkimpress sign --key DOMAIN:SELECTOR:KEYFILE [--key ...]\n"
+	"                      [--canon H/B] [--headers h1:h2:...]\n"
+	"                      [--identity AUID] [--time UNIX] [--expire SECONDS]\n"
+	"                      [--insecure-key-perms] [-o OUT] [FILE]\n"
+	"\n"
+	"Writes the new DKIM-Signature fields, then the message (FILE or standard\n"
+	"input; bare LF becomes CRLF) to OUT or standard output. One signature per\n"
+	"--key, in the order given, the first on top. RSA keys sign rsa-sha256,\n"
+	"Ed25519 keys ed25519-sha256.\n"
+	"\n"
+	"  -k, --key D:S:FILE     sign for domain D, selector S with the PEM key\n"
+	"                         in FILE (mode 0600; RSA >= 1024 bits or Ed25519)\n"
+	"  -c, --canon H/B        simple or relaxed for header/body\n"
+	"                         (default relaxed/relaxed)\n"
+	"  -H, --headers LIST     sign exactly these fields (colon-separated, must\n"
+	"                         include From); default: the RFC 6376 5.4.1 list\n"
+	"                         plus Message-ID, MIME-Version, Content-*,\n"
+	"                         List-Unsubscribe(-Post), Feedback-ID, each\n"
+	"                         present one oversigned\n"
+	"  -i, --identity AUID    add i=AUID to the signatures whose d= covers it\n"
+	"  -t, --time UNIX        t= value (default: now)\n"
+	"  -x, --expire SECONDS   add x= = t + SECONDS\n"
+	"      --insecure-key-perms  accept key files group/others can read\n"
+	"  -o, --output OUT       write OUT atomically (no partial file on error)\n"
+	"\n"
+	"exit: 0 ok, 64 usage, 65 malformed message, 66 unreadable input,\n"
+	"      74 I/O error, 78 key error\n";
+
+static const char usage_verify[] =
+	"usage: dkimpress verify [--dns-file FILE] [--time UNIX] [MESSAGE]\n"
+	"\n"
+	"Verifies every DKIM-Signature field of MESSAGE (or standard input) and\n"
+	"prints one line per signature, top first:\n"
+	"  pass|fail|temperror|permerror d=DOMAIN s=SELECTOR a=ALG [reason]\n"
+	"\n"
+	"  -d, --dns-file FILE  key records from FILE, lines\n"
+	"                       SELECTOR._domainkey.DOMAIN<TAB>TXT-RECORD;\n"
+	"                       without it the system resolver is asked\n"
+	"  -t, --time UNIX      the current time for x= (default: now)\n"
+	"\n"
+	"exit: 0 all signatures pass, 1 a signature fails or there is none,\n"
+	"      75 only temporary errors, 65 malformed message, 66 unreadable\n";
+
+static const char usage_keygen[] =
+	"usage: dkimpress keygen --domain D --selector S [--type rsa|ed25519]\n"
+	"                        [--bits N] [--out DIR]\n"
+	"\n"
+	"Writes DIR/S.private (PKCS#8 PEM, mode 0600, never overwritten) and\n"
+	"DIR/S.txt (the DNS TXT record in zone-file form, split into 255-byte\n"
+	"strings), and prints the record as one --dns-file line on standard\n"
+	"output.\n"
+	"\n"
+	"  -d, --domain D      the signing domain (d=)\n"
+	"  -s, --selector S    the selector (s=)\n"
+	"  -t, --type T        rsa (default) or ed25519\n"
+	"  -b, --bits N        RSA size, 1024..16384 (default 2048)\n"
+	"  -o, --out DIR       where to write (default: .)\n";
+
+const char *dkp_cli_usage(enum dkp_cmd cmd)
+{
+	switch (cmd) {
+	case DKP_CMD_SIGN: return usage_sign;
+	case DKP_CMD_VERIFY: return usage_verify;
+	case DKP_CMD_KEYGEN: return usage_keygen;
+	default: return usage_main;
+	}
+}
+
+int dkp_cli_name_ok(const char *s, size_t n)
+{
+	size_t i, label = 0;
+
+	if (n == 0 || n > 253)
+		return 0;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+			continue;
+		}
+		if (!(isalnum(c) || c == '-' || c == '_') || ++label > 63)
+			return 0;
+	}
+	return label > 0;
+}
+
+static int parse_int64(const char *s, int64_t *v, int64_t min, int64_t max)
+{
+	char *end;
+	long long x;
+
+	errno = 0;
+	x = strtoll(s, &end, 10);
+	if (errno || end == s || *end || x < min || x > max)
+		return -1;
+	*v = x;
+	return 0;
+}
+
+static int parse_key(struct dkp_cli_key *k, const char *arg,
+		     struct dkp_err *err)
+{
+	const char *c1 = strchr(arg, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+
+	if (c2 == NULL || c2[1] == '\0')
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "--key wants DOMAIN:SELECTOR:KEYFILE, got '%s'",
+				   arg);
+	if (!dkp_cli_name_ok(arg, (size_t)(c1 - arg)) ||
+	    (size_t)(c1 - arg) >= sizeof(k->domain))
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "--key: invalid domain '%.*s'",
+				   (int)(c1 - arg), arg);
+	if (!dkp_cli_name_ok(c1 + 1, (size_t)(c2 - c1 - 1)) ||
+	    (size_t)(c2 - c1 - 1) >= sizeof(k->selector))
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "--key: invalid selector '%.*s'",
+				   (int)(c2 - c1 - 1), c1 + 1);
+	memcpy(k->domain, arg, (size_t)(c1 - arg));
+	k->domain[c1 - arg] = '\0';
+	memcpy(k->selector, c1 + 1, (size_t)(c2 - c1 - 1));
+	k->selector[c2 - c1 - 1] = '\0';
+	for (char *p = k->domain; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	k->path = c2 + 1;
+	return DKP_OK;
+}
+
+static int parse_headers(struct dkp_cli *c, const char *arg,
+			 struct dkp_err *err)
+{
+	char *p, *tok, *save = NULL;
+
+	dkp_free(c->headers_buf);
+	c->headers_buf = dkp_strdup(arg);
+	c->nheaders = 0;
+	for (p = c->headers_buf; (tok = strtok_r(p, ":", &save)) != NULL;
+	     p = NULL) {
+		size_t i;
+
+		for (i = 0; tok[i]; i++)
+			if ((unsigned char)tok[i] <= 32 || tok[i] == 127)
+				return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+						   "--headers: bad field name '%s'",
+						   tok);
+		if (c->nheaders == DKP_CLI_MAX_HEADERS)
+			return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+					   "--headers: more than %d names",
+					   DKP_CLI_MAX_HEADERS);
+		c->headers[c->nheaders++] = tok;
+	}
+	if (c->nheaders == 0)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "--headers: empty list");
+	return DKP_OK;
+}
+
+enum { OPT_INSECURE = 256 };
+
+static int bad_arg(struct dkp_err *err, const char *opt, const char *arg)
+{
+	return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+			   "invalid value for %s: '%s'", opt, arg);
+}
+
+static int parse_sign(struct dkp_cli *c, int argc, char **argv,
+		      struct dkp_err *err)
+{
+	static const struct option lo[] = {
+		{ "key", required_argument, NULL, 'k' },
+		{ "canon", required_argument, NULL, 'c' },
+		{ "headers", required_argument, NULL, 'H' },
+		{ "identity", required_argument, NULL, 'i' },
+		{ "time", required_argument, NULL, 't' },
+		{ "expire", required_argument, NULL, 'x' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "insecure-key-perms", no_argument, NULL, OPT_INSECURE },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int o, rc;
+
+	while ((o = getopt_long(argc, argv, "+k:c:H:i:t:x:o:h", lo, NULL)) != -1) {
+		switch (o) {
+		case 'k':
+			if (c->nkeys == DKP_CLI_MAX_KEYS)
+				return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+						   "at most %d --key options",
+						   DKP_CLI_MAX_KEYS);
+			if ((rc = parse_key(&c->keys[c->nkeys], optarg, err)))
+				return rc;
+			c->nkeys++;
+			break;
+		case 'c':
+			if (dkp_canon_parse(optarg, &c->hcanon, &c->bcanon))
+				return bad_arg(err, "--canon", optarg);
+			break;
+		case 'H':
+			if ((rc = parse_headers(c, optarg, err)))
+				return rc;
+			break;
+		case 'i':
+			c->identity = optarg;
+			break;
+		case 't':
+			if (parse_int64(optarg, &c->time, 0, INT64_MAX / 2))
+				return bad_arg(err, "--time", optarg);
+			break;
+		case 'x':
+			if (parse_int64(optarg, &c->expire, 1, INT64_MAX / 4))
+				return bad_arg(err, "--expire", optarg);
+			break;
+		case 'o':
+			c->out = optarg;
+			break;
+		case OPT_INSECURE:
+			c->key_flags |= DKP_KEY_INSECURE_PERMS;
+			break;
+		case 'h':
+			c->help = 1;
+			return DKP_OK;
+		default:
+			return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+					   "see 'dkimpress sign --help'");
+		}
+	}
+	if (c->nkeys == 0)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "sign needs at least one --key DOMAIN:SELECTOR:KEYFILE");
+	if (optind < argc)
+		c->in = argv[optind++];
+	if (optind < argc)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "sign takes one message; extra argument '%s'",
+				   argv[optind]);
+	return DKP_OK;
+}
+
+static int parse_verify(struct dkp_cli *c, int argc, char **argv,
+			struct dkp_err *err)
+{
+	static const struct option lo[] = {
+		{ "dns-file", required_argument, NULL, 'd' },
+		{ "time", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int o;
+
+	while ((o = getopt_long(argc, argv, "+d:t:h", lo, NULL)) != -1) {
+		switch (o) {
+		case 'd':
+			c->dns_file = optarg;
+			break;
+		case 't':
+			if (parse_int64(optarg, &c->time, 1, INT64_MAX / 2))
+				return bad_arg(err, "--time", optarg);
+			break;
+		case 'h':
+			c->help = 1;
+			return DKP_OK;
+		default:
+			return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+					   "see 'dkimpress verify --help'");
+		}
+	}
+	if (optind < argc)
+		c->in = argv[optind++];
+	if (optind < argc)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "verify takes one message; extra argument '%s'",
+				   argv[optind]);
+	return DKP_OK;
+}
+
+static int parse_keygen(struct dkp_cli *c, int argc, char **argv,
+			struct dkp_err *err)
+{
+	static const struct option lo[] = {
+		{ "domain", required_argument, NULL, 'd' },
+		{ "selector", required_argument, NULL, 's' },
+		{ "type", required_argument, NULL, 't' },
+		{ "bits", required_argument, NULL, 'b' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int o, bits_given = 0;
+	int64_t v;
+
+	while ((o = getopt_long(argc, argv, "+d:s:t:b:o:h", lo, NULL)) != -1) {
+		switch (o) {
+		case 'd':
+			c->domain = optarg;
+			break;
+		case 's':
+			c->selector = optarg;
+			break;
+		case 't':
+			if (strcasecmp(optarg, "rsa") == 0)
+				c->type = DKP_ALG_RSA_SHA256;
+			else if (strcasecmp(optarg, "ed25519") == 0)
+				c->type = DKP_ALG_ED25519_SHA256;
+			else
+				return bad_arg(err, "--type", optarg);
+			break;
+		case 'b':
+			if (parse_int64(optarg, &v, DKP_RSA_MIN_BITS, 16384))
+				return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+						   "--bits must be 1024 to 16384, not '%s'",
+						   optarg);
+			c->bits = (int)v;
+			bits_given = 1;
+			break;
+		case 'o':
+			c->outdir = optarg;
+			break;
+		case 'h':
+			c->help = 1;
+			return DKP_OK;
+		default:
+			return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+					   "see 'dkimpress keygen --help'");
+		}
+	}
+	if (optind < argc)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "keygen takes no arguments; got '%s'",
+				   argv[optind]);
+	if (c->domain == NULL || c->selector == NULL)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "keygen needs --domain and --selector");
+	if (!dkp_cli_name_ok(c->domain, strlen(c->domain)))
+		return bad_arg(err, "--domain", c->domain);
+	if (!dkp_cli_name_ok(c->selector, strlen(c->selector)) ||
+	    strlen(c->selector) > 63)
+		return bad_arg(err, "--selector", c->selector);
+	if (bits_given && c->type == DKP_ALG_ED25519_SHA256)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "--bits applies to RSA keys only");
+	return DKP_OK;
+}
+
+int dkp_cli_parse(struct dkp_cli *c, int argc, char **argv,
+		  struct dkp_err *err)
+{
+	const char *cmd;
+
+	memset(c, 0, sizeof(*c));
+	c->hcanon = c->bcanon = DKP_CANON_RELAXED;
+	c->time = -1;
+	c->bits = 2048;
+	c->type = DKP_ALG_RSA_SHA256;
+	c->outdir = ".";
+	if (argc < 2)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "no command; try 'dkimpress --help'");
+	cmd = argv[1];
+	optind = 0;	/* glibc: full re-initialisation; argv[1] acts as argv[0] */
+	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+		c->cmd = DKP_CMD_HELP;
+		return DKP_OK;
+	}
+	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+		c->cmd = DKP_CMD_VERSION;
+		return DKP_OK;
+	}
+	if (!strcmp(cmd, "sign")) {
+		c->cmd = DKP_CMD_SIGN;
+		return parse_sign(c, argc - 1, argv + 1, err);
+	}
+	if (!strcmp(cmd, "verify")) {
+		c->cmd = DKP_CMD_VERIFY;
+		return parse_verify(c, argc - 1, argv + 1, err);
+	}
+	if (!strcmp(cmd, "keygen")) {
+		c->cmd = DKP_CMD_KEYGEN;
+		return parse_keygen(c, argc - 1, argv + 1, err);
+	}
+	return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+			   "unknown command '%s'; try 'dkimpress --help'", cmd);
+}
+
+void dkp_cli_free(struct dkp_cli *c)
+{
+	dkp_free(c->headers_buf);
+	c->headers_buf = NULL;
+}

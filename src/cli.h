@@ -1,0 +1,64 @@
+/*
+ * cli.h — argv → options for each command, no side effects: nothing is
+ * opened or loaded here; main.c does that. Usage errors come back as
+ * DKP_E_USAGE with a one-line message.
+ */
+#ifndef DKP_CLI_H
+#define DKP_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dkimpress/dkimpress.h"
+
+enum dkp_cmd {
+	DKP_CMD_HELP,
+	DKP_CMD_VERSION,
+	DKP_CMD_SIGN,
+	DKP_CMD_VERIFY,
+	DKP_CMD_KEYGEN,
+};
+
+#define DKP_CLI_MAX_KEYS 16
+#define DKP_CLI_MAX_HEADERS 128
+
+/* "DOMAIN:SELECTOR:KEYFILE", split; strings point into argv. */
+struct dkp_cli_key {
+	char domain[254];
+	char selector[64];
+	const char *path;
+};
+
+struct dkp_cli {
+	enum dkp_cmd cmd;
+	int help;			/* --help given for cmd */
+	/* sign */
+	struct dkp_cli_key keys[DKP_CLI_MAX_KEYS];
+	size_t nkeys;
+	enum dkp_canon hcanon, bcanon;
+	char *headers_buf;		/* owned copy of --headers */
+	const char *headers[DKP_CLI_MAX_HEADERS];
+	size_t nheaders;		/* 0: default list */
+	const char *identity;
+	int64_t time;			/* -1: now */
+	int64_t expire;			/* 0: no x= */
+	unsigned key_flags;
+	const char *out;		/* -o, NULL: stdout */
+	const char *in;			/* NULL or "-": stdin */
+	/* verify */
+	const char *dns_file;
+	/* keygen */
+	const char *domain, *selector, *outdir;
+	enum dkp_alg type;
+	int bits;
+};
+
+int dkp_cli_parse(struct dkp_cli *c, int argc, char **argv,
+		  struct dkp_err *err);
+void dkp_cli_free(struct dkp_cli *c);
+/* The help text for a command (DKP_CMD_HELP: the overview). */
+const char *dkp_cli_usage(enum dkp_cmd cmd);
+/* Is s a valid domain name (LDH labels, dots) / selector? */
+int dkp_cli_name_ok(const char *s, size_t n);
+
+#endif

@@ -1,0 +1,21 @@
+/*
+ * keystore.h — private keys: PEM → EVP_PKEY once, reference counted
+ * (dkp_key_* in dkimpress.h). Internal accessors for sign.c.
+ *
+ * A loaded key is immutable and may be used from any thread; each key has
+ * a process-unique serial so per-thread caches of OpenSSL contexts can be
+ * keyed without trusting pointer identity after a free.
+ */
+#ifndef DKP_KEYSTORE_H
+#define DKP_KEYSTORE_H
+
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#include "dkimpress/dkimpress.h"
+
+EVP_PKEY *dkp_key_pkey(const struct dkp_key *k);
+uint64_t dkp_key_serial(const struct dkp_key *k);
+
+#endif

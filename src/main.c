@@ -1,0 +1,400 @@
+/*
+ * main.c — the dkimpress command: wiring, I/O around the library, exit
+ * codes (sysexits.h, as mail filters expect).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "cli.h"
+#include "dkimpress/dkimpress.h"
+#include "err.h"
+#include "log.h"
+#include "mem.h"
+
+#define EX_USAGE_ 64
+#define EX_NOINPUT_ 66
+#define EX_CANTCREAT_ 73
+#define EX_IOERR_ 74
+
+static int report(const struct dkp_err *err)
+{
+	dkp_error("%s", err->msg);
+	return dkp_err_exit_code(err);
+}
+
+/* Read all of path (or stdin for NULL / "-") into b. */
+static int read_input(const char *path, struct dkp_buf *b, struct dkp_err *err)
+{
+	int fd = STDIN_FILENO;
+	const char *name = "standard input";
+
+	if (path && strcmp(path, "-") != 0) {
+		struct stat st;
+
+		name = path;
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		if (fd < 0)
+			return dkp_err_sys(err, DKP_E_IO, 0, "read", errno,
+					   "cannot open %s", path);
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+			dkp_buf_reserve(b, (size_t)st.st_size);
+	}
+	for (;;) {
+		ssize_t n;
+
+		dkp_buf_reserve(b, 65536);
+		n = read(fd, b->p + b->len, b->cap - b->len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+
+			if (fd != STDIN_FILENO)
+				close(fd);
+			dkp_err_sys(err, DKP_E_IO, 0, "read", e,
+				    "cannot read %s", name);
+			err->sys_errno = e == EISDIR ? ENOENT : e;
+			return DKP_E_IO;
+		}
+		if (n == 0)
+			break;
+		b->len += (size_t)n;
+	}
+	b->p[b->len] = '\0';
+	if (fd != STDIN_FILENO)
+		close(fd);
+	return DKP_OK;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/*
+ * Write the two parts to path atomically: a uniquely named temporary file
+ * in the same directory, fsync, rename over path. No partial file is left
+ * behind on any failure.
+ */
+static int write_atomic(const char *path, const struct dkp_buf *a,
+			const char *b, size_t blen, struct dkp_err *err)
+{
+	char tmp[PATH_MAX];
+	unsigned char rnd[6];
+	int fd, e;
+
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		memset(rnd, 0, sizeof(rnd));
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%02x%02x%02x%02x%02x%02x",
+			     path, (int)getpid(), rnd[0], rnd[1], rnd[2], rnd[3],
+			     rnd[4], rnd[5]) >= sizeof(tmp))
+		return dkp_err_set(err, DKP_E_USAGE, 0, "write",
+				   "output path too long");
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+	if (fd < 0)
+		return dkp_err_sys(err, DKP_E_IO, 0, "write", errno,
+				   "cannot create %s", tmp);
+	if (write_all(fd, a->p, a->len) < 0 || write_all(fd, b, blen) < 0 ||
+	    fsync(fd) < 0) {
+		e = errno;
+		close(fd);
+		unlink(tmp);
+		return dkp_err_sys(err, DKP_E_IO, e == ENOSPC || e == EDQUOT,
+				   "write", e, "cannot write %s", path);
+	}
+	if (close(fd) < 0 || rename(tmp, path) < 0) {
+		e = errno;
+		unlink(tmp);
+		return dkp_err_sys(err, DKP_E_IO, 0, "write", e,
+				   "cannot write %s", path);
+	}
+	return DKP_OK;
+}
+
+/* Does identity's domain fall within d (equal or a subdomain)? */
+static int auid_within(const char *auid, const char *d)
+{
+	const char *at = strrchr(auid, '@');
+	size_t al, dl = strlen(d);
+
+	if (at == NULL)
+		return 0;
+	at++;
+	al = strlen(at);
+	return (al == dl && strcasecmp(at, d) == 0) ||
+	       (al > dl && at[al - dl - 1] == '.' &&
+		strcasecmp(at + al - dl, d) == 0);
+}
+
+static int cmd_sign(const struct dkp_cli *c)
+{
+	struct dkp_key *keys[DKP_CLI_MAX_KEYS] = { 0 };
+	struct dkp_sig_spec specs[DKP_CLI_MAX_KEYS];
+	struct dkp_signer *signer = NULL;
+	struct dkp_buf in, out;
+	struct dkp_msg m;
+	struct dkp_err err;
+	int64_t t = c->time >= 0 ? c->time : (int64_t)time(NULL);
+	size_t i;
+	int rc = 0, matched = 0;
+
+	dkp_err_clear(&err);
+	dkp_buf_init(&in);
+	dkp_buf_init(&out);
+	dkp_msg_init(&m);
+	for (i = 0; i < c->nkeys; i++) {
+		if (dkp_key_load(&keys[i], c->keys[i].path, c->key_flags,
+				 &err) != DKP_OK) {
+			rc = report(&err);
+			goto done;
+		}
+		if (dkp_key_alg(keys[i]) == DKP_ALG_RSA_SHA256 &&
+		    dkp_key_bits(keys[i]) < DKP_RSA_WARN_BITS)
+			dkp_warn("%s: RSA key of %d bits; %d or more is recommended (RFC 8301)",
+				 c->keys[i].path, dkp_key_bits(keys[i]),
+				 DKP_RSA_WARN_BITS);
+		memset(&specs[i], 0, sizeof(specs[i]));
+		specs[i].domain = c->keys[i].domain;
+		specs[i].selector = c->keys[i].selector;
+		specs[i].key = keys[i];
+		specs[i].hcanon = c->hcanon;
+		specs[i].bcanon = c->bcanon;
+		specs[i].headers = c->nheaders ? c->headers : NULL;
+		specs[i].nheaders = c->nheaders;
+		specs[i].t = t;
+		specs[i].x = c->expire ? t + c->expire : 0;
+		if (c->identity && auid_within(c->identity, specs[i].domain)) {
+			specs[i].identity = c->identity;
+			matched = 1;
+		}
+	}
+	if (c->identity && !matched) {
+		dkp_err_set(&err, DKP_E_USAGE, 0, "usage",
+			    "--identity %s is not within the d= of any --key",
+			    c->identity);
+		rc = report(&err);
+		goto done;
+	}
+	if (read_input(c->in, &in, &err) != DKP_OK ||
+	    dkp_msg_parse(&m, in.p, in.len, NULL, &err) != DKP_OK) {
+		rc = report(&err);
+		goto done;
+	}
+	signer = dkp_signer_new();
+	if (dkp_sign(signer, &m, specs, c->nkeys, &out, &err) != DKP_OK) {
+		rc = report(&err);
+		goto done;
+	}
+	if (c->out) {
+		if (write_atomic(c->out, &out, m.data, m.len, &err) != DKP_OK)
+			rc = report(&err);
+	} else if (write_all(STDOUT_FILENO, out.p, out.len) < 0 ||
+		   write_all(STDOUT_FILENO, m.data, m.len) < 0) {
+		dkp_err_sys(&err, DKP_E_IO, 0, "write", errno,
+			    "cannot write to standard output");
+		rc = report(&err);
+	}
+done:
+	dkp_signer_free(signer);
+	for (i = 0; i < c->nkeys; i++)
+		dkp_key_unref(keys[i]);
+	dkp_msg_fini(&m);
+	dkp_buf_free(&in);
+	dkp_buf_free(&out);
+	return rc;
+}
+
+#define MAX_RESULTS 64
+
+static int cmd_verify(const struct dkp_cli *c)
+{
+	struct dkp_vresult res[MAX_RESULTS];
+	struct dkp_dnsfile *df = NULL;
+	struct dkp_buf in;
+	struct dkp_msg m;
+	struct dkp_err err;
+	size_t n = 0, i;
+	int rc = 0, fails = 0, temps = 0;
+
+	dkp_err_clear(&err);
+	dkp_buf_init(&in);
+	dkp_msg_init(&m);
+	if (c->dns_file && dkp_dnsfile_load(&df, c->dns_file, &err) != DKP_OK) {
+		rc = err.code == DKP_E_IO ? EX_NOINPUT_ : 78;
+		dkp_error("%s", err.msg);
+		goto done;
+	}
+	if (read_input(c->in, &in, &err) != DKP_OK ||
+	    dkp_msg_parse(&m, in.p, in.len, NULL, &err) != DKP_OK ||
+	    dkp_verify(&m, df ? dkp_dnsfile_fetch : dkp_dns_fetch, df,
+		       c->time > 0 ? c->time : 0, res, MAX_RESULTS, &n,
+		       &err) != DKP_OK) {
+		rc = report(&err);
+		goto done;
+	}
+	if (n == 0) {
+		printf("none: no DKIM-Signature field\n");
+		rc = 1;
+		goto done;
+	}
+	for (i = 0; i < n && i < MAX_RESULTS; i++) {
+		const struct dkp_vresult *r = &res[i];
+
+		printf("%s d=%s s=%s a=%s%s%s\n", dkp_vres_name(r->res),
+		       r->domain, r->selector, r->alg, r->reason[0] ? " " : "",
+		       r->reason);
+		fails += r->res == DKP_V_FAIL || r->res == DKP_V_PERMERROR;
+		temps += r->res == DKP_V_TEMPERROR;
+	}
+	if (n > MAX_RESULTS) {
+		printf("permerror: %zu more signatures not checked\n",
+		       n - MAX_RESULTS);
+		fails++;
+	}
+	rc = fails ? 1 : temps ? 75 : 0;
+done:
+	if (fflush(stdout) != 0 && rc == 0)
+		rc = EX_IOERR_;
+	dkp_dnsfile_free(df);
+	dkp_msg_fini(&m);
+	dkp_buf_free(&in);
+	return rc;
+}
+
+/* Create path exclusively with mode and content; 0 or an exit code. */
+static int write_new(const char *path, mode_t mode, const char *p, size_t n)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+
+	if (fd < 0) {
+		dkp_error("cannot create %s: %s", path, strerror(errno));
+		return errno == EEXIST || errno == EACCES || errno == ENOENT
+			       ? EX_CANTCREAT_
+			       : EX_IOERR_;
+	}
+	if (write_all(fd, p, n) < 0 || fsync(fd) < 0 || close(fd) < 0) {
+		dkp_error("cannot write %s: %s", path, strerror(errno));
+		unlink(path);
+		return EX_IOERR_;
+	}
+	return 0;
+}
+
+static int cmd_keygen(const struct dkp_cli *c)
+{
+	struct dkp_buf pem, rec, zone;
+	struct dkp_err err;
+	char path[PATH_MAX], txtpath[PATH_MAX];
+	size_t i;
+	int rc;
+
+	dkp_err_clear(&err);
+	dkp_buf_init(&pem);
+	dkp_buf_init(&rec);
+	dkp_buf_init(&zone);
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s.private", c->outdir,
+			     c->selector) >= sizeof(path) ||
+	    (size_t)snprintf(txtpath, sizeof(txtpath), "%s/%s.txt", c->outdir,
+			     c->selector) >= sizeof(txtpath)) {
+		dkp_error("--out path too long");
+		return EX_USAGE_;
+	}
+	if (access(path, F_OK) == 0 || access(txtpath, F_OK) == 0) {
+		dkp_error("%s or %s already exists; not overwriting a key",
+			  path, txtpath);
+		return EX_CANTCREAT_;
+	}
+	if (dkp_keygen(c->type, c->bits, &pem, &rec, &err) != DKP_OK) {
+		rc = report(&err);
+		goto done;
+	}
+	/* zone-file form: TXT strings of at most 255 bytes each */
+	dkp_buf_printf(&zone, "%s._domainkey.%s.\tIN\tTXT\t( ", c->selector,
+		       c->domain);
+	for (i = 0; i < rec.len; i += 255) {
+		size_t n = rec.len - i < 255 ? rec.len - i : 255;
+
+		dkp_buf_printf(&zone, "%s\"%.*s\"", i ? "\n\t" : "", (int)n,
+			       rec.p + i);
+	}
+	if (c->type == DKP_ALG_RSA_SHA256)
+		dkp_buf_printf(&zone, " )  ; RSA %d bits\n", c->bits);
+	else
+		dkp_buf_adds(&zone, " )  ; Ed25519\n");
+	if ((rc = write_new(path, 0600, pem.p, pem.len)) != 0)
+		goto done;
+	if ((rc = write_new(txtpath, 0644, zone.p, zone.len)) != 0) {
+		unlink(path);
+		goto done;
+	}
+	printf("%s._domainkey.%s\t%s\n", c->selector, c->domain, rec.p);
+	if (fflush(stdout) != 0)
+		rc = EX_IOERR_;
+	dkp_info("wrote %s (private key, mode 0600) and %s (DNS record)",
+		 path, txtpath);
+done:
+	dkp_buf_wipe(&pem);
+	dkp_buf_free(&pem);
+	dkp_buf_free(&rec);
+	dkp_buf_free(&zone);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct dkp_cli c;
+	struct dkp_err err;
+	int rc;
+
+	dkp_err_clear(&err);
+	if (dkp_cli_parse(&c, argc, argv, &err) != DKP_OK) {
+		dkp_error("%s", err.msg);
+		dkp_cli_free(&c);
+		return EX_USAGE_;
+	}
+	if (c.cmd == DKP_CMD_HELP || c.help) {
+		fputs(dkp_cli_usage(c.help ? c.cmd : DKP_CMD_HELP), stdout);
+		dkp_cli_free(&c);
+		return 0;
+	}
+	switch (c.cmd) {
+	case DKP_CMD_VERSION:
+		printf("dkimpress %s (%s)\n", DKIMPRESS_VERSION,
+		       OpenSSL_version(OPENSSL_VERSION));
+		rc = 0;
+		break;
+	case DKP_CMD_SIGN:
+		rc = cmd_sign(&c);
+		break;
+	case DKP_CMD_VERIFY:
+		rc = cmd_verify(&c);
+		break;
+	case DKP_CMD_KEYGEN:
+		rc = cmd_keygen(&c);
+		break;
+	default:
+		rc = EX_USAGE_;
+	}
+	dkp_cli_free(&c);
+	return rc;
+}

@@ -1,0 +1,322 @@
+/*
+ * msg_parse.c — split a message into an indexed header block and a body.
+ *
+ * The parser takes (ptr, len), never relies on a trailing NUL, and treats
+ * every byte of the input as data: bad input gives a status and a one-line
+ * reason, never a crash. Line endings: CRLF is canonical (RFC 5322); bare
+ * LF, common in files written by local programs, becomes CRLF in a private
+ * copy so everything downstream sees one form. A bare CR is not a line
+ * ending and is kept as it is.
+ */
+#include "msg_parse.h"
+
+#include <ctype.h>
+#include <string.h>
+#include <strings.h>
+
+#include "err.h"
+#include "mem.h"
+
+void dkp_limits_default(struct dkp_limits *lim)
+{
+	lim->max_header_bytes = DKP_DEFAULT_MAX_HEADER_BYTES;
+	lim->max_fields = DKP_DEFAULT_MAX_FIELDS;
+	lim->max_message_bytes = DKP_DEFAULT_MAX_MESSAGE_BYTES;
+}
+
+void dkp_msg_init(struct dkp_msg *m)
+{
+	memset(m, 0, sizeof(*m));
+}
+
+void dkp_msg_fini(struct dkp_msg *m)
+{
+	dkp_free(m->fields);
+	dkp_free(m->own);
+	dkp_msg_init(m);
+}
+
+/* Count LF bytes not preceded by CR. */
+static size_t count_bare_lf(const char *p, size_t len)
+{
+	const char *q = p, *end = p + len;
+	size_t n = 0;
+
+	while ((q = memchr(q, '\n', (size_t)(end - q))) != NULL) {
+		if (q == p || q[-1] != '\r')
+			n++;
+		q++;
+	}
+	return n;
+}
+
+/* Copy buf into m->own, turning each bare LF into CRLF. */
+static void normalise(struct dkp_msg *m, const char *buf, size_t len,
+		      size_t extra)
+{
+	size_t i, o = 0;
+
+	if (m->own_cap < len + extra) {
+		dkp_free(m->own);
+		m->own_cap = len + extra;
+		m->own = dkp_malloc(m->own_cap);
+	}
+	for (i = 0; i < len; i++) {
+		if (buf[i] == '\n' && (i == 0 || buf[i - 1] != '\r'))
+			m->own[o++] = '\r';
+		m->own[o++] = buf[i];
+	}
+	m->data = m->own;
+	m->len = o;
+}
+
+static int is_ftext(unsigned char c)
+{
+	/* RFC 5322 2.2: printable US-ASCII except colon. */
+	return c >= 33 && c <= 126 && c != ':';
+}
+
+static struct dkp_field *new_field(struct dkp_msg *m)
+{
+	if (m->nfields == m->fields_cap) {
+		m->fields_cap = m->fields_cap ? m->fields_cap * 2 : 32;
+		m->fields = dkp_realloc(m->fields,
+					m->fields_cap * sizeof(*m->fields));
+	}
+	return &m->fields[m->nfields++];
+}
+
+/* End of the line starting at p: offset just past its CRLF, or len. */
+static size_t line_end(const char *d, size_t p, size_t len)
+{
+	const char *q = d + p;
+
+	for (;;) {
+		q = memchr(q, '\n', len - (size_t)(q - d));
+		if (q == NULL)
+			return len;
+		if (q > d + p && q[-1] == '\r')
+			return (size_t)(q - d) + 1;
+		q++;	/* cannot happen after normalise(); be safe */
+	}
+}
+
+int dkp_msg_parse(struct dkp_msg *m, const char *buf, size_t len,
+		  const struct dkp_limits *lim, struct dkp_err *err)
+{
+	struct dkp_limits deflim;
+	size_t bare, p, lineno = 0, nfrom = 0;
+	const char *d;
+
+	if (lim == NULL) {
+		dkp_limits_default(&deflim);
+		lim = &deflim;
+	}
+	m->nfields = 0;
+	m->data = NULL;
+	m->len = 0;
+	if (len > lim->max_message_bytes)
+		return dkp_err_set(err, DKP_E_LIMIT, 0, "parse",
+				   "message of %zu bytes exceeds the limit of %zu",
+				   len, lim->max_message_bytes);
+	if (len == 0)
+		return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse",
+				   "empty message");
+	bare = count_bare_lf(buf, len);
+	if (bare) {
+		normalise(m, buf, len, bare);
+	} else {
+		m->data = buf;
+		m->len = len;
+	}
+	d = m->data;
+	len = m->len;
+
+	for (p = 0;;) {
+		size_t e, i;
+		struct dkp_field *f;
+
+		if (p >= len) {		/* header block without a body */
+			m->body_off = len;
+			break;
+		}
+		lineno++;
+		e = line_end(d, p, len);
+		if (e > lim->max_header_bytes)
+			return dkp_err_set(err, DKP_E_LIMIT, 0, "parse",
+					   "header block exceeds the limit of %zu bytes",
+					   lim->max_header_bytes);
+		if (memchr(d + p, '\0', e - p) != NULL)
+			return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse",
+					   "NUL byte in header line %zu", lineno);
+		if (e - p == 2 && d[p] == '\r') {	/* the empty line */
+			if (m->nfields == 0)
+				break;	/* reported below */
+			m->body_off = e;
+			break;
+		}
+		if (d[p] == ' ' || d[p] == '\t') {	/* folded line */
+			if (m->nfields == 0)
+				return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse",
+						   "the header block starts with a continuation line");
+			f = &m->fields[m->nfields - 1];
+			f->len = e - f->off;
+			p = e;
+			continue;
+		}
+		for (i = p; i < e && is_ftext((unsigned char)d[i]); i++)
+			;
+		{
+			size_t name_end = i;
+
+			while (i < e && (d[i] == ' ' || d[i] == '\t'))
+				i++;	/* obs-optional: WSP before ':' */
+			if (name_end == p || i >= e || d[i] != ':')
+				return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse",
+						   "header line %zu is not a header field",
+						   lineno);
+			if (m->nfields >= lim->max_fields)
+				return dkp_err_set(err, DKP_E_LIMIT, 0, "parse",
+						   "more than %zu header fields",
+						   lim->max_fields);
+			f = new_field(m);
+			f->off = p;
+			f->len = e - p;
+			f->name_len = name_end - p;
+			f->colon = i - p;
+		}
+		p = e;
+	}
+	if (m->nfields == 0)
+		return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse",
+				   "no header block");
+	for (p = 0; p < m->nfields; p++)
+		if (dkp_msg_field_is(m, p, "From", 4)) {
+			nfrom++;
+			m->from_idx = p;
+		}
+	if (nfrom == 0)
+		return dkp_err_set(err, DKP_E_FROM, 0, "parse",
+				   "no From field");
+	if (nfrom > 1)
+		return dkp_err_set(err, DKP_E_FROM, 0, "parse",
+				   "%zu From fields (RFC 6376 8.15 requires exactly one)",
+				   nfrom);
+	return DKP_OK;
+}
+
+const char *dkp_msg_field_name(const struct dkp_msg *m, size_t i)
+{
+	return m->data + m->fields[i].off;
+}
+
+int dkp_msg_field_is(const struct dkp_msg *m, size_t i, const char *name,
+		     size_t n)
+{
+	const struct dkp_field *f = &m->fields[i];
+
+	return f->name_len == n &&
+	       strncasecmp(m->data + f->off, name, n) == 0;
+}
+
+size_t dkp_msg_count(const struct dkp_msg *m, const char *name, size_t n)
+{
+	size_t i, c = 0;
+
+	for (i = 0; i < m->nfields; i++)
+		c += dkp_msg_field_is(m, i, name, n);
+	return c;
+}
+
+/* Skip an RFC 5322 comment starting at s[i] == '('; returns index after. */
+static size_t skip_comment(const char *s, size_t i, size_t n)
+{
+	int depth = 0;
+
+	for (; i < n; i++) {
+		if (s[i] == '\\' && i + 1 < n)
+			i++;
+		else if (s[i] == '(')
+			depth++;
+		else if (s[i] == ')' && --depth == 0)
+			return i + 1;
+	}
+	return n;
+}
+
+static size_t skip_quoted(const char *s, size_t i, size_t n)
+{
+	for (i++; i < n; i++) {
+		if (s[i] == '\\' && i + 1 < n)
+			i++;
+		else if (s[i] == '"')
+			return i + 1;
+	}
+	return n;
+}
+
+int dkp_msg_from_domain(const struct dkp_msg *m, char *out, size_t outsz,
+			struct dkp_err *err)
+{
+	const struct dkp_field *f = &m->fields[m->from_idx];
+	const char *v = m->data + f->off + f->colon + 1;
+	size_t n = f->len - f->colon - 1, i, start = 0, end = n, at = n, o = 0;
+	int angle = 0;
+
+	/* Find the first mailbox: inside <...> if there is one, else up to a
+	 * ',' — skipping comments and quoted strings, whose '@' and '<' do
+	 * not count. The domain follows the last '@' of the address. */
+	for (i = 0; i < n;) {
+		char c = v[i];
+
+		if (c == '(') {
+			i = skip_comment(v, i, n);
+			continue;
+		}
+		if (c == '"') {
+			i = skip_quoted(v, i, n);
+			continue;
+		}
+		if (c == '<' && !angle) {
+			angle = 1;
+			start = i + 1;
+			at = n;
+		} else if (c == '>' && angle) {
+			end = i;
+			break;
+		} else if (c == ',' && !angle) {
+			end = i;
+			break;
+		} else if (c == ':' && !angle) {
+			start = i + 1;	/* group "name: addr;" */
+		} else if (c == '@' && i >= start) {
+			at = i;
+		}
+		i++;
+	}
+	if (at >= end)
+		return dkp_err_set(err, DKP_E_FROM, 0, "route",
+				   "no address with a domain in the From field");
+	for (i = at + 1; i < end; i++) {
+		unsigned char c = (unsigned char)v[i];
+
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ';')
+			continue;
+		if (c == '(') {
+			i = skip_comment(v, i, end) - 1;
+			continue;
+		}
+		if (!(isalnum(c) || c == '-' || c == '.' || c >= 0x80) ||
+		    o + 1 >= outsz)
+			return dkp_err_set(err, DKP_E_FROM, 0, "route",
+					   "the From address has an invalid domain");
+		out[o++] = (char)tolower(c);
+	}
+	while (o > 0 && out[o - 1] == '.')
+		o--;
+	if (o == 0)
+		return dkp_err_set(err, DKP_E_FROM, 0, "route",
+				   "the From address has an empty domain");
+	out[o] = '\0';
+	return DKP_OK;
+}

@@ -1,0 +1,224 @@
+/*
+ * sigfmt.c — DKIM-Signature rendering with grammar-aware folding and
+ * tag-list parsing; see sigfmt.h.
+ */
+#include "sigfmt.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "err.h"
+
+#define FOLD "\r\n\t"
+#define FOLD_COL 8		/* column after a folding TAB */
+
+struct out {
+	struct dkp_buf *b;
+	size_t col;
+};
+
+static void fold(struct out *o)
+{
+	dkp_buf_adds(o->b, FOLD);
+	o->col = FOLD_COL;
+}
+
+/* Emit one whole "tag=value;" unit, preceded by a space or a fold. */
+static void unit(struct out *o, const char *s, size_t n)
+{
+	if (o->col + 1 + n > DKP_SIGFMT_COLS)
+		fold(o);
+	else {
+		dkp_buf_addc(o->b, ' ');
+		o->col++;
+	}
+	dkp_buf_add(o->b, s, n);
+	o->col += n;
+}
+
+static void unitf(struct out *o, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void unitf(struct out *o, const char *fmt, ...)
+{
+	char tmp[600];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(tmp))
+		n = sizeof(tmp) - 1;
+	unit(o, tmp, (size_t)n);
+}
+
+/* h=name:name:...; breaking after a ':' when the next name won't fit. */
+static void render_h(struct out *o, const char *const *h, size_t n)
+{
+	size_t i, first = n ? strlen(h[0]) : 0;
+
+	/* "h=" + first name + ':' or ';' must fit, else start on a new line */
+	if (o->col + 1 + 2 + first + 1 > DKP_SIGFMT_COLS)
+		fold(o);
+	else {
+		dkp_buf_addc(o->b, ' ');
+		o->col++;
+	}
+	dkp_buf_adds(o->b, "h=");
+	o->col += 2;
+	for (i = 0; i < n; i++) {
+		size_t len = strlen(h[i]);
+
+		if (i > 0 && o->col + len + 1 > DKP_SIGFMT_COLS)
+			fold(o);	/* FWS after ':' is allowed in h= */
+		dkp_buf_add(o->b, h[i], len);
+		dkp_buf_addc(o->b, i + 1 < n ? ':' : ';');
+		o->col += len + 1;
+	}
+}
+
+void dkp_sigfmt_render(const struct dkp_sigfmt *f, struct dkp_buf *out,
+		       size_t *col)
+{
+	struct out o = { out, 0 };
+
+	dkp_buf_adds(out, "DKIM-Signature:");
+	o.col = strlen("DKIM-Signature:");
+	unit(&o, "v=1;", 4);
+	unitf(&o, "a=%s;", dkp_alg_name(f->alg));
+	unitf(&o, "c=%s/%s;", dkp_canon_name(f->hcanon),
+	      dkp_canon_name(f->bcanon));
+	unitf(&o, "d=%s;", f->domain);
+	unitf(&o, "s=%s;", f->selector);
+	if (f->t >= 0)
+		unitf(&o, "t=%" PRId64 ";", f->t);
+	if (f->x > 0)
+		unitf(&o, "x=%" PRId64 ";", f->x);
+	if (f->identity)
+		unitf(&o, "i=%s;", f->identity);
+	render_h(&o, f->headers, f->nheaders);
+	unitf(&o, "bh=%s;", f->bh);
+	/* "b=" plus at least a few base64 characters on the same line */
+	if (o.col + 1 + 2 + 4 > DKP_SIGFMT_COLS)
+		fold(&o);
+	else {
+		dkp_buf_addc(out, ' ');
+		o.col++;
+	}
+	dkp_buf_adds(out, "b=");
+	*col = o.col + 2;
+}
+
+void dkp_sigfmt_finish(struct dkp_buf *out, size_t col, const char *b64,
+		       size_t n)
+{
+	while (n > 0) {
+		size_t room = col < DKP_SIGFMT_COLS ? DKP_SIGFMT_COLS - col : 0;
+
+		if (room == 0) {
+			dkp_buf_adds(out, FOLD);
+			col = FOLD_COL;
+			continue;
+		}
+		if (room > n)
+			room = n;
+		dkp_buf_add(out, b64, room);
+		b64 += room;
+		n -= room;
+		col += room;
+	}
+	dkp_buf_adds(out, "\r\n");
+}
+
+static int is_fws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static int is_alpha(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static int is_alnumpunc(char c)
+{
+	return is_alpha(c) || (c >= '0' && c <= '9') || c == '_';
+}
+
+int dkp_taglist_parse(const char *s, size_t len, struct dkp_taglist *tl,
+		      struct dkp_err *err)
+{
+	size_t p = 0, i;
+
+	tl->n = 0;
+	while (p < len) {
+		size_t ns, ne, vs, ve, semi;
+		struct dkp_tag *t;
+
+		while (p < len && is_fws(s[p]))
+			p++;
+		if (p == len)
+			break;	/* trailing ';' then FWS */
+		ns = p;
+		if (!is_alpha(s[p]))
+			return dkp_err_set(err, DKP_E_SYNTAX, 0, "tags",
+					   "tag name expected at offset %zu", p);
+		while (p < len && is_alnumpunc(s[p]))
+			p++;
+		ne = p;
+		while (p < len && is_fws(s[p]))
+			p++;
+		if (p == len || s[p] != '=')
+			return dkp_err_set(err, DKP_E_SYNTAX, 0, "tags",
+					   "'=' expected after tag '%.*s'",
+					   (int)(ne - ns > 16 ? 16 : ne - ns), s + ns);
+		p++;
+		for (semi = p; semi < len && s[semi] != ';'; semi++)
+			;
+		vs = p;
+		ve = semi;
+		while (vs < ve && is_fws(s[vs]))
+			vs++;
+		while (ve > vs && is_fws(s[ve - 1]))
+			ve--;
+		if (tl->n == DKP_MAX_TAGS)
+			return dkp_err_set(err, DKP_E_SYNTAX, 0, "tags",
+					   "more than %d tags", DKP_MAX_TAGS);
+		t = &tl->tags[tl->n];
+		if (ne - ns < sizeof(t->name)) {
+			memcpy(t->name, s + ns, ne - ns);
+			t->name[ne - ns] = '\0';
+		} else {
+			/* long unknown tag: keep a prefix marked with '~' */
+			memcpy(t->name, s + ns, sizeof(t->name) - 2);
+			t->name[sizeof(t->name) - 2] = '~';
+			t->name[sizeof(t->name) - 1] = '\0';
+		}
+		for (i = 0; i < tl->n; i++)
+			if (t->name[strlen(t->name) - 1] != '~' &&
+			    strcmp(tl->tags[i].name, t->name) == 0)
+				return dkp_err_set(err, DKP_E_SYNTAX, 0, "tags",
+						   "duplicate tag '%s'", t->name);
+		t->voff = vs;
+		t->vlen = ve - vs;
+		tl->n++;
+		p = semi < len ? semi + 1 : len;
+	}
+	return DKP_OK;
+}
+
+const struct dkp_tag *dkp_taglist_get(const struct dkp_taglist *tl,
+				      const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < tl->n; i++)
+		if (strcmp(tl->tags[i].name, name) == 0)
+			return &tl->tags[i];
+	return NULL;
+}

@@ -1,0 +1,68 @@
+/*
+ * sigfmt.h — DKIM-Signature rendering and parsing (RFC 6376 3.2, 3.5).
+ *
+ * Rendering: tags in the order v a c d s t x i h bh b; the field is folded
+ * to at most 78 columns (a TAB counts as 8) and only where the grammar
+ * allows: between tags, after a ':' in h=, and inside base64. b= comes
+ * last, so the signed form ("...; b=") is a prefix of the final field.
+ *
+ * Parsing: a generic RFC 6376 3.2 tag-list parser that records where each
+ * value lies in the raw field, so a verifier can blank out b=.
+ */
+#ifndef DKP_SIGFMT_H
+#define DKP_SIGFMT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dkimpress/dkimpress.h"
+
+#define DKP_SIGFMT_COLS 78
+
+struct dkp_sigfmt {
+	enum dkp_alg alg;
+	enum dkp_canon hcanon, bcanon;
+	const char *domain, *selector, *identity;
+	int64_t t, x;		/* < 0 / 0: omitted */
+	const char *const *headers;	/* h= names, in order */
+	size_t nheaders;
+	const char *bh;		/* base64 body hash */
+};
+
+/*
+ * Append "DKIM-Signature: v=1; ...; b=" (no value, no CRLF) to out; store
+ * the column after "b=" in *col for dkp_sigfmt_finish().
+ */
+void dkp_sigfmt_render(const struct dkp_sigfmt *f, struct dkp_buf *out,
+		       size_t *col);
+/* Append the folded b= value and the final CRLF. */
+void dkp_sigfmt_finish(struct dkp_buf *out, size_t col, const char *b64,
+		       size_t n);
+
+/* One tag of a parsed tag-list; offsets into the parsed text. */
+struct dkp_tag {
+	char name[8];		/* tag names we care about are short */
+	size_t voff, vlen;	/* value without surrounding FWS */
+};
+
+#define DKP_MAX_TAGS 32
+
+struct dkp_taglist {
+	struct dkp_tag tags[DKP_MAX_TAGS];
+	size_t n;
+};
+
+/*
+ * Parse an RFC 6376 3.2 tag-list from s/len. Refuses a syntax error, a
+ * duplicate tag or more than DKP_MAX_TAGS tags (DKP_E_SYNTAX). Tag names
+ * longer than 7 characters are kept truncated-and-marked so they are
+ * ignored (unknown tags are allowed) but still count as duplicates only
+ * among themselves when identical.
+ */
+int dkp_taglist_parse(const char *s, size_t len, struct dkp_taglist *tl,
+		      struct dkp_err *err);
+/* Find a tag by name; NULL if absent. */
+const struct dkp_tag *dkp_taglist_get(const struct dkp_taglist *tl,
+				      const char *name);
+
+#endif

@@ -1,0 +1,343 @@
+/*
+ * sign.c — one or more DKIM signatures for one message (RFC 6376 5,
+ * RFC 8463).
+ *
+ * Per message the work is: hash the body once per body canonicalization
+ * in use; for each signature, canonicalize the chosen header fields and
+ * the signature's own field (b= empty), hash that with SHA-256, and sign
+ * the 32-byte digest. RSA signs the digest with PKCS#1 v1.5 (rsa-sha256);
+ * Ed25519 is PureEdDSA over the digest (RFC 8463 3). Per-thread state
+ * (digest contexts, a small cache of per-key signing contexts, scratch
+ * buffers) lives in struct dkp_signer, so nothing is fetched per message.
+ */
+#include "sign.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+
+#include "canon.h"
+#include "err.h"
+#include "keystore.h"
+#include "log.h"
+#include "mem.h"
+#include "msg_parse.h"
+#include "sigfmt.h"
+
+/* RFC 6376 5.4.1's list, then the fields ESP mail depends on. */
+const char *const dkp_sign_default_headers[] = {
+	"From", "Reply-To", "Subject", "Date", "To", "Cc",
+	"Resent-Date", "Resent-From", "Resent-To", "Resent-Cc",
+	"In-Reply-To", "References",
+	"List-Id", "List-Help", "List-Unsubscribe", "List-Subscribe",
+	"List-Post", "List-Owner", "List-Archive",
+	"Message-ID", "MIME-Version", "Content-Type",
+	"Content-Transfer-Encoding", "List-Unsubscribe-Post", "Feedback-ID",
+};
+const size_t dkp_sign_n_default_headers =
+	sizeof(dkp_sign_default_headers) / sizeof(dkp_sign_default_headers[0]);
+
+#define KEYCTX_SLOTS 8
+
+struct keyctx {
+	uint64_t serial;	/* 0: empty */
+	EVP_PKEY_CTX *rsa;	/* RSA: initialised for PKCS#1 + SHA-256 */
+	EVP_MD_CTX *ed;		/* Ed25519: initialised template */
+};
+
+struct dkp_signer {
+	EVP_MD *sha256;
+	EVP_MD_CTX *md, *work;
+	struct dkp_hsink sink;
+	struct dkp_buf hdr, sig;
+	unsigned char *used;
+	size_t used_cap;
+	const char **names;
+	size_t *lens;
+	size_t names_cap;
+	struct keyctx kc[KEYCTX_SLOTS];
+	unsigned kc_next;
+};
+
+struct dkp_signer *dkp_signer_new(void)
+{
+	struct dkp_signer *s = dkp_calloc(1, sizeof(*s));
+
+	s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	s->md = EVP_MD_CTX_new();
+	s->work = EVP_MD_CTX_new();
+	if (s->sha256 == NULL || s->md == NULL || s->work == NULL)
+		dkp_fatal("OpenSSL cannot provide SHA-256");
+	dkp_buf_init(&s->hdr);
+	dkp_buf_init(&s->sig);
+	return s;
+}
+
+static void keyctx_clear(struct keyctx *c)
+{
+	EVP_PKEY_CTX_free(c->rsa);
+	EVP_MD_CTX_free(c->ed);
+	memset(c, 0, sizeof(*c));
+}
+
+void dkp_signer_free(struct dkp_signer *s)
+{
+	unsigned i;
+
+	if (s == NULL)
+		return;
+	for (i = 0; i < KEYCTX_SLOTS; i++)
+		keyctx_clear(&s->kc[i]);
+	EVP_MD_free(s->sha256);
+	EVP_MD_CTX_free(s->md);
+	EVP_MD_CTX_free(s->work);
+	dkp_buf_free(&s->hdr);
+	dkp_buf_free(&s->sig);
+	dkp_free(s->used);
+	dkp_free(s->names);
+	dkp_free(s->lens);
+	dkp_free(s);
+}
+
+/* The signing context for key k, prepared once per thread and key. */
+static struct keyctx *get_keyctx(struct dkp_signer *s, struct dkp_key *k,
+				 struct dkp_err *err)
+{
+	uint64_t serial = dkp_key_serial(k);
+	struct keyctx *c;
+	unsigned i;
+
+	for (i = 0; i < KEYCTX_SLOTS; i++)
+		if (s->kc[i].serial == serial)
+			return &s->kc[i];
+	c = &s->kc[s->kc_next++ % KEYCTX_SLOTS];
+	keyctx_clear(c);
+	if (dkp_key_alg(k) == DKP_ALG_RSA_SHA256) {
+		c->rsa = EVP_PKEY_CTX_new_from_pkey(NULL, dkp_key_pkey(k), NULL);
+		if (c->rsa == NULL || EVP_PKEY_sign_init(c->rsa) <= 0 ||
+		    EVP_PKEY_CTX_set_rsa_padding(c->rsa, RSA_PKCS1_PADDING) <= 0 ||
+		    EVP_PKEY_CTX_set_signature_md(c->rsa, s->sha256) <= 0) {
+			keyctx_clear(c);
+			dkp_err_ssl(err, DKP_E_CRYPTO, "sign",
+				    "cannot prepare RSA signing");
+			return NULL;
+		}
+	} else {
+		c->ed = EVP_MD_CTX_new();
+		if (c->ed == NULL ||
+		    EVP_DigestSignInit_ex(c->ed, NULL, NULL, NULL, NULL,
+					  dkp_key_pkey(k), NULL) <= 0) {
+			keyctx_clear(c);
+			dkp_err_ssl(err, DKP_E_CRYPTO, "sign",
+				    "cannot prepare Ed25519 signing");
+			return NULL;
+		}
+	}
+	c->serial = serial;
+	return c;
+}
+
+/* Sign a SHA-256 digest; signature into s->sig (raw bytes). */
+static int sign_digest(struct dkp_signer *s, struct dkp_key *k,
+		       const unsigned char *dig, struct dkp_err *err)
+{
+	struct keyctx *c = get_keyctx(s, k, err);
+	size_t siglen;
+
+	if (c == NULL)
+		return err->code;
+	dkp_buf_reset(&s->sig);
+	if (c->rsa) {
+		if (EVP_PKEY_sign(c->rsa, NULL, &siglen, dig, 32) <= 0)
+			goto fail;
+		dkp_buf_reserve(&s->sig, siglen);
+		if (EVP_PKEY_sign(c->rsa, (unsigned char *)s->sig.p, &siglen,
+				  dig, 32) <= 0)
+			goto fail;
+	} else {
+		/* A one-shot EdDSA context is spent after use: sign with a
+		 * copy of the prepared template, not the template itself. */
+		siglen = 64;
+		dkp_buf_reserve(&s->sig, siglen);
+		if (!EVP_MD_CTX_copy_ex(s->work, c->ed) ||
+		    EVP_DigestSign(s->work, (unsigned char *)s->sig.p, &siglen,
+				   dig, 32) <= 0)
+			goto fail;
+	}
+	s->sig.len = siglen;
+	return DKP_OK;
+fail:
+	return dkp_err_ssl(err, DKP_E_CRYPTO, "sign", "signing failed");
+}
+
+size_t dkp_sign_default_list(const struct dkp_msg *m, const char **names,
+			     size_t max)
+{
+	size_t i, j, n = 0;
+
+	for (i = 0; i < dkp_sign_n_default_headers; i++) {
+		const char *h = dkp_sign_default_headers[i];
+		size_t c = dkp_msg_count(m, h, strlen(h));
+
+		/* present: name it count + 1 times, so nobody can add one */
+		for (j = 0; c > 0 && j <= c && n < max; j++)
+			names[n++] = h;
+	}
+	return n;
+}
+
+void dkp_sign_hash_fields(const struct dkp_msg *m, enum dkp_canon c,
+			  const char *const *names, const size_t *lens,
+			  size_t n, unsigned char *used, struct dkp_buf *out)
+{
+	size_t i, k;
+
+	memset(used, 0, m->nfields);
+	for (i = 0; i < n; i++) {
+		/* RFC 6376 5.4.2: the last unused instance, bottom-up; a
+		 * missing one contributes the null string. */
+		for (k = m->nfields; k-- > 0;) {
+			const struct dkp_field *f = &m->fields[k];
+
+			if (used[k] || !dkp_msg_field_is(m, k, names[i], lens[i]))
+				continue;
+			used[k] = 1;
+			dkp_canon_header(c, m->data + f->off, f->len,
+					 f->name_len, 1, out);
+			break;
+		}
+	}
+}
+
+static void grow_scratch(struct dkp_signer *s, const struct dkp_msg *m,
+			 size_t nnames)
+{
+	if (s->used_cap < m->nfields) {
+		s->used_cap = m->nfields * 2;
+		s->used = dkp_realloc(s->used, s->used_cap);
+	}
+	if (s->names_cap < nnames) {
+		s->names_cap = nnames * 2;
+		s->names = dkp_realloc(s->names, s->names_cap * sizeof(*s->names));
+		s->lens = dkp_realloc(s->lens, s->names_cap * sizeof(*s->lens));
+	}
+}
+
+static int body_hash(struct dkp_signer *s, const struct dkp_msg *m,
+		     enum dkp_canon c, char *b64, struct dkp_err *err)
+{
+	unsigned char dig[32];
+	unsigned int dlen = 0;
+
+	if (!EVP_DigestInit_ex2(s->md, s->sha256, NULL))
+		return dkp_err_ssl(err, DKP_E_CRYPTO, "hash", "digest init");
+	dkp_hsink_init(&s->sink, s->md, UINT64_MAX);
+	if (dkp_canon_body(c, m->data + m->body_off, m->len - m->body_off,
+			   &s->sink) < 0 ||
+	    !EVP_DigestFinal_ex(s->md, dig, &dlen))
+		return dkp_err_ssl(err, DKP_E_CRYPTO, "hash", "body hash");
+	EVP_EncodeBlock((unsigned char *)b64, dig, (int)dlen);
+	return DKP_OK;
+}
+
+static int check_spec(const struct dkp_sig_spec *sp, struct dkp_err *err)
+{
+	size_t i;
+	int has_from = 0;
+
+	if (sp->key == NULL || sp->domain == NULL || sp->selector == NULL ||
+	    !*sp->domain || !*sp->selector)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
+				   "a signature needs a domain, a selector and a key");
+	if (sp->x > 0 && sp->t >= 0 && sp->x <= sp->t)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
+				   "x= must be later than t=");
+	for (i = 0; sp->headers && i < sp->nheaders; i++) {
+		if (strcasecmp(sp->headers[i], "From") == 0)
+			has_from = 1;
+		if (strcasecmp(sp->headers[i], "DKIM-Signature") == 0)
+			return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
+					   "DKIM-Signature cannot be in h=: signatures must stay independent");
+	}
+	if (sp->headers && !has_from)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
+				   "h= must include From (RFC 6376 5.4)");
+	return DKP_OK;
+}
+
+int dkp_sign(struct dkp_signer *s, const struct dkp_msg *m,
+	     const struct dkp_sig_spec *specs, size_t n, struct dkp_buf *out,
+	     struct dkp_err *err)
+{
+	char bh[2][48];
+	int have_bh[2] = { 0, 0 };
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const struct dkp_sig_spec *sp = &specs[i];
+		struct dkp_sigfmt f;
+		unsigned char dig[32];
+		unsigned int dlen = 0;
+		size_t nn, j, col, start, b64len;
+		int rc;
+
+		if ((rc = check_spec(sp, err)) != DKP_OK)
+			return rc;
+		if (!have_bh[sp->bcanon]) {
+			rc = body_hash(s, m, sp->bcanon, bh[sp->bcanon], err);
+			if (rc != DKP_OK)
+				return rc;
+			have_bh[sp->bcanon] = 1;
+		}
+		/* the h= list */
+		grow_scratch(s, m, 2 * m->nfields + 1 + sp->nheaders);
+		if (sp->headers) {
+			nn = sp->nheaders;
+			memcpy(s->names, sp->headers, nn * sizeof(*s->names));
+		} else {
+			nn = dkp_sign_default_list(m, s->names, s->names_cap);
+		}
+		for (j = 0; j < nn; j++)
+			s->lens[j] = strlen(s->names[j]);
+
+		/* the field to hash: chosen headers, then our own (b= empty) */
+		memset(&f, 0, sizeof(f));
+		f.alg = dkp_key_alg(sp->key);
+		f.hcanon = sp->hcanon;
+		f.bcanon = sp->bcanon;
+		f.domain = sp->domain;
+		f.selector = sp->selector;
+		f.identity = sp->identity;
+		f.t = sp->t;
+		f.x = sp->x;
+		f.headers = s->names;
+		f.nheaders = nn;
+		f.bh = bh[sp->bcanon];
+		start = out->len;
+		dkp_sigfmt_render(&f, out, &col);
+
+		dkp_buf_reset(&s->hdr);
+		dkp_sign_hash_fields(m, sp->hcanon, s->names, s->lens, nn,
+				     s->used, &s->hdr);
+		dkp_canon_header(sp->hcanon, out->p + start, out->len - start,
+				 strlen("DKIM-Signature"), 0, &s->hdr);
+		if (!EVP_DigestInit_ex2(s->md, s->sha256, NULL) ||
+		    !EVP_DigestUpdate(s->md, s->hdr.p, s->hdr.len) ||
+		    !EVP_DigestFinal_ex(s->md, dig, &dlen))
+			return dkp_err_ssl(err, DKP_E_CRYPTO, "hash",
+					   "header hash");
+		if ((rc = sign_digest(s, sp->key, dig, err)) != DKP_OK) {
+			out->len = start;
+			return rc;
+		}
+		b64len = 4 * ((s->sig.len + 2) / 3);
+		dkp_buf_reserve(&s->hdr, b64len);
+		EVP_EncodeBlock((unsigned char *)s->hdr.p,
+				(unsigned char *)s->sig.p, (int)s->sig.len);
+		dkp_sigfmt_finish(out, col, s->hdr.p, b64len);
+	}
+	return DKP_OK;
+}

@@ -1,0 +1,444 @@
+/*
+ * verify.c — verify every DKIM-Signature of a message (RFC 6376 6,
+ * RFC 8301, RFC 8463).
+ *
+ * Results follow RFC 8601 words: pass; fail (the cryptography or the body
+ * hash says no); permerror (the signature or key record is unusable:
+ * syntax, unknown algorithm, rsa-sha1, revoked or short key, expired);
+ * temperror (the key lookup failed temporarily).
+ */
+#include "verify.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include "canon.h"
+#include "err.h"
+#include "keyrec.h"
+#include "mem.h"
+#include "msg_parse.h"
+#include "sigfmt.h"
+#include "sign.h"
+
+const char *dkp_vres_name(enum dkp_vres r)
+{
+	switch (r) {
+	case DKP_V_PASS: return "pass";
+	case DKP_V_FAIL: return "fail";
+	case DKP_V_TEMPERROR: return "temperror";
+	case DKP_V_PERMERROR: return "permerror";
+	}
+	return "permerror";
+}
+
+/* Per-call scratch, freed at the end of dkp_verify. */
+struct vctx {
+	const struct dkp_msg *m;
+	dkp_keyfetch_fn fetch;
+	void *fctx;
+	int64_t now;
+	EVP_MD_CTX *md;
+	const EVP_MD *sha256;
+	struct dkp_buf tmp, hdr, rec, dec;
+	unsigned char *used;
+	struct dkp_hsink sink;
+};
+
+static enum dkp_vres set(struct dkp_vresult *r, enum dkp_vres v,
+			 const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static enum dkp_vres set(struct dkp_vresult *r, enum dkp_vres v,
+			 const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
+	va_end(ap);
+	r->res = v;
+	return v;
+}
+
+static int tag_is(const char *base, const struct dkp_tag *t, const char *s)
+{
+	return t && t->vlen == strlen(s) &&
+	       strncasecmp(base + t->voff, s, t->vlen) == 0;
+}
+
+/* Copy a tag value without FWS into out (NUL-terminated, truncated). */
+static void tag_copy(const char *base, const struct dkp_tag *t, char *out,
+		     size_t outsz)
+{
+	size_t i, o = 0;
+
+	for (i = 0; t && i < t->vlen && o + 1 < outsz; i++) {
+		char c = base[t->voff + i];
+
+		if (c != ' ' && c != '\t' && c != '\r' && c != '\n')
+			out[o++] = c;
+	}
+	out[o] = '\0';
+}
+
+static int parse_u64(const char *base, const struct dkp_tag *t, uint64_t *v)
+{
+	char tmp[24], *end;
+
+	if (t->vlen == 0 || t->vlen >= sizeof(tmp))
+		return -1;
+	memcpy(tmp, base + t->voff, t->vlen);
+	tmp[t->vlen] = '\0';
+	if (!isdigit((unsigned char)tmp[0]))
+		return -1;
+	*v = strtoull(tmp, &end, 10);
+	return *end ? -1 : 0;
+}
+
+/* Does list (colon-separated, FWS allowed) contain word? */
+static int list_has(const char *s, size_t n, const char *word)
+{
+	size_t i = 0, wl = strlen(word);
+
+	while (i < n) {
+		size_t b = i, e;
+
+		while (i < n && s[i] != ':')
+			i++;
+		e = i++;
+		while (b < e && strchr(" \t\r\n", s[b]))
+			b++;
+		while (e > b && strchr(" \t\r\n", s[e - 1]))
+			e--;
+		if (e - b == wl && strncasecmp(s + b, word, wl) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Look up and decode the key for d=/s=. */
+static enum dkp_vres get_key(struct vctx *v, struct dkp_vresult *r,
+			     enum dkp_alg alg, EVP_PKEY **pk)
+{
+	char qname[512];
+	struct dkp_err e;
+	struct dkp_taglist tl;
+	const struct dkp_tag *tv, *tk, *tp, *th, *ts;
+	const char *rec;
+	const unsigned char *der;
+	int bits;
+
+	*pk = NULL;
+	snprintf(qname, sizeof(qname), "%s._domainkey.%s", r->selector,
+		 r->domain);
+	dkp_err_clear(&e);
+	switch (v->fetch(v->fctx, qname, &v->rec, &e)) {
+	case DKP_OK:
+		break;
+	case DKP_E_NOKEY:
+		return set(r, DKP_V_PERMERROR, "no key record at %s", qname);
+	default:
+		return set(r, DKP_V_TEMPERROR, "key lookup: %s", e.msg);
+	}
+	rec = v->rec.p ? v->rec.p : "";
+	if (dkp_taglist_parse(rec, v->rec.len, &tl, &e) != DKP_OK)
+		return set(r, DKP_V_PERMERROR, "key record: %s", e.msg);
+	tv = dkp_taglist_get(&tl, "v");
+	tk = dkp_taglist_get(&tl, "k");
+	tp = dkp_taglist_get(&tl, "p");
+	th = dkp_taglist_get(&tl, "h");
+	ts = dkp_taglist_get(&tl, "s");
+	if (tv && (!tag_is(rec, tv, "DKIM1") || tv != &tl.tags[0]))
+		return set(r, DKP_V_PERMERROR, "key record: bad v=");
+	if (tp == NULL)
+		return set(r, DKP_V_PERMERROR, "key record: no p=");
+	if (tp->vlen == 0)
+		return set(r, DKP_V_PERMERROR, "key revoked (empty p=)");
+	if (th && !list_has(rec + th->voff, th->vlen, "sha256"))
+		return set(r, DKP_V_PERMERROR, "key record does not allow sha256");
+	if (ts && !list_has(rec + ts->voff, ts->vlen, "*") &&
+	    !list_has(rec + ts->voff, ts->vlen, "email"))
+		return set(r, DKP_V_PERMERROR, "key record is not for email");
+	if (alg == DKP_ALG_RSA_SHA256 ? !(tk == NULL || tag_is(rec, tk, "rsa"))
+				      : !tag_is(rec, tk, "ed25519"))
+		return set(r, DKP_V_PERMERROR, "key type k= does not match a=");
+	if (dkp_b64_decode(rec + tp->voff, tp->vlen, &v->dec) < 0)
+		return set(r, DKP_V_PERMERROR, "key record: bad base64 in p=");
+	der = (const unsigned char *)v->dec.p;
+	if (alg == DKP_ALG_ED25519_SHA256) {
+		if (v->dec.len != 32)
+			return set(r, DKP_V_PERMERROR,
+				   "Ed25519 key must be 32 bytes, not %zu",
+				   v->dec.len);
+		*pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, der,
+						  32);
+	} else {
+		*pk = d2i_PUBKEY(NULL, &der, (long)v->dec.len);
+		if (*pk == NULL) {	/* some publish a bare RSAPublicKey */
+			der = (const unsigned char *)v->dec.p;
+			*pk = d2i_PublicKey(EVP_PKEY_RSA, NULL, &der,
+					    (long)v->dec.len);
+		}
+		if (*pk != NULL && !EVP_PKEY_is_a(*pk, "RSA")) {
+			EVP_PKEY_free(*pk);
+			*pk = NULL;
+		}
+	}
+	ERR_clear_error();
+	if (*pk == NULL)
+		return set(r, DKP_V_PERMERROR, "key record: unusable p=");
+	bits = EVP_PKEY_get_bits(*pk);
+	if (alg == DKP_ALG_RSA_SHA256 && bits < DKP_RSA_MIN_BITS) {
+		EVP_PKEY_free(*pk);
+		*pk = NULL;
+		return set(r, DKP_V_PERMERROR,
+			   "RSA key of %d bits (RFC 8301: at least 1024)", bits);
+	}
+	return DKP_V_PASS;
+}
+
+static int crypto_verify(EVP_PKEY *pk, enum dkp_alg alg,
+			 const unsigned char *dig, const unsigned char *sig,
+			 size_t siglen)
+{
+	int ok = 0;
+
+	if (alg == DKP_ALG_RSA_SHA256) {
+		EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL);
+
+		ok = c && EVP_PKEY_verify_init(c) > 0 &&
+		     EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING) > 0 &&
+		     EVP_PKEY_CTX_set_signature_md(c, EVP_sha256()) > 0 &&
+		     EVP_PKEY_verify(c, sig, siglen, dig, 32) == 1;
+		EVP_PKEY_CTX_free(c);
+	} else {
+		EVP_MD_CTX *c = EVP_MD_CTX_new();
+
+		ok = c && EVP_DigestVerifyInit_ex(c, NULL, NULL, NULL, NULL,
+						  pk, NULL) > 0 &&
+		     EVP_DigestVerify(c, sig, siglen, dig, 32) == 1;
+		EVP_MD_CTX_free(c);
+	}
+	ERR_clear_error();
+	return ok;
+}
+
+/* Split the h= value into names; returns count or -1 if too many. */
+static int split_h(const char *s, size_t n, const char **names, size_t *lens,
+		   size_t max)
+{
+	size_t i = 0, c = 0;
+
+	while (i <= n) {
+		size_t b = i, e;
+
+		while (i < n && s[i] != ':')
+			i++;
+		e = i++;
+		while (b < e && strchr(" \t\r\n", s[b]))
+			b++;
+		while (e > b && strchr(" \t\r\n", s[e - 1]))
+			e--;
+		if (c == max)
+			return -1;
+		names[c] = s + b;
+		lens[c++] = e - b;
+	}
+	return (int)c;
+}
+
+#define MAX_H 256
+
+static enum dkp_vres verify_one(struct vctx *v, size_t fi,
+				struct dkp_vresult *r)
+{
+	const struct dkp_msg *m = v->m;
+	const struct dkp_field *f = &m->fields[fi];
+	const char *val = m->data + f->off + f->colon + 1;
+	size_t vlen = f->len - f->colon - 1;
+	struct dkp_taglist tl;
+	struct dkp_err e;
+	const struct dkp_tag *t_v, *t_a, *t_b, *t_bh, *t_c, *t_d, *t_h, *t_i,
+		*t_l, *t_s, *t_x, *t_t, *t_q;
+	enum dkp_alg alg;
+	enum dkp_canon hc = DKP_CANON_SIMPLE, bc = DKP_CANON_SIMPLE;
+	const char *names[MAX_H];
+	size_t lens[MAX_H], bstart;
+	uint64_t l = UINT64_MAX, x = 0, t = 0;
+	unsigned char dig[32];
+	unsigned int dlen;
+	EVP_PKEY *pk;
+	enum dkp_vres res;
+	int nh, i, has_from = 0;
+	char canon[32];
+
+	dkp_err_clear(&e);
+	if (dkp_taglist_parse(val, vlen, &tl, &e) != DKP_OK)
+		return set(r, DKP_V_PERMERROR, "%s", e.msg);
+	t_v = dkp_taglist_get(&tl, "v");
+	t_a = dkp_taglist_get(&tl, "a");
+	t_b = dkp_taglist_get(&tl, "b");
+	t_bh = dkp_taglist_get(&tl, "bh");
+	t_c = dkp_taglist_get(&tl, "c");
+	t_d = dkp_taglist_get(&tl, "d");
+	t_h = dkp_taglist_get(&tl, "h");
+	t_i = dkp_taglist_get(&tl, "i");
+	t_l = dkp_taglist_get(&tl, "l");
+	t_s = dkp_taglist_get(&tl, "s");
+	t_x = dkp_taglist_get(&tl, "x");
+	t_t = dkp_taglist_get(&tl, "t");
+	t_q = dkp_taglist_get(&tl, "q");
+	tag_copy(val, t_d, r->domain, sizeof(r->domain));
+	tag_copy(val, t_s, r->selector, sizeof(r->selector));
+	tag_copy(val, t_a, r->alg, sizeof(r->alg));
+	if (!t_v || !t_a || !t_b || !t_bh || !t_d || !t_h || !t_s)
+		return set(r, DKP_V_PERMERROR, "a required tag is missing");
+	if (!tag_is(val, t_v, "1"))
+		return set(r, DKP_V_PERMERROR, "unsupported version v=");
+	if (tag_is(val, t_a, "rsa-sha256"))
+		alg = DKP_ALG_RSA_SHA256;
+	else if (tag_is(val, t_a, "ed25519-sha256"))
+		alg = DKP_ALG_ED25519_SHA256;
+	else if (tag_is(val, t_a, "rsa-sha1"))
+		return set(r, DKP_V_PERMERROR,
+			   "rsa-sha1 is not accepted (RFC 8301)");
+	else
+		return set(r, DKP_V_PERMERROR, "unknown algorithm");
+	if (t_c) {
+		tag_copy(val, t_c, canon, sizeof(canon));
+		if (dkp_canon_parse(canon, &hc, &bc) != DKP_OK)
+			return set(r, DKP_V_PERMERROR, "unknown c=");
+	}
+	if (t_q && !list_has(val + t_q->voff, t_q->vlen, "dns/txt"))
+		return set(r, DKP_V_PERMERROR, "unsupported q=");
+	if (t_l && parse_u64(val, t_l, &l) < 0)
+		return set(r, DKP_V_PERMERROR, "bad l=");
+	if (t_t && parse_u64(val, t_t, &t) < 0)
+		return set(r, DKP_V_PERMERROR, "bad t=");
+	if (t_x) {
+		if (parse_u64(val, t_x, &x) < 0 || (t_t && x < t))
+			return set(r, DKP_V_PERMERROR, "bad x=");
+		if ((int64_t)x < v->now)
+			return set(r, DKP_V_PERMERROR, "signature expired");
+	}
+	if (t_i) {
+		/* RFC 6376 3.5: the i= domain is d= or a subdomain of it */
+		const char *iv = val + t_i->voff, *at;
+		size_t dl = strlen(r->domain), il;
+
+		at = memchr(iv, '@', t_i->vlen);
+		if (at == NULL)
+			return set(r, DKP_V_PERMERROR, "bad i=");
+		il = t_i->vlen - (size_t)(at + 1 - iv);
+		if (!(il == dl && strncasecmp(at + 1, r->domain, dl) == 0) &&
+		    !(il > dl && at[il - dl] == '.' &&
+		      strncasecmp(at + 1 + il - dl, r->domain, dl) == 0))
+			return set(r, DKP_V_PERMERROR,
+				   "i= is not within d=");
+	}
+	nh = split_h(val + t_h->voff, t_h->vlen, names, lens, MAX_H);
+	if (nh < 0)
+		return set(r, DKP_V_PERMERROR, "too many names in h=");
+	for (i = 0; i < nh; i++) {
+		if (lens[i] == 0)
+			return set(r, DKP_V_PERMERROR, "empty name in h=");
+		if (lens[i] == 4 && strncasecmp(names[i], "from", 4) == 0)
+			has_from = 1;
+	}
+	if (!has_from)
+		return set(r, DKP_V_PERMERROR, "h= does not include From");
+
+	/* body hash */
+	if (dkp_b64_decode(val + t_bh->voff, t_bh->vlen, &v->dec) < 0 ||
+	    v->dec.len != 32)
+		return set(r, DKP_V_PERMERROR, "bad bh=");
+	if (!EVP_DigestInit_ex2(v->md, v->sha256, NULL))
+		return set(r, DKP_V_TEMPERROR, "digest init failed");
+	dkp_hsink_init(&v->sink, v->md, l);
+	if (dkp_canon_body(bc, m->data + m->body_off, m->len - m->body_off,
+			   &v->sink) < 0 ||
+	    !EVP_DigestFinal_ex(v->md, dig, &dlen))
+		return set(r, DKP_V_TEMPERROR, "digest failed");
+	if (t_l && l > v->sink.total)
+		return set(r, DKP_V_FAIL, "l= is longer than the body");
+	if (memcmp(dig, v->dec.p, 32) != 0)
+		return set(r, DKP_V_FAIL, "body hash mismatch");
+
+	/* the key, then the header hash */
+	res = get_key(v, r, alg, &pk);
+	if (res != DKP_V_PASS)
+		return res;
+	dkp_buf_reset(&v->hdr);
+	dkp_sign_hash_fields(m, hc, (const char *const *)names, lens,
+			     (size_t)nh, v->used, &v->hdr);
+	/* this field with the b= value removed (RFC 6376 3.7) */
+	bstart = f->colon + 1 + t_b->voff;
+	dkp_buf_reset(&v->tmp);
+	dkp_buf_add(&v->tmp, m->data + f->off, bstart);
+	dkp_buf_add(&v->tmp, m->data + f->off + bstart + t_b->vlen,
+		    f->len - bstart - t_b->vlen);
+	dkp_canon_header(hc, v->tmp.p, v->tmp.len, f->name_len, 0, &v->hdr);
+	if (!EVP_DigestInit_ex2(v->md, v->sha256, NULL) ||
+	    !EVP_DigestUpdate(v->md, v->hdr.p, v->hdr.len) ||
+	    !EVP_DigestFinal_ex(v->md, dig, &dlen)) {
+		EVP_PKEY_free(pk);
+		return set(r, DKP_V_TEMPERROR, "digest failed");
+	}
+	if (dkp_b64_decode(val + t_b->voff, t_b->vlen, &v->dec) < 0 ||
+	    v->dec.len == 0) {
+		EVP_PKEY_free(pk);
+		return set(r, DKP_V_PERMERROR, "bad b=");
+	}
+	res = crypto_verify(pk, alg, dig, (unsigned char *)v->dec.p,
+			    v->dec.len)
+		      ? set(r, DKP_V_PASS, "%s", "")
+		      : set(r, DKP_V_FAIL, "signature did not verify");
+	EVP_PKEY_free(pk);
+	return res;
+}
+
+int dkp_verify(const struct dkp_msg *m, dkp_keyfetch_fn fetch, void *fctx,
+	       int64_t now, struct dkp_vresult *res, size_t maxres,
+	       size_t *nres, struct dkp_err *err)
+{
+	struct vctx v;
+	size_t i, n = 0;
+
+	memset(&v, 0, sizeof(v));
+	v.m = m;
+	v.fetch = fetch;
+	v.fctx = fctx;
+	v.now = now ? now : (int64_t)time(NULL);
+	v.md = EVP_MD_CTX_new();
+	v.sha256 = EVP_sha256();
+	if (v.md == NULL)
+		return dkp_err_ssl(err, DKP_E_CRYPTO, "verify", "no digest");
+	v.used = dkp_malloc(m->nfields);
+	for (i = 0; i < m->nfields; i++) {
+		struct dkp_vresult scratch, *r;
+
+		if (!dkp_msg_field_is(m, i, "DKIM-Signature", 14))
+			continue;
+		r = n < maxres ? &res[n] : &scratch;
+		memset(r, 0, sizeof(*r));
+		verify_one(&v, i, r);
+		n++;
+	}
+	*nres = n;
+	dkp_buf_free(&v.tmp);
+	dkp_buf_free(&v.hdr);
+	dkp_buf_free(&v.rec);
+	dkp_buf_free(&v.dec);
+	dkp_free(v.used);
+	EVP_MD_CTX_free(v.md);
+	return DKP_OK;
+}
