@@ -52,7 +52,7 @@ struct dkp_signer {
 	EVP_MD *sha256;
 	EVP_MD_CTX *md, *work;
 	struct dkp_hsink sink;
-	struct dkp_buf hdr, sig;
+	struct dkp_buf hdr, sig, b64;
 	unsigned char *used;
 	size_t used_cap;
 	const char **names;
@@ -73,6 +73,7 @@ struct dkp_signer *dkp_signer_new(void)
 		dkp_fatal("OpenSSL cannot provide SHA-256");
 	dkp_buf_init(&s->hdr);
 	dkp_buf_init(&s->sig);
+	dkp_buf_init(&s->b64);
 	return s;
 }
 
@@ -96,6 +97,7 @@ void dkp_signer_free(struct dkp_signer *s)
 	EVP_MD_CTX_free(s->work);
 	dkp_buf_free(&s->hdr);
 	dkp_buf_free(&s->sig);
+	dkp_buf_free(&s->b64);
 	dkp_free(s->used);
 	dkp_free(s->names);
 	dkp_free(s->lens);
@@ -268,6 +270,36 @@ static int check_spec(const struct dkp_sig_spec *sp, struct dkp_err *err)
 	return DKP_OK;
 }
 
+int dkp_sign_rendered(struct dkp_signer *s, const struct dkp_msg *m,
+		      struct dkp_key *key, enum dkp_canon hc,
+		      const char *const *names, const size_t *lens, size_t n,
+		      const char *field, size_t flen, struct dkp_buf *b64,
+		      struct dkp_err *err)
+{
+	unsigned char dig[32];
+	unsigned int dlen = 0;
+	size_t len;
+	int rc;
+
+	grow_scratch(s, m, 0);
+	dkp_buf_reset(&s->hdr);
+	dkp_sign_hash_fields(m, hc, names, lens, n, s->used, &s->hdr);
+	dkp_canon_header(hc, field, flen, strlen("DKIM-Signature"), 0, &s->hdr);
+	if (!EVP_DigestInit_ex2(s->md, s->sha256, NULL) ||
+	    !EVP_DigestUpdate(s->md, s->hdr.p, s->hdr.len) ||
+	    !EVP_DigestFinal_ex(s->md, dig, &dlen))
+		return dkp_err_ssl(err, DKP_E_CRYPTO, "hash", "header hash");
+	if ((rc = sign_digest(s, key, dig, err)) != DKP_OK)
+		return rc;
+	len = 4 * ((s->sig.len + 2) / 3);
+	dkp_buf_reserve(b64, len);
+	EVP_EncodeBlock((unsigned char *)b64->p + b64->len,
+			(unsigned char *)s->sig.p, (int)s->sig.len);
+	b64->len += len;
+	b64->p[b64->len] = '\0';
+	return DKP_OK;
+}
+
 int dkp_sign(struct dkp_signer *s, const struct dkp_msg *m,
 	     const struct dkp_sig_spec *specs, size_t n, struct dkp_buf *out,
 	     struct dkp_err *err)
@@ -279,9 +311,7 @@ int dkp_sign(struct dkp_signer *s, const struct dkp_msg *m,
 	for (i = 0; i < n; i++) {
 		const struct dkp_sig_spec *sp = &specs[i];
 		struct dkp_sigfmt f;
-		unsigned char dig[32];
-		unsigned int dlen = 0;
-		size_t nn, j, col, start, b64len;
+		size_t nn, j, col, start;
 		int rc;
 
 		if ((rc = check_spec(sp, err)) != DKP_OK)
@@ -318,26 +348,15 @@ int dkp_sign(struct dkp_signer *s, const struct dkp_msg *m,
 		f.bh = bh[sp->bcanon];
 		start = out->len;
 		dkp_sigfmt_render(&f, out, &col);
-
-		dkp_buf_reset(&s->hdr);
-		dkp_sign_hash_fields(m, sp->hcanon, s->names, s->lens, nn,
-				     s->used, &s->hdr);
-		dkp_canon_header(sp->hcanon, out->p + start, out->len - start,
-				 strlen("DKIM-Signature"), 0, &s->hdr);
-		if (!EVP_DigestInit_ex2(s->md, s->sha256, NULL) ||
-		    !EVP_DigestUpdate(s->md, s->hdr.p, s->hdr.len) ||
-		    !EVP_DigestFinal_ex(s->md, dig, &dlen))
-			return dkp_err_ssl(err, DKP_E_CRYPTO, "hash",
-					   "header hash");
-		if ((rc = sign_digest(s, sp->key, dig, err)) != DKP_OK) {
+		dkp_buf_reset(&s->b64);
+		rc = dkp_sign_rendered(s, m, sp->key, sp->hcanon, s->names,
+				       s->lens, nn, out->p + start,
+				       out->len - start, &s->b64, err);
+		if (rc != DKP_OK) {
 			out->len = start;
 			return rc;
 		}
-		b64len = 4 * ((s->sig.len + 2) / 3);
-		dkp_buf_reserve(&s->hdr, b64len);
-		EVP_EncodeBlock((unsigned char *)s->hdr.p,
-				(unsigned char *)s->sig.p, (int)s->sig.len);
-		dkp_sigfmt_finish(out, col, s->hdr.p, b64len);
+		dkp_sigfmt_finish(out, col, s->b64.p, s->b64.len);
 	}
 	return DKP_OK;
 }

@@ -30,4 +30,16 @@ void dkp_sign_hash_fields(const struct dkp_msg *m, enum dkp_canon c,
 			  const char *const *names, const size_t *lens,
 			  size_t n, unsigned char *used, struct dkp_buf *out);
 
+/*
+ * Sign one pre-rendered DKIM-Signature field (field/flen: the whole field
+ * up to and including "b=", no value, no CRLF; as it will appear). Hashes
+ * the fields named by names/lens, then the field itself, both with header
+ * canonicalization hc; appends the base64 signature to b64.
+ */
+int dkp_sign_rendered(struct dkp_signer *s, const struct dkp_msg *m,
+		      struct dkp_key *key, enum dkp_canon hc,
+		      const char *const *names, const size_t *lens, size_t n,
+		      const char *field, size_t flen, struct dkp_buf *b64,
+		      struct dkp_err *err);
+
 #endif

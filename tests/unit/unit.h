@@ -38,7 +38,7 @@ static inline void unit_print_esc(const char *tag, const char *p, size_t n)
 	size_t i;
 
 	fprintf(stderr, "  %s (%zu bytes): \"", tag, n);
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n && i < 400; i++) {
 		unsigned char c = (unsigned char)p[i];
 
 		if (c == '\r')
@@ -52,7 +52,7 @@ static inline void unit_print_esc(const char *tag, const char *p, size_t n)
 		else
 			fputc(c, stderr);
 	}
-	fputs("\"\n", stderr);
+	fputs(n > 400 ? "\"...\n" : "\"\n", stderr);
 }
 
 #define assert_bytes_equal(got, gotlen, want, wantlen)                      \

@@ -1,0 +1,418 @@
+/* test_sign.c — DKIM signatures: RFC 8463 vectors, h= choice, order,
+ * shared body hash, folding, round trips through our verifier. */
+#include "unit.h"
+
+#include <openssl/evp.h>
+
+#include "canon.h"
+#include "err.h"
+#include "msg_parse.h"
+#include "sigfmt.h"
+#include "sign.h"
+
+static struct dkp_key *rsa_key, *ed_key;
+
+static int make_keys(void **st)
+{
+	struct dkp_buf pem, rec;
+	struct dkp_err err;
+
+	(void)st;
+	dkp_buf_init(&pem);
+	dkp_buf_init(&rec);
+	if (dkp_keygen(DKP_ALG_RSA_SHA256, 2048, &pem, &rec, &err) ||
+	    dkp_key_from_pem(&rsa_key, pem.p, pem.len, "rsa", &err))
+		return -1;
+	dkp_buf_reset(&pem);
+	if (dkp_keygen(DKP_ALG_ED25519_SHA256, 0, &pem, &rec, &err) ||
+	    dkp_key_from_pem(&ed_key, pem.p, pem.len, "ed", &err))
+		return -1;
+	dkp_buf_wipe(&pem);
+	dkp_buf_free(&pem);
+	dkp_buf_free(&rec);
+	return 0;
+}
+
+static int free_keys(void **st)
+{
+	(void)st;
+	dkp_key_unref(rsa_key);
+	dkp_key_unref(ed_key);
+	return 0;
+}
+
+/* The value of tag name in the DKIM-Signature field starting at p, with
+ * all FWS removed, into out. */
+static void tag_value(const char *field, size_t len, const char *name,
+		      char *out, size_t outsz)
+{
+	struct dkp_taglist tl;
+	struct dkp_err err;
+	const struct dkp_tag *t;
+	const char *v = strchr(field, ':') + 1;
+	size_t i, o = 0;
+
+	assert_int_equal(dkp_taglist_parse(v, len - (size_t)(v - field), &tl, &err), DKP_OK);
+	t = dkp_taglist_get(&tl, name);
+	if (t == NULL) {
+		out[0] = '\0';
+		return;
+	}
+	for (i = 0; i < t->vlen && o + 1 < outsz; i++)
+		if (!strchr(" \t\r\n", v[t->voff + i]))
+			out[o++] = v[t->voff + i];
+	out[o] = '\0';
+}
+
+static void sign_into(const char *msg, const struct dkp_sig_spec *specs,
+		      size_t n, struct dkp_buf *out)
+{
+	struct dkp_signer *s = dkp_signer_new();
+	struct dkp_msg m;
+	struct dkp_err err;
+
+	dkp_msg_init(&m);
+	assert_int_equal(dkp_msg_parse(&m, msg, strlen(msg), NULL, &err), DKP_OK);
+	if (dkp_sign(s, &m, specs, n, out, &err) != DKP_OK)
+		fail_msg("dkp_sign: %s", err.msg);
+	dkp_msg_fini(&m);
+	dkp_signer_free(s);
+}
+
+static struct dkp_sig_spec spec(const char *d, struct dkp_key *k,
+				enum dkp_canon hc, enum dkp_canon bc)
+{
+	struct dkp_sig_spec sp;
+
+	memset(&sp, 0, sizeof(sp));
+	sp.domain = d;
+	sp.selector = "sel";
+	sp.key = k;
+	sp.hcanon = hc;
+	sp.bcanon = bc;
+	sp.t = 1700000000;
+	return sp;
+}
+
+/*
+ * RFC 8463 Appendix A: the published message, keys and signatures. For
+ * each signature, sign the published field (b= emptied) over the unsigned
+ * message with the published key: both algorithms are deterministic, so
+ * b= must come out identical; bh= must match our body hash too.
+ */
+static void rfc8463_signatures_reproduced(void **st)
+{
+	size_t slen, mlen, i;
+	char *signed_txt = unit_slurp(DATA_DIR "/rfc8463/signed.eml", &slen);
+	char *msg_txt = unit_slurp(DATA_DIR "/rfc8463/message.eml", &mlen);
+	static const char *keyfile[2] = { DATA_DIR "/rfc8463/ed25519.pem",
+					  DATA_DIR "/rfc8463/rsa.pem" };
+	struct dkp_msg sm, m;
+	struct dkp_err err;
+	struct dkp_signer *s = dkp_signer_new();
+	int seen = 0;
+
+	(void)st;
+	dkp_msg_init(&sm);
+	dkp_msg_init(&m);
+	assert_int_equal(dkp_msg_parse(&sm, signed_txt, slen, NULL, &err), DKP_OK);
+	assert_int_equal(dkp_msg_parse(&m, msg_txt, mlen, NULL, &err), DKP_OK);
+	for (i = 0; i < sm.nfields; i++) {
+		const struct dkp_field *f = &sm.fields[i];
+		const char *fp = sm.data + f->off;
+		char a[32], b[1024], bh[64], h[512], c[40], *tok, *save = NULL;
+		const char *names[32];
+		size_t lens[32], nn = 0, k, flen = f->len;
+		struct dkp_key *key;
+		struct dkp_buf field, got;
+		enum dkp_canon hc, bc;
+		unsigned char dig[32];
+		char bh_got[48];
+		unsigned int dl;
+		EVP_MD_CTX *md;
+		static struct dkp_hsink sink;
+
+		if (!dkp_msg_field_is(&sm, i, "DKIM-Signature", 14))
+			continue;
+		tag_value(fp, flen, "a", a, sizeof(a));
+		tag_value(fp, flen, "b", b, sizeof(b));
+		tag_value(fp, flen, "bh", bh, sizeof(bh));
+		tag_value(fp, flen, "h", h, sizeof(h));
+		tag_value(fp, flen, "c", c, sizeof(c));
+		assert_int_equal(dkp_canon_parse(c, &hc, &bc), DKP_OK);
+		k = strcmp(a, "ed25519-sha256") == 0 ? 0 : 1;
+		if (dkp_key_load(&key, keyfile[k], 0, &err) != DKP_OK)
+			fail_msg("%s", err.msg);
+		for (tok = strtok_r(h, ":", &save); tok && nn < 32;
+		     tok = strtok_r(NULL, ":", &save)) {
+			names[nn] = tok;
+			lens[nn++] = strlen(tok);
+		}
+		/* the published field with the b= value removed */
+		dkp_buf_init(&field);
+		{
+			const char *bpos = strstr(fp, " b=") ? strstr(fp, " b=") + 3
+							     : strstr(fp, "\tb=") + 3;
+			dkp_buf_add(&field, fp, (size_t)(bpos - fp));
+		}
+		dkp_buf_init(&got);
+		if (dkp_sign_rendered(s, &m, key, hc, names, lens, nn, field.p,
+				      field.len, &got, &err) != DKP_OK)
+			fail_msg("%s", err.msg);
+		if (strcmp(got.p, b) != 0)
+			fail_msg("%s: b= differs\n  got  %s\n  want %s", a, got.p, b);
+		/* and the body hash */
+		md = EVP_MD_CTX_new();
+		EVP_DigestInit_ex2(md, EVP_sha256(), NULL);
+		dkp_hsink_init(&sink, md, UINT64_MAX);
+		dkp_canon_body(bc, m.data + m.body_off, m.len - m.body_off, &sink);
+		EVP_DigestFinal_ex(md, dig, &dl);
+		EVP_EncodeBlock((unsigned char *)bh_got, dig, 32);
+		assert_string_equal(bh_got, bh);
+		EVP_MD_CTX_free(md);
+		dkp_buf_free(&field);
+		dkp_buf_free(&got);
+		dkp_key_unref(key);
+		seen++;
+	}
+	assert_int_equal(seen, 2);
+	dkp_signer_free(s);
+	dkp_msg_fini(&sm);
+	dkp_msg_fini(&m);
+	free(signed_txt);
+	free(msg_txt);
+}
+
+static const char esp_msg[] =
+	"Return-Path: <bounce@esp.example>\r\n"
+	"Received: from a by b; Tue, 24 Nov 2026 10:00:00 +0000\r\n"
+	"DKIM-Signature: v=1; a=rsa-sha256; d=older.example; s=x; h=from; bh=; b=\r\n"
+	"From: Shop <news@shop.example>\r\n"
+	"To: a@x.example\r\n"
+	"To: b@y.example\r\n"
+	"Subject: Sale\r\n"
+	"X-Mailer: test\r\n"
+	"List-Unsubscribe: <mailto:u@shop.example>\r\n"
+	"Feedback-ID: 1:2:3:esp\r\n"
+	"\r\n"
+	"Body  text \r\n\r\n";
+
+static void default_list_oversigns_present_fields_only(void **st)
+{
+	struct dkp_sig_spec sp = spec("shop.example", rsa_key, DKP_CANON_RELAXED, DKP_CANON_RELAXED);
+	struct dkp_buf out;
+	char h[512];
+
+	(void)st;
+	dkp_buf_init(&out);
+	sign_into(esp_msg, &sp, 1, &out);
+	tag_value(out.p, out.len, "h", h, sizeof(h));
+	assert_string_equal(h, "From:From:Subject:Subject:To:To:To:"
+			       "List-Unsubscribe:List-Unsubscribe:"
+			       "Feedback-ID:Feedback-ID");
+	dkp_buf_free(&out);
+}
+
+static void custom_header_list_is_used_verbatim(void **st)
+{
+	static const char *const h3[] = { "from", "subject", "x-mailer", "date" };
+	static const char *const nofrom[] = { "subject" };
+	static const char *const withsig[] = { "from", "dkim-signature" };
+	struct dkp_sig_spec sp = spec("shop.example", ed_key, DKP_CANON_RELAXED, DKP_CANON_RELAXED);
+	struct dkp_signer *s = dkp_signer_new();
+	struct dkp_buf out;
+	struct dkp_msg m;
+	struct dkp_err err;
+	char h[256];
+
+	(void)st;
+	dkp_buf_init(&out);
+	sp.headers = h3;
+	sp.nheaders = 4;
+	sign_into(esp_msg, &sp, 1, &out);
+	tag_value(out.p, out.len, "h", h, sizeof(h));
+	assert_string_equal(h, "from:subject:x-mailer:date");
+
+	dkp_msg_init(&m);
+	assert_int_equal(dkp_msg_parse(&m, esp_msg, strlen(esp_msg), NULL, &err), DKP_OK);
+	sp.headers = nofrom;
+	sp.nheaders = 1;
+	assert_int_equal(dkp_sign(s, &m, &sp, 1, &out, &err), DKP_E_USAGE);
+	assert_non_null(strstr(err.msg, "From"));
+	sp.headers = withsig;
+	sp.nheaders = 2;
+	assert_int_equal(dkp_sign(s, &m, &sp, 1, &out, &err), DKP_E_USAGE);
+	dkp_msg_fini(&m);
+	dkp_signer_free(s);
+	dkp_buf_free(&out);
+}
+
+static void signatures_keep_order_and_share_the_body_hash(void **st)
+{
+	struct dkp_sig_spec sp[3] = {
+		spec("customer.example", rsa_key, DKP_CANON_RELAXED, DKP_CANON_RELAXED),
+		spec("esp.example", ed_key, DKP_CANON_SIMPLE, DKP_CANON_RELAXED),
+		spec("third.example", rsa_key, DKP_CANON_RELAXED, DKP_CANON_SIMPLE),
+	};
+	struct dkp_buf out;
+	struct dkp_msg m;
+	struct dkp_err err;
+	char d[3][64], bh[3][64], a[3][32];
+	size_t i;
+
+	(void)st;
+	dkp_buf_init(&out);
+	sign_into(esp_msg, sp, 3, &out);
+	dkp_buf_adds(&out, esp_msg);
+	dkp_msg_init(&m);
+	assert_int_equal(dkp_msg_parse(&m, out.p, out.len, NULL, &err), DKP_OK);
+	for (i = 0; i < 3; i++) {
+		const struct dkp_field *f = &m.fields[i];
+		char tmp[2048];
+
+		assert_true(dkp_msg_field_is(&m, i, "DKIM-Signature", 14));
+		assert_true(f->len < sizeof(tmp));
+		memcpy(tmp, m.data + f->off, f->len);
+		tmp[f->len] = '\0';
+		tag_value(tmp, f->len, "d", d[i], sizeof(d[i]));
+		tag_value(tmp, f->len, "bh", bh[i], sizeof(bh[i]));
+		tag_value(tmp, f->len, "a", a[i], sizeof(a[i]));
+	}
+	assert_string_equal(d[0], "customer.example");
+	assert_string_equal(d[1], "esp.example");
+	assert_string_equal(d[2], "third.example");
+	assert_string_equal(a[0], "rsa-sha256");
+	assert_string_equal(a[1], "ed25519-sha256");
+	assert_string_equal(bh[0], bh[1]);	/* both relaxed bodies */
+	assert_string_not_equal(bh[0], bh[2]);	/* "Body  text " differs */
+	dkp_msg_fini(&m);
+	dkp_buf_free(&out);
+}
+
+static int fetch_none(void *ctx, const char *q, struct dkp_buf *txt,
+		      struct dkp_err *err)
+{
+	const char *const *recs = ctx;
+
+	for (; recs[0]; recs += 2)
+		if (strcmp(recs[0], q) == 0) {
+			dkp_buf_reset(txt);
+			dkp_buf_adds(txt, recs[1]);
+			return DKP_OK;
+		}
+	return dkp_err_set(err, DKP_E_NOKEY, 0, "dns", "none");
+}
+
+/* Sign with every canonicalization pair and both key types; our own
+ * verifier (the fourth opinion) passes them, and fails after edits. */
+static void round_trip_and_tamper_detection(void **st)
+{
+	struct dkp_buf prsa, ped, out, edited;
+	struct dkp_err err;
+	const char *recs[5];
+	int hc, bc;
+
+	(void)st;
+	dkp_buf_init(&prsa);
+	dkp_buf_init(&ped);
+	dkp_buf_adds(&prsa, "v=DKIM1; k=rsa; p=");
+	dkp_buf_adds(&ped, "v=DKIM1; k=ed25519; p=");
+	assert_int_equal(dkp_key_public_b64(rsa_key, &prsa, &err), DKP_OK);
+	assert_int_equal(dkp_key_public_b64(ed_key, &ped, &err), DKP_OK);
+	recs[0] = "sel._domainkey.customer.example";
+	recs[1] = prsa.p;
+	recs[2] = "sel._domainkey.esp.example";
+	recs[3] = ped.p;
+	recs[4] = NULL;
+	for (hc = 0; hc < 2; hc++)
+		for (bc = 0; bc < 2; bc++) {
+			struct dkp_sig_spec sp[2] = {
+				spec("customer.example", rsa_key, hc, bc),
+				spec("esp.example", ed_key, hc, bc),
+			};
+			static const struct {
+				const char *from, *to;
+				int pass;
+			} edits[] = {
+				{ NULL, NULL, 1 },
+				{ "Body  text", "Body  texT", 0 },
+				{ "Subject: Sale", "Subject: Sole", 0 },
+				{ "From: Shop", "Subject: added\r\nFrom: Shop", 0 },
+				{ "Return-Path:", "Received: by relay\r\nReturn-Path:", 1 },
+				{ "X-Mailer: test", "X-Mailer: changed", 1 },
+			};
+			size_t e;
+
+			dkp_buf_init(&out);
+			sign_into(esp_msg, sp, 2, &out);
+			dkp_buf_adds(&out, esp_msg);
+			for (e = 0; e < sizeof(edits) / sizeof(edits[0]); e++) {
+				struct dkp_vresult res[4];
+				struct dkp_msg m;
+				size_t n = 0, r;
+				char *at;
+
+				dkp_buf_init(&edited);
+				if (edits[e].from) {
+					at = strstr(out.p, edits[e].from);
+					assert_non_null(at);
+					dkp_buf_add(&edited, out.p, (size_t)(at - out.p));
+					dkp_buf_adds(&edited, edits[e].to);
+					dkp_buf_adds(&edited, at + strlen(edits[e].from));
+				} else {
+					dkp_buf_add(&edited, out.p, out.len);
+				}
+				dkp_msg_init(&m);
+				assert_int_equal(dkp_msg_parse(&m, edited.p, edited.len, NULL, &err), DKP_OK);
+				assert_int_equal(dkp_verify(&m, fetch_none, recs, 0, res, 4, &n, &err), DKP_OK);
+				assert_int_equal(n, 3);	/* ours + the old one */
+				for (r = 0; r < 2; r++)
+					if ((res[r].res == DKP_V_PASS) != edits[e].pass)
+						fail_msg("c=%s/%s edit %zu sig %zu: %s %s",
+							 dkp_canon_name(hc), dkp_canon_name(bc),
+							 e, r, dkp_vres_name(res[r].res), res[r].reason);
+				dkp_msg_fini(&m);
+				dkp_buf_free(&edited);
+			}
+			dkp_buf_free(&out);
+		}
+	dkp_buf_free(&prsa);
+	dkp_buf_free(&ped);
+}
+
+static void expiry_and_identity_tags(void **st)
+{
+	struct dkp_sig_spec sp = spec("shop.example", ed_key, DKP_CANON_RELAXED, DKP_CANON_RELAXED);
+	struct dkp_buf out;
+	char x[32], t[32], i[64];
+
+	(void)st;
+	sp.x = sp.t + 86400;
+	sp.identity = "news@mail.shop.example";
+	dkp_buf_init(&out);
+	sign_into(esp_msg, &sp, 1, &out);
+	tag_value(out.p, out.len, "t", t, sizeof(t));
+	tag_value(out.p, out.len, "x", x, sizeof(x));
+	tag_value(out.p, out.len, "i", i, sizeof(i));
+	assert_string_equal(t, "1700000000");
+	assert_string_equal(x, "1700086400");
+	assert_string_equal(i, "news@mail.shop.example");
+	dkp_buf_free(&out);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(rfc8463_signatures_reproduced),
+		cmocka_unit_test(default_list_oversigns_present_fields_only),
+		cmocka_unit_test(custom_header_list_is_used_verbatim),
+		cmocka_unit_test(signatures_keep_order_and_share_the_body_hash),
+		cmocka_unit_test(round_trip_and_tamper_detection),
+		cmocka_unit_test(expiry_and_identity_tags),
+	};
+	size_t n = sizeof(tests) / sizeof(tests[0]);
+	int f = cmocka_run_group_tests_name("test_sign", tests, make_keys, free_keys);
+
+	printf("test_sign: %zu passed, %d failed\n", f >= 0 && (size_t)f <= n ? n - (size_t)f : 0, f);
+	return f == 0 ? 0 : 1;
+}
