@@ -51,7 +51,7 @@ static const char usage_sign[] =
 	"  -o, --output OUT       write OUT atomically (no partial file on error)\n"
 	"\n"
 	"exit: 0 ok, 64 usage, 65 malformed message, 66 unreadable input,\n"
-	"      74 I/O error, 78 key error\n";
+	"      73 cannot create OUT, 74 I/O error, 78 key error\n";
 
 static const char usage_verify[] =
 	"usage: dkimpress verify [--dns-file FILE] [--time UNIX] [MESSAGE]\n"

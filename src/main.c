@@ -94,7 +94,8 @@ static int write_all(int fd, const char *p, size_t n)
 /*
  * Write the two parts to path atomically: a uniquely named temporary file
  * in the same directory, fsync, rename over path. No partial file is left
- * behind on any failure.
+ * behind on any failure. Returns 0 or an exit code (73 cannot create,
+ * 74 cannot write), with err filled.
  */
 static int write_atomic(const char *path, const struct dkp_buf *a,
 			const char *b, size_t blen, struct dkp_err *err)
@@ -109,26 +110,28 @@ static int write_atomic(const char *path, const struct dkp_buf *a,
 			     path, (int)getpid(), rnd[0], rnd[1], rnd[2], rnd[3],
 			     rnd[4], rnd[5]) >= sizeof(tmp))
 		return dkp_err_set(err, DKP_E_USAGE, 0, "write",
-				   "output path too long");
+				   "output path too long") ? EX_USAGE_ : 0;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-	if (fd < 0)
-		return dkp_err_sys(err, DKP_E_IO, 0, "write", errno,
-				   "cannot create %s", tmp);
+	if (fd < 0) {
+		dkp_err_sys(err, DKP_E_IO, 0, "create", errno,
+			    "cannot create %s (as %s)", path, tmp);
+		return EX_CANTCREAT_;
+	}
 	if (write_all(fd, a->p, a->len) < 0 || write_all(fd, b, blen) < 0 ||
 	    fsync(fd) < 0) {
 		e = errno;
 		close(fd);
 		unlink(tmp);
-		return dkp_err_sys(err, DKP_E_IO, e == ENOSPC || e == EDQUOT,
-				   "write", e, "cannot write %s", path);
+		dkp_err_sys(err, DKP_E_IO, 0, "write", e, "cannot write %s", path);
+		return EX_IOERR_;
 	}
 	if (close(fd) < 0 || rename(tmp, path) < 0) {
 		e = errno;
 		unlink(tmp);
-		return dkp_err_sys(err, DKP_E_IO, 0, "write", e,
-				   "cannot write %s", path);
+		dkp_err_sys(err, DKP_E_IO, 0, "write", e, "cannot write %s", path);
+		return EX_IOERR_;
 	}
-	return DKP_OK;
+	return 0;
 }
 
 /* Does identity's domain fall within d (equal or a subdomain)? */
@@ -206,8 +209,9 @@ static int cmd_sign(const struct dkp_cli *c)
 		goto done;
 	}
 	if (c->out) {
-		if (write_atomic(c->out, &out, m.data, m.len, &err) != DKP_OK)
-			rc = report(&err);
+		rc = write_atomic(c->out, &out, m.data, m.len, &err);
+		if (rc != 0)
+			dkp_error("%s", err.msg);
 	} else if (write_all(STDOUT_FILENO, out.p, out.len) < 0 ||
 		   write_all(STDOUT_FILENO, m.data, m.len) < 0) {
 		dkp_err_sys(&err, DKP_E_IO, 0, "write", errno,
