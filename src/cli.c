@@ -93,27 +93,6 @@ const char *dkp_cli_usage(enum dkp_cmd cmd)
 	}
 }
 
-int dkp_cli_name_ok(const char *s, size_t n)
-{
-	size_t i, label = 0;
-
-	if (n == 0 || n > 253)
-		return 0;
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c == '.') {
-			if (label == 0)
-				return 0;
-			label = 0;
-			continue;
-		}
-		if (!(isalnum(c) || c == '-' || c == '_') || ++label > 63)
-			return 0;
-	}
-	return label > 0;
-}
-
 static int parse_int64(const char *s, int64_t *v, int64_t min, int64_t max)
 {
 	char *end;
@@ -136,12 +115,12 @@ static int parse_key(struct dkp_cli_key *k, const char *arg,
 		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
 				   "--key wants DOMAIN:SELECTOR:KEYFILE, got '%s'",
 				   arg);
-	if (!dkp_cli_name_ok(arg, (size_t)(c1 - arg)) ||
+	if (!dkp_domain_ok(arg, (size_t)(c1 - arg)) ||
 	    (size_t)(c1 - arg) >= sizeof(k->domain))
 		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
 				   "--key: invalid domain '%.*s'",
 				   (int)(c1 - arg), arg);
-	if (!dkp_cli_name_ok(c1 + 1, (size_t)(c2 - c1 - 1)) ||
+	if (!dkp_domain_ok(c1 + 1, (size_t)(c2 - c1 - 1)) ||
 	    (size_t)(c2 - c1 - 1) >= sizeof(k->selector))
 		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
 				   "--key: invalid selector '%.*s'",
@@ -360,9 +339,9 @@ static int parse_keygen(struct dkp_cli *c, int argc, char **argv,
 	if (c->domain == NULL || c->selector == NULL)
 		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
 				   "keygen needs --domain and --selector");
-	if (!dkp_cli_name_ok(c->domain, strlen(c->domain)))
+	if (!dkp_domain_ok(c->domain, strlen(c->domain)))
 		return bad_arg(err, "--domain", c->domain);
-	if (!dkp_cli_name_ok(c->selector, strlen(c->selector)) ||
+	if (!dkp_domain_ok(c->selector, strlen(c->selector)) ||
 	    strlen(c->selector) > 63)
 		return bad_arg(err, "--selector", c->selector);
 	if (bits_given && c->type == DKP_ALG_ED25519_SHA256)

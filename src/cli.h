@@ -58,7 +58,5 @@ int dkp_cli_parse(struct dkp_cli *c, int argc, char **argv,
 void dkp_cli_free(struct dkp_cli *c);
 /* The help text for a command (DKP_CMD_HELP: the overview). */
 const char *dkp_cli_usage(enum dkp_cmd cmd);
-/* Is s a valid domain name (LDH labels, dots) / selector? */
-int dkp_cli_name_ok(const char *s, size_t n);
 
 #endif

@@ -258,6 +258,15 @@ static size_t skip_quoted(const char *s, size_t i, size_t n)
 int dkp_msg_from_domain(const struct dkp_msg *m, char *out, size_t outsz,
 			struct dkp_err *err)
 {
+	char local[2];
+
+	return dkp_msg_from_address(m, local, 0, out, outsz, err);
+}
+
+int dkp_msg_from_address(const struct dkp_msg *m, char *local,
+			 size_t localsz, char *out, size_t outsz,
+			 struct dkp_err *err)
+{
 	const struct dkp_field *f = &m->fields[m->from_idx];
 	const char *v = m->data + f->off + f->colon + 1;
 	size_t n = f->len - f->colon - 1, i, start = 0, end = n, at = n, o = 0;
@@ -318,5 +327,41 @@ int dkp_msg_from_domain(const struct dkp_msg *m, char *out, size_t outsz,
 		return dkp_err_set(err, DKP_E_FROM, 0, "route",
 				   "the From address has an empty domain");
 	out[o] = '\0';
+	if (localsz > 0) {
+		/* the local part as written, minus surrounding space */
+		size_t b = start, e = at, l = 0;
+
+		while (b < e && strchr(" \t\r\n", v[b]))
+			b++;
+		while (e > b && strchr(" \t\r\n", v[e - 1]))
+			e--;
+		if (e - b >= localsz)
+			return dkp_err_set(err, DKP_E_FROM, 0, "route",
+					   "the From local part is too long");
+		for (; b < e; b++)
+			local[l++] = v[b];
+		local[l] = '\0';
+	}
 	return DKP_OK;
+}
+
+int dkp_domain_ok(const char *s, size_t n)
+{
+	size_t i, label = 0;
+
+	if (n == 0 || n > 253)
+		return 0;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+			continue;
+		}
+		if (!(isalnum(c) || c == '-' || c == '_') || ++label > 63)
+			return 0;
+	}
+	return label > 0;
 }

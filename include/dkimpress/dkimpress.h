@@ -139,6 +139,15 @@ const char *dkp_msg_field_name(const struct dkp_msg *m, size_t i);
  * terminated). Returns DKP_OK or DKP_E_FROM if no usable address. */
 int dkp_msg_from_domain(const struct dkp_msg *m, char *out, size_t outsz,
 			struct dkp_err *err);
+/* As dkp_msg_from_domain, plus the local part as written (trimmed) into
+ * local (localsz 0: not wanted). */
+int dkp_msg_from_address(const struct dkp_msg *m, char *local,
+			 size_t localsz, char *out, size_t outsz,
+			 struct dkp_err *err);
+
+/* Is s/n a usable domain name or selector: dot-separated labels of
+ * letters, digits, '-' and '_', each 1..63 long, 253 in all? */
+int dkp_domain_ok(const char *s, size_t n);
 
 /* ---- keys ------------------------------------------------------------- */
 

@@ -410,9 +410,5 @@ int main(void)
 		cmocka_unit_test(round_trip_and_tamper_detection),
 		cmocka_unit_test(expiry_and_identity_tags),
 	};
-	size_t n = sizeof(tests) / sizeof(tests[0]);
-	int f = cmocka_run_group_tests_name("test_sign", tests, make_keys, free_keys);
-
-	printf("test_sign: %zu passed, %d failed\n", f >= 0 && (size_t)f <= n ? n - (size_t)f : 0, f);
-	return f == 0 ? 0 : 1;
+	UNIT_RUN_WITH("test_sign", tests, make_keys, free_keys);
 }

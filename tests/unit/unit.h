@@ -22,15 +22,18 @@
 
 #define DATA_DIR "tests/data"
 
-/* Run a cmocka group and print the summary line tests/run reads. */
-#define UNIT_RUN(name, tests)                                               \
+/* Run a cmocka group (with group setup/teardown, may be NULL) and print
+ * the summary line tests/run reads. */
+#define UNIT_RUN_WITH(name, tests, setup, teardown)                         \
 	do {                                                                \
 		size_t n_ = sizeof(tests) / sizeof((tests)[0]);             \
-		int f_ = cmocka_run_group_tests_name(name, tests, NULL, NULL); \
+		int f_ = cmocka_run_group_tests_name(name, tests, setup, teardown); \
 		printf("%s: %zu passed, %d failed\n", name,                 \
 		       f_ >= 0 && (size_t)f_ <= n_ ? n_ - (size_t)f_ : 0, f_); \
 		return f_ == 0 ? 0 : 1;                                     \
 	} while (0)
+
+#define UNIT_RUN(name, tests) UNIT_RUN_WITH(name, tests, NULL, NULL)
 
 /* Compare two byte strings; on mismatch print both escaped, then fail. */
 static inline void unit_print_esc(const char *tag, const char *p, size_t n)

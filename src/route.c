@@ -1,0 +1,281 @@
+/* route.c — KeyTable and SigningTable (OpenDKIM formats); see route.h. */
+#include "route.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "err.h"
+#include "htab.h"
+#include "mem.h"
+
+struct pattern {
+	char *pat;
+	const struct dkp_keyent *key;
+};
+
+struct dkp_route {
+	struct dkp_keyent *keys;
+	size_t nkeys;
+	struct dkp_htab *byname;	/* key name -> keyent */
+	struct dkp_htab *exact;		/* plain table: key -> keyent */
+	struct pattern *pats;		/* refile table, in file order */
+	size_t npats;
+};
+
+static void lower(char *s)
+{
+	for (; *s; s++)
+		*s = (char)tolower((unsigned char)*s);
+}
+
+/* Split a line into two whitespace-separated fields; 0 if blank/comment,
+ * 1 if two fields, -1 otherwise. Modifies line. */
+static int two_fields(char *line, char **a, char **b)
+{
+	char *p = line, *e;
+
+	if ((e = strchr(p, '#')) != NULL)
+		*e = '\0';
+	while (*p == ' ' || *p == '\t')
+		p++;
+	e = p + strlen(p);
+	while (e > p && strchr(" \t\r\n", e[-1]))
+		*--e = '\0';
+	if (*p == '\0')
+		return 0;
+	*a = p;
+	while (*p && *p != ' ' && *p != '\t')
+		p++;
+	if (*p == '\0')
+		return -1;
+	*p++ = '\0';
+	while (*p == ' ' || *p == '\t')
+		p++;
+	*b = p;
+	return strpbrk(p, " \t") ? -1 : 1;
+}
+
+void dkp_route_free(struct dkp_route *r)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < r->nkeys; i++) {
+		dkp_free(r->keys[i].name);
+		dkp_free(r->keys[i].domain);
+		dkp_free(r->keys[i].selector);
+		dkp_free(r->keys[i].path);
+	}
+	for (i = 0; i < r->npats; i++)
+		dkp_free(r->pats[i].pat);
+	dkp_free(r->keys);
+	dkp_free(r->pats);
+	dkp_htab_free(r->byname, NULL);
+	dkp_htab_free(r->exact, NULL);
+	dkp_free(r);
+}
+
+static int load_keytable(struct dkp_route *r, const char *path,
+			 struct dkp_err *err)
+{
+	FILE *f = fopen(path, "re");
+	char *line = NULL, *name, *spec;
+	size_t cap = 0, lineno = 0, kcap = 0;
+	int rc = DKP_OK;
+
+	if (f == NULL)
+		return dkp_err_sys(err, DKP_E_IO, 0, "config", errno,
+				   "cannot open KeyTable %s", path);
+	r->byname = dkp_htab_new(1024);
+	while (getline(&line, &cap, f) >= 0) {
+		char *c1, *c2;
+		struct dkp_keyent *k;
+		int n;
+
+		lineno++;
+		n = two_fields(line, &name, &spec);
+		if (n == 0)
+			continue;
+		c1 = n > 0 ? strchr(spec, ':') : NULL;
+		c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		if (c2 == NULL || c2[1] == '\0') {
+			rc = dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
+					 "%s:%zu: want KEYNAME DOMAIN:SELECTOR:KEYFILE",
+					 path, lineno);
+			break;
+		}
+		*c1 = *c2 = '\0';
+		if (!(strcmp(spec, "%") == 0 || dkp_domain_ok(spec, strlen(spec))) ||
+		    !dkp_domain_ok(c1 + 1, strlen(c1 + 1))) {
+			rc = dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
+					 "%s:%zu: invalid domain or selector", path,
+					 lineno);
+			break;
+		}
+		if (r->nkeys == kcap) {
+			kcap = kcap ? kcap * 2 : 64;
+			r->keys = dkp_realloc(r->keys, kcap * sizeof(*r->keys));
+		}
+		k = &r->keys[r->nkeys];
+		k->name = dkp_strdup(name);
+		lower(k->name);
+		k->domain = dkp_strdup(spec);
+		lower(k->domain);
+		k->selector = dkp_strdup(c1 + 1);
+		k->path = dkp_strdup(c2 + 1);
+		k->index = r->nkeys++;
+	}
+	dkp_free(line);
+	fclose(f);
+	if (rc == DKP_OK) {
+		size_t i;
+
+		/* pointers are stable only now that the array is final */
+		for (i = 0; i < r->nkeys; i++)
+			if (dkp_htab_put(r->byname, r->keys[i].name,
+					 strlen(r->keys[i].name), &r->keys[i]))
+				return dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
+						   "%s: key name '%s' defined twice",
+						   path, r->keys[i].name);
+	}
+	return rc;
+}
+
+static int load_signing(struct dkp_route *r, const char *spec,
+			struct dkp_err *err)
+{
+	int refile = strncmp(spec, "refile:", 7) == 0;
+	const char *path = refile ? spec + 7 : spec;
+	FILE *f = fopen(path, "re");
+	char *line = NULL, *key, *kname;
+	size_t cap = 0, lineno = 0, pcap = 0;
+	int rc = DKP_OK;
+
+	if (f == NULL)
+		return dkp_err_sys(err, DKP_E_IO, 0, "config", errno,
+				   "cannot open SigningTable %s", path);
+	if (!refile)
+		r->exact = dkp_htab_new(r->nkeys);
+	while (getline(&line, &cap, f) >= 0) {
+		const struct dkp_keyent *k;
+		int n;
+
+		lineno++;
+		n = two_fields(line, &key, &kname);
+		if (n == 0)
+			continue;
+		if (n < 0) {
+			rc = dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
+					 "%s:%zu: want PATTERN KEYNAME", path,
+					 lineno);
+			break;
+		}
+		lower(key);
+		lower(kname);
+		k = dkp_htab_get(r->byname, kname, strlen(kname));
+		if (k == NULL) {
+			rc = dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
+					 "%s:%zu: '%s' is not in the KeyTable",
+					 path, lineno, kname);
+			break;
+		}
+		if (refile) {
+			if (r->npats == pcap) {
+				pcap = pcap ? pcap * 2 : 64;
+				r->pats = dkp_realloc(r->pats, pcap * sizeof(*r->pats));
+			}
+			r->pats[r->npats].pat = dkp_strdup(key);
+			r->pats[r->npats++].key = k;
+		} else if (dkp_htab_get(r->exact, key, strlen(key)) == NULL) {
+			/* first entry wins, as in the file */
+			dkp_htab_put(r->exact, key, strlen(key), (void *)k);
+		}
+	}
+	dkp_free(line);
+	fclose(f);
+	return rc;
+}
+
+int dkp_route_load(struct dkp_route **out, const char *keytable,
+		   const char *signing, struct dkp_err *err)
+{
+	struct dkp_route *r = dkp_calloc(1, sizeof(*r));
+	int rc;
+
+	*out = NULL;
+	if ((rc = load_keytable(r, keytable, err)) != DKP_OK ||
+	    (rc = load_signing(r, signing, err)) != DKP_OK) {
+		dkp_route_free(r);
+		return rc;
+	}
+	*out = r;
+	return DKP_OK;
+}
+
+int dkp_route_glob(const char *p, const char *s)
+{
+	const char *star = NULL, *resume = NULL;
+
+	while (*s) {
+		if (*p == '*') {
+			star = p++;
+			resume = s;
+		} else if (*p && tolower((unsigned char)*p) ==
+					 tolower((unsigned char)*s)) {
+			p++;
+			s++;
+		} else if (star) {
+			p = star + 1;
+			s = ++resume;
+		} else {
+			return 0;
+		}
+	}
+	while (*p == '*')
+		p++;
+	return *p == '\0';
+}
+
+const struct dkp_keyent *dkp_route_lookup(const struct dkp_route *r,
+					  const char *local,
+					  const char *domain)
+{
+	char addr[512];
+	const struct dkp_keyent *k;
+	const char *d;
+	size_t i;
+
+	if (snprintf(addr, sizeof(addr), "%s@%s", local, domain) >=
+	    (int)sizeof(addr))
+		return NULL;
+	lower(addr);
+	if (r->pats) {
+		for (i = 0; i < r->npats; i++)
+			if (dkp_route_glob(r->pats[i].pat, addr))
+				return r->pats[i].key;
+		return NULL;
+	}
+	if (*local && (k = dkp_htab_get(r->exact, addr, strlen(addr))))
+		return k;
+	if ((k = dkp_htab_get(r->exact, domain, strlen(domain))))
+		return k;
+	/* parents, nearest first, as ".parent" */
+	for (d = strchr(domain, '.'); d; d = strchr(d + 1, '.'))
+		if ((k = dkp_htab_get(r->exact, d, strlen(d))))
+			return k;
+	return NULL;
+}
+
+size_t dkp_route_nkeys(const struct dkp_route *r)
+{
+	return r->nkeys;
+}
+
+const struct dkp_keyent *dkp_route_key(const struct dkp_route *r, size_t i)
+{
+	return i < r->nkeys ? &r->keys[i] : NULL;
+}

@@ -1,0 +1,50 @@
+/*
+ * route.h — which customer key signs a message: OpenDKIM's KeyTable and
+ * SigningTable formats, so an operator moving from OpenDKIM keeps their
+ * files.
+ *
+ * KeyTable: one entry per line, "KEYNAME DOMAIN:SELECTOR:KEYFILE"; DOMAIN
+ * "%" means the From domain. SigningTable, plain file: "KEY KEYNAME",
+ * looked up with the From address: the exact address (local@domain), then
+ * the domain, then each parent domain written with a leading dot
+ * (".example.com" covers every subdomain of example.com); the first found
+ * wins. SigningTable with "refile:" before its path: "PATTERN KEYNAME"
+ * with '*' wildcards, tried in file order against local@domain; the first
+ * match wins (as OpenDKIM's refile). '#' starts a comment; blank lines are
+ * ignored; names and domains compare case-insensitively.
+ *
+ * A loaded struct dkp_route is immutable: any number of threads may look
+ * up in it at once.
+ */
+#ifndef DKP_ROUTE_H
+#define DKP_ROUTE_H
+
+#include <stddef.h>
+
+#include "dkimpress/dkimpress.h"
+
+struct dkp_keyent {
+	char *name;		/* KeyTable key name */
+	char *domain;		/* d=; "%" means the From domain */
+	char *selector;		/* s= */
+	char *path;		/* the private key file */
+	size_t index;		/* 0..n-1, stable for this table */
+};
+
+struct dkp_route;
+
+/* Load both tables; signing may be "refile:PATH" or a plain PATH. Every
+ * SigningTable entry must name a KeyTable entry. */
+int dkp_route_load(struct dkp_route **out, const char *keytable,
+		   const char *signing, struct dkp_err *err);
+void dkp_route_free(struct dkp_route *r);
+/* The entry for a From address (local part may be empty), or NULL. */
+const struct dkp_keyent *dkp_route_lookup(const struct dkp_route *r,
+					  const char *local,
+					  const char *domain);
+size_t dkp_route_nkeys(const struct dkp_route *r);
+const struct dkp_keyent *dkp_route_key(const struct dkp_route *r, size_t i);
+/* Case-insensitive glob with '*' (any run, including empty). */
+int dkp_route_glob(const char *pat, const char *s);
+
+#endif
