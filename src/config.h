@@ -1,0 +1,66 @@
+/*
+ * config.h — `dkimpress run` configuration: a "key = value" file parsed
+ * and validated into an immutable struct dkp_config. Every setting but the
+ * paths and keys has an embedded default (below); docs/dkimpress.conf.5
+ * documents each. Parsing has no side effects beyond reading the file:
+ * key files are checked by the engine, not here.
+ */
+#ifndef DKP_CONFIG_H
+#define DKP_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dkimpress/dkimpress.h"
+
+enum dkp_missing_key {
+	DKP_MISSING_ESP_ONLY = 0,	/* sign with the ESP key alone */
+	DKP_MISSING_DEFER,		/* leave in the queue for later */
+	DKP_MISSING_FAIL,		/* move to failed/ */
+};
+
+enum dkp_io_mode {
+	DKP_IO_AUTO = 0,	/* io_uring, falling back to syscalls */
+	DKP_IO_URING,		/* io_uring or refuse to start */
+	DKP_IO_SYSCALLS,	/* plain syscalls */
+};
+
+/* Defaults (Postfix mail_params.h style: every limit named here). */
+#define DKP_DEF_THREADS 0			/* 0: number of cores */
+#define DKP_DEF_BATCH 32			/* messages per group commit */
+#define DKP_DEF_URING_DEPTH 128
+#define DKP_DEF_INFLIGHT_BYTES (256ull << 20)
+#define DKP_DEF_KEY_CACHE 10000
+#define DKP_DEF_EXPIRE 0
+#define DKP_MAX_THREADS 256
+#define DKP_MAX_CONF_HEADERS 64
+
+struct dkp_config {
+	char *path;			/* the file this came from */
+	char *in_dir, *out_dir, *failed_dir;
+	char *esp_domain, *esp_selector, *esp_keyfile;
+	char *key_table, *signing_table;	/* both NULL or both set */
+	enum dkp_missing_key missing_key;
+	enum dkp_canon hcanon, bcanon;
+	char *headers_buf;			/* owned storage for headers */
+	const char *headers[DKP_MAX_CONF_HEADERS];
+	size_t nheaders;			/* 0: the default list */
+	int64_t expire;				/* seconds, 0: no x= */
+	unsigned threads;			/* resolved: >= 1 */
+	unsigned batch;
+	unsigned uring_depth;
+	enum dkp_io_mode io;
+	uint64_t inflight_bytes;
+	struct dkp_limits limits;
+	size_t key_cache;
+	int insecure_key_perms;
+};
+
+/* Parse and validate path. On error, err says "FILE:LINE: what". */
+int dkp_config_load(struct dkp_config **out, const char *path,
+		    struct dkp_err *err);
+void dkp_config_free(struct dkp_config *c);
+/* Parse "64M", "1G", "4096" into bytes; -1 on error. */
+int dkp_config_size(const char *s, uint64_t *out);
+
+#endif
