@@ -20,6 +20,7 @@ static const char usage_main[] =
 	"  sign     add DKIM-Signature fields to one message\n"
 	"  verify   check every DKIM-Signature of a message\n"
 	"  keygen   make a signing key and its DNS TXT record\n"
+	"  run      the batch engine: sign a queue directory (dkimpress.conf(5))\n"
 	"  help     this text; 'dkimpress COMMAND --help' for a command\n"
 	"\n"
 	"'dkimpress --version' prints the version. See dkimpress(1).\n";
@@ -83,12 +84,32 @@ static const char usage_keygen[] =
 	"  -b, --bits N        RSA size, 1024..16384 (default 2048)\n"
 	"  -o, --out DIR       where to write (default: .)\n";
 
+static const char usage_run[] =
+	"usage: dkimpress run -c CONF [--once]\n"
+	"\n"
+	"The batch engine. Takes messages from the input queue directory, signs\n"
+	"each twice (the customer's key chosen from the From address through the\n"
+	"SigningTable, then the ESP key) and publishes them, crash-safely, into\n"
+	"the output queue directory. Messages that cannot be signed go to the\n"
+	"failed directory with a .reason file. See dkimpress.conf(5).\n"
+	"\n"
+	"  -c, --config CONF   the configuration file (required)\n"
+	"      --once          drain the queue and exit; without it, watch the\n"
+	"                      queue (inotify) until SIGTERM or SIGINT\n"
+	"\n"
+	"Signals: SIGHUP reloads CONF (a broken one keeps the old running);\n"
+	"SIGTERM/SIGINT stop claiming, finish what is in hand and exit.\n"
+	"\n"
+	"exit: 0 all signed, 65 some failed, 75 some deferred (--once),\n"
+	"      78 configuration or key error, 66 CONF missing\n";
+
 const char *dkp_cli_usage(enum dkp_cmd cmd)
 {
 	switch (cmd) {
 	case DKP_CMD_SIGN: return usage_sign;
 	case DKP_CMD_VERIFY: return usage_verify;
 	case DKP_CMD_KEYGEN: return usage_keygen;
+	case DKP_CMD_RUN: return usage_run;
 	default: return usage_main;
 	}
 }
@@ -350,6 +371,44 @@ static int parse_keygen(struct dkp_cli *c, int argc, char **argv,
 	return DKP_OK;
 }
 
+enum { OPT_ONCE = 257 };
+
+static int parse_run(struct dkp_cli *c, int argc, char **argv,
+		     struct dkp_err *err)
+{
+	static const struct option lo[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "once", no_argument, NULL, OPT_ONCE },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int o;
+
+	while ((o = getopt_long(argc, argv, "+c:h", lo, NULL)) != -1) {
+		switch (o) {
+		case 'c':
+			c->conf = optarg;
+			break;
+		case OPT_ONCE:
+			c->once = 1;
+			break;
+		case 'h':
+			c->help = 1;
+			return DKP_OK;
+		default:
+			return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+					   "see 'dkimpress run --help'");
+		}
+	}
+	if (optind < argc)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "run takes no arguments; got '%s'", argv[optind]);
+	if (c->conf == NULL)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "run needs -c CONF");
+	return DKP_OK;
+}
+
 int dkp_cli_parse(struct dkp_cli *c, int argc, char **argv,
 		  struct dkp_err *err)
 {
@@ -381,6 +440,10 @@ int dkp_cli_parse(struct dkp_cli *c, int argc, char **argv,
 	if (!strcmp(cmd, "verify")) {
 		c->cmd = DKP_CMD_VERIFY;
 		return parse_verify(c, argc - 1, argv + 1, err);
+	}
+	if (!strcmp(cmd, "run")) {
+		c->cmd = DKP_CMD_RUN;
+		return parse_run(c, argc - 1, argv + 1, err);
 	}
 	if (!strcmp(cmd, "keygen")) {
 		c->cmd = DKP_CMD_KEYGEN;

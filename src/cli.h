@@ -17,6 +17,7 @@ enum dkp_cmd {
 	DKP_CMD_SIGN,
 	DKP_CMD_VERIFY,
 	DKP_CMD_KEYGEN,
+	DKP_CMD_RUN,
 };
 
 #define DKP_CLI_MAX_KEYS 16
@@ -47,6 +48,9 @@ struct dkp_cli {
 	const char *in;			/* NULL or "-": stdin */
 	/* verify */
 	const char *dns_file;
+	/* run */
+	const char *conf;
+	int once;
 	/* keygen */
 	const char *domain, *selector, *outdir;
 	enum dkp_alg type;

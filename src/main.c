@@ -20,6 +20,7 @@
 #include "err.h"
 #include "log.h"
 #include "mem.h"
+#include "pool.h"
 
 #define EX_USAGE_ 64
 #define EX_NOINPUT_ 66
@@ -396,6 +397,12 @@ int main(int argc, char **argv)
 	case DKP_CMD_KEYGEN:
 		rc = cmd_keygen(&c);
 		break;
+	case DKP_CMD_RUN: {
+		struct dkp_run_opts ro = { c.conf, c.once, c.once && isatty(STDERR_FILENO) };
+
+		rc = dkp_pool_run(&ro);
+		break;
+	}
 	default:
 		rc = EX_USAGE_;
 	}

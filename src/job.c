@@ -1,0 +1,525 @@
+/*
+ * job.c — one batch of messages through the queue protocol; see job.h and
+ * the states S1–S5 in qdir.h.
+ *
+ * Durability order per batch: every signed copy is written and fsynced
+ * in out/tmp (linked writev → fsync, all files in flight at once) before
+ * any is renamed into out/new; out/new is flushed once for the batch;
+ * only then are the inputs unlinked from in/cur, and in/cur flushed once.
+ * A crash anywhere leaves each message in in/cur or out/new (or both,
+ * which recovery resolves), never in neither.
+ */
+#include "job.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "log.h"
+#include "mem.h"
+
+struct dkp_job_item {
+	char id[DKP_QID_MAX + 1];
+	char tmp[DKP_QID_MAX + 48];
+	uint64_t size;
+	char *buf;
+	size_t bufcap;
+	int fd;
+	int outcome;		/* -1 while still in progress */
+	int sys_err;		/* errno behind a deferral, 0 if none */
+	char reason[400];
+	struct dkp_msg msg;
+	struct dkp_buf sigs;
+};
+
+void dkp_budget_init(struct dkp_budget *b, uint64_t cap)
+{
+	pthread_mutex_init(&b->mu, NULL);
+	pthread_cond_init(&b->cv, NULL);
+	b->cap = cap;
+	b->used = 0;
+}
+
+void dkp_budget_fini(struct dkp_budget *b)
+{
+	pthread_mutex_destroy(&b->mu);
+	pthread_cond_destroy(&b->cv);
+}
+
+static void budget_acquire(struct dkp_budget *b, uint64_t n)
+{
+	pthread_mutex_lock(&b->mu);
+	/* a request larger than the cap runs alone rather than never */
+	while (b->used > 0 && b->used + n > b->cap)
+		pthread_cond_wait(&b->cv, &b->mu);
+	b->used += n;
+	pthread_mutex_unlock(&b->mu);
+}
+
+static void budget_release(struct dkp_budget *b, uint64_t n)
+{
+	pthread_mutex_lock(&b->mu);
+	b->used -= n;
+	pthread_cond_broadcast(&b->cv);
+	pthread_mutex_unlock(&b->mu);
+}
+
+void dkp_worker_init(struct dkp_worker *w, unsigned id, struct dkp_ring *ring,
+		     const struct dkp_qdir *q, struct dkp_stats *stats,
+		     struct dkp_budget *budget, size_t cap)
+{
+	size_t i;
+
+	memset(w, 0, sizeof(*w));
+	w->id = id;
+	w->ring = ring;
+	w->signer = dkp_signer_new();
+	w->q = q;
+	w->stats = stats;
+	w->budget = budget;
+	w->cap = cap;
+	w->items = dkp_calloc(cap, sizeof(*w->items));
+	w->ops = dkp_calloc(2 * cap, sizeof(*w->ops));
+	for (i = 0; i < cap; i++) {
+		dkp_msg_init(&w->items[i].msg);
+		dkp_buf_init(&w->items[i].sigs);
+	}
+}
+
+void dkp_worker_fini(struct dkp_worker *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->cap; i++) {
+		dkp_msg_fini(&w->items[i].msg);
+		dkp_buf_free(&w->items[i].sigs);
+		dkp_free(w->items[i].buf);
+	}
+	dkp_free(w->items);
+	dkp_free(w->ops);
+	dkp_signer_free(w->signer);
+	dkp_ring_free(w->ring);
+	memset(w, 0, sizeof(*w));
+}
+
+static int is_temp_errno(int e)
+{
+	return e == ENOSPC || e == EDQUOT || e == EIO || e == EAGAIN ||
+	       e == ENOMEM || e == EMFILE || e == ENFILE || e == EROFS ||
+	       e == EACCES || e == EPERM || e == EINTR || e == ETIMEDOUT;
+}
+
+static void set_fail(struct dkp_job_item *it, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void set_fail(struct dkp_job_item *it, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(it->reason, sizeof(it->reason), fmt, ap);
+	va_end(ap);
+	it->outcome = DKP_OUT_FAILED;
+}
+
+static void set_defer(struct dkp_job_item *it, int sys_err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_defer(struct dkp_job_item *it, int sys_err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(it->reason, sizeof(it->reason), fmt, ap);
+	va_end(ap);
+	it->outcome = DKP_OUT_DEFERRED;
+	it->sys_err = sys_err;
+}
+
+static struct dkp_rop *op(struct dkp_worker *w, size_t k, enum dkp_rop_kind kind)
+{
+	struct dkp_rop *o = &w->ops[k];
+
+	memset(o, 0, sizeof(*o));
+	o->kind = kind;
+	return o;
+}
+
+/* Route, then sign: the customer signature first (on top), then ESP. */
+static void sign_item(struct dkp_worker *w, struct dkp_snap *s,
+		      struct dkp_job_item *it, int64_t now)
+{
+	const struct dkp_config *c = s->cfg;
+	struct dkp_sig_spec sp[2];
+	struct dkp_key *ckey = NULL;
+	const struct dkp_keyent *ke = NULL;
+	struct dkp_err err;
+	char local[256], dom[256];
+	const char *cdomain = NULL;
+	size_t n = 0, k;
+
+	dkp_err_clear(&err);
+	if (dkp_msg_parse(&it->msg, it->buf, it->size, &c->limits, &err) != DKP_OK) {
+		set_fail(it, "malformed message: %s", err.msg);
+		return;
+	}
+	if (s->route &&
+	    dkp_msg_from_address(&it->msg, local, sizeof(local), dom,
+				 sizeof(dom), &err) == DKP_OK) {
+		ke = dkp_route_lookup(s->route, local, dom);
+		if (ke) {
+			cdomain = strcmp(ke->domain, "%") == 0 ? dom : ke->domain;
+			if (dkp_keycache_get(s->keys, ke->index, ke->path, &ckey,
+					     &err) != DKP_OK) {
+				/* the operator must fix the key: keep the mail */
+				set_defer(it, 0, "customer key %s for d=%s: %s",
+					  ke->name, cdomain, err.msg);
+				return;
+			}
+		}
+	} else if (s->route) {
+		snprintf(dom, sizeof(dom), "(unusable From)");
+	}
+	if (ckey == NULL && s->route) {
+		if (c->missing_key == DKP_MISSING_DEFER) {
+			set_defer(it, 0, "no customer key for %s (missing_key = defer)", dom);
+			return;
+		}
+		if (c->missing_key == DKP_MISSING_FAIL) {
+			set_fail(it, "no customer key for %s (missing_key = fail)", dom);
+			return;
+		}
+	}
+	memset(sp, 0, sizeof(sp));
+	for (k = 0; k < 2; k++) {
+		sp[k].hcanon = c->hcanon;
+		sp[k].bcanon = c->bcanon;
+		sp[k].headers = c->nheaders ? c->headers : NULL;
+		sp[k].nheaders = c->nheaders;
+		sp[k].t = now;
+		sp[k].x = c->expire ? now + c->expire : 0;
+	}
+	if (ckey) {
+		sp[n].domain = cdomain;
+		sp[n].selector = ke->selector;
+		sp[n].key = ckey;
+		n++;
+	}
+	sp[n].domain = c->esp_domain;
+	sp[n].selector = c->esp_selector;
+	sp[n].key = s->esp_key;
+	n++;
+	dkp_buf_reset(&it->sigs);
+	if (dkp_sign(w->signer, &it->msg, sp, n, &it->sigs, &err) != DKP_OK)
+		set_defer(it, 0, "signing failed: %s", err.msg);
+	else
+		it->outcome = ckey ? DKP_OUT_SIGNED : DKP_OUT_ESP_ONLY;
+	if (it->outcome == DKP_OUT_ESP_ONLY && s->route && w->esp_only)
+		w->esp_only(w->esp_only_ctx, dom, it->id);
+	dkp_key_unref(ckey);
+}
+
+/* Move a failed item to failed/, a deferred one back to in/new. */
+static void settle(struct dkp_worker *w, struct dkp_job_item *it)
+{
+	int rc;
+
+	if (it->outcome == DKP_OUT_FAILED) {
+		rc = dkp_qdir_fail((struct dkp_qdir *)w->q, it->id, it->reason);
+		if (rc < 0) {
+			/* cannot record the failure: keep it queued instead */
+			dkp_error("%s: cannot move to failed/ (%s); leaving it queued: %s",
+				  it->id, strerror(-rc), it->reason);
+			dkp_qdir_defer((struct dkp_qdir *)w->q, it->id);
+			it->outcome = DKP_OUT_DEFERRED;
+			it->sys_err = -rc;
+			return;
+		}
+		dkp_warn("%s: failed: %s", it->id, it->reason);
+	} else if (it->outcome == DKP_OUT_DEFERRED) {
+		rc = dkp_qdir_defer((struct dkp_qdir *)w->q, it->id);
+		if (rc < 0)
+			dkp_error("%s: cannot return to in/new (%s); it stays in in/cur until restart",
+				  it->id, strerror(-rc));
+		dkp_warn("%s: deferred: %s", it->id, it->reason);
+	}
+}
+
+int dkp_job_batch(struct dkp_worker *w, struct dkp_snap *s,
+		  char (*ids)[DKP_QID_MAX + 1], size_t n, int *outcome)
+{
+	const struct dkp_qdir *q = w->q;
+	const struct dkp_config *c = s->cfg;
+	struct dkp_job_item *it = w->items;
+	uint64_t budget = 0;
+	int64_t now = (int64_t)time(NULL);
+	size_t i, k, live;
+	int backoff = 0, rc;
+
+	/* 1. claim: in/new/ID -> in/cur/ID */
+	for (i = 0; i < n; i++) {
+		struct dkp_rop *o = op(w, i, DKP_ROP_RENAME_NOREPLACE);
+
+		snprintf(it[i].id, sizeof(it[i].id), "%s", ids[i]);
+		it[i].outcome = -1;
+		it[i].sys_err = 0;
+		it[i].reason[0] = '\0';
+		it[i].fd = -1;
+		o->dirfd = q->in_new;
+		o->name = it[i].id;
+		o->dirfd2 = q->in_cur;
+		o->name2 = it[i].id;
+	}
+	if ((rc = dkp_ring_run(w->ring, w->ops, n)) < 0)
+		return rc;
+	for (i = 0; i < n; i++)
+		if (w->ops[i].res < 0)
+			it[i].outcome = DKP_OUT_GONE;	/* ENOENT/EEXIST: not ours */
+
+	/* 2. sizes */
+	for (i = k = 0; i < n; i++)
+		if (it[i].outcome < 0) {
+			struct dkp_rop *o = op(w, k++, DKP_ROP_SIZE);
+
+			o->dirfd = q->in_cur;
+			o->name = it[i].id;
+		}
+	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
+		return rc;
+	for (i = k = 0; i < n; i++) {
+		if (it[i].outcome >= 0)
+			continue;
+		if (w->ops[k].res < 0) {
+			set_defer(&it[i], (int)-w->ops[k].res, "cannot stat: %s",
+				  strerror((int)-w->ops[k].res));
+		} else if (w->ops[k].size > c->limits.max_message_bytes) {
+			set_fail(&it[i], "message of %llu bytes exceeds max_message_size (%zu)",
+				 (unsigned long long)w->ops[k].size,
+				 c->limits.max_message_bytes);
+		} else {
+			it[i].size = w->ops[k].size;
+			budget += it[i].size;
+		}
+		k++;
+	}
+	budget_acquire(w->budget, budget);
+
+	/* 3. open, read, close */
+	for (i = k = 0; i < n; i++)
+		if (it[i].outcome < 0) {
+			struct dkp_rop *o = op(w, k++, DKP_ROP_OPEN_RD);
+
+			o->dirfd = q->in_cur;
+			o->name = it[i].id;
+		}
+	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
+		goto out;
+	for (i = k = 0; i < n; i++) {
+		if (it[i].outcome >= 0)
+			continue;
+		if (w->ops[k].res < 0)
+			set_defer(&it[i], (int)-w->ops[k].res, "cannot open: %s",
+				  strerror((int)-w->ops[k].res));
+		else
+			it[i].fd = (int)w->ops[k].res;
+		k++;
+	}
+	for (i = k = 0; i < n; i++)
+		if (it[i].fd >= 0) {
+			struct dkp_rop *o = op(w, k++, DKP_ROP_READ);
+
+			if (it[i].bufcap < it[i].size + 1) {
+				dkp_free(it[i].buf);
+				it[i].bufcap = it[i].size + 1;
+				it[i].buf = dkp_malloc(it[i].bufcap);
+			}
+			o->fd = it[i].fd;
+			o->buf = it[i].buf;
+			o->len = it[i].size;
+		}
+	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
+		goto out;
+	for (i = k = 0; i < n; i++) {
+		if (it[i].fd < 0)
+			continue;
+		if (w->ops[k].res < 0 || (uint64_t)w->ops[k].res != it[i].size)
+			set_defer(&it[i], w->ops[k].res < 0 ? (int)-w->ops[k].res : EIO,
+				  "cannot read: %s", w->ops[k].res < 0
+					  ? strerror((int)-w->ops[k].res) : "short read");
+		k++;
+	}
+	for (i = k = 0; i < n; i++)
+		if (it[i].fd >= 0) {
+			struct dkp_rop *o = op(w, k++, DKP_ROP_CLOSE);
+
+			o->fd = it[i].fd;
+			it[i].fd = -1;
+		}
+	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
+		goto out;
+
+	/* 4. sign */
+	for (i = 0; i < n; i++)
+		if (it[i].outcome < 0)
+			sign_item(w, s, &it[i], now);
+
+	/* 5. write out/tmp/ID.W.S exclusively, then writev + fsync linked */
+	for (i = k = 0; i < n; i++)
+		if (it[i].outcome == DKP_OUT_SIGNED || it[i].outcome == DKP_OUT_ESP_ONLY) {
+			struct dkp_rop *o = op(w, k++, DKP_ROP_OPEN_EXCL);
+
+			snprintf(it[i].tmp, sizeof(it[i].tmp), "%s.%u.%llu", it[i].id,
+				 w->id, (unsigned long long)w->seq++);
+			o->dirfd = q->out_tmp;
+			o->name = it[i].tmp;
+		}
+	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
+		goto out;
+	live = 0;
+	for (i = k = 0; i < n; i++) {
+		if (!(it[i].outcome == DKP_OUT_SIGNED || it[i].outcome == DKP_OUT_ESP_ONLY))
+			continue;
+		if (w->ops[k].res < 0) {
+			int e = (int)-w->ops[k].res;
+
+			set_defer(&it[i], e, "cannot create the signed copy: %s", strerror(e));
+			it[i].tmp[0] = '\0';
+		} else {
+			it[i].fd = (int)w->ops[k].res;
+			live++;
+		}
+		k++;
+	}
+	for (i = k = 0; i < n; i++)
+		if (it[i].fd >= 0) {
+			struct dkp_rop *o = op(w, k++, DKP_ROP_WRITEV);
+
+			o->fd = it[i].fd;
+			o->iov[0].iov_base = it[i].sigs.p;
+			o->iov[0].iov_len = it[i].sigs.len;
+			o->iov[1].iov_base = (void *)it[i].msg.data;
+			o->iov[1].iov_len = it[i].msg.len;
+			o->niov = 2;
+			o = op(w, k++, DKP_ROP_FSYNC);
+			o->flags = DKP_ROP_LINK;
+			o->fd = it[i].fd;
+		}
+	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
+		goto out;
+	for (i = k = 0; i < n; i++) {
+		if (it[i].fd < 0)
+			continue;
+		if (w->ops[k].res < 0 || w->ops[k + 1].res < 0) {
+			int e = (int)-(w->ops[k].res < 0 ? w->ops[k].res : w->ops[k + 1].res);
+
+			set_defer(&it[i], e, "cannot write the signed copy: %s", strerror(e));
+		}
+		k += 2;
+	}
+	for (i = k = 0; i < n; i++)
+		if (it[i].fd >= 0) {
+			struct dkp_rop *o = op(w, k++, DKP_ROP_CLOSE);
+
+			o->fd = it[i].fd;
+			it[i].fd = -1;
+		}
+	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
+		goto out;
+	/* a deferred item may have a temporary file: remove it */
+	for (i = k = 0; i < n; i++)
+		if (it[i].outcome == DKP_OUT_DEFERRED && it[i].tmp[0]) {
+			struct dkp_rop *o = op(w, k++, DKP_ROP_UNLINK);
+
+			o->dirfd = q->out_tmp;
+			o->name = it[i].tmp;
+			it[i].tmp[0] = '\0';
+		}
+	if (k && (rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
+		goto out;
+
+	/* 6. publish: out/tmp -> out/new/ID, never over an existing one */
+	for (i = k = 0; i < n; i++)
+		if (it[i].outcome == DKP_OUT_SIGNED || it[i].outcome == DKP_OUT_ESP_ONLY) {
+			struct dkp_rop *o = op(w, k++, DKP_ROP_RENAME_NOREPLACE);
+
+			o->dirfd = q->out_tmp;
+			o->name = it[i].tmp;
+			o->dirfd2 = q->out_new;
+			o->name2 = it[i].id;
+		}
+	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
+		goto out;
+	live = 0;
+	for (i = k = 0; i < n; i++) {
+		if (!(it[i].outcome == DKP_OUT_SIGNED || it[i].outcome == DKP_OUT_ESP_ONLY))
+			continue;
+		if (w->ops[k].res == -EEXIST) {
+			/* published before (a replay after a crash): done */
+			atomic_fetch_add(&w->stats->replays, 1);
+			unlinkat(q->out_tmp, it[i].tmp, 0);
+		} else if (w->ops[k].res < 0) {
+			int e = (int)-w->ops[k].res;
+
+			unlinkat(q->out_tmp, it[i].tmp, 0);
+			set_defer(&it[i], e, "cannot publish: %s", strerror(e));
+		}
+		if (it[i].outcome != DKP_OUT_DEFERRED)
+			live++;
+		k++;
+	}
+	/* 7. one flush of out/new for the whole batch (group commit) */
+	if (live && (rc = dkp_qdir_sync(q->out_new)) < 0) {
+		/* not known durable: keep the inputs; a retry finds out/new/ID
+		 * (EEXIST) and retires them then */
+		for (i = 0; i < n; i++)
+			if (it[i].outcome == DKP_OUT_SIGNED || it[i].outcome == DKP_OUT_ESP_ONLY)
+				set_defer(&it[i], -rc, "cannot flush out/new: %s", strerror(-rc));
+		live = 0;
+	}
+	/* 8. retire the inputs, one flush of in/cur */
+	for (i = k = 0; i < n; i++)
+		if (it[i].outcome == DKP_OUT_SIGNED || it[i].outcome == DKP_OUT_ESP_ONLY) {
+			struct dkp_rop *o = op(w, k++, DKP_ROP_UNLINK);
+
+			o->dirfd = q->in_cur;
+			o->name = it[i].id;
+			atomic_fetch_add(&w->stats->bytes, it[i].size);
+		}
+	if (k && (rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
+		goto out;
+	if (k)
+		dkp_qdir_sync(q->in_cur);	/* replay-safe if lost */
+	rc = 0;
+out:
+	if (rc < 0) {
+		/* the ring itself failed: nothing more is known to be done */
+		for (i = 0; i < n; i++) {
+			if (it[i].fd >= 0) {
+				close(it[i].fd);
+				it[i].fd = -1;
+			}
+			if (it[i].outcome != DKP_OUT_GONE &&
+			    it[i].outcome != DKP_OUT_FAILED)
+				set_defer(&it[i], -rc, "I/O ring failed: %s", strerror(-rc));
+		}
+	}
+	/* 9. failures to failed/, deferrals back to in/new */
+	for (i = 0; i < n; i++) {
+		settle(w, &it[i]);
+		outcome[i] = it[i].outcome;
+		if (it[i].outcome == DKP_OUT_DEFERRED && it[i].sys_err &&
+		    is_temp_errno(it[i].sys_err)) {
+			backoff = -it[i].sys_err;
+			outcome[i] |= DKP_OUT_RETRY;
+		}
+		atomic_fetch_add(&w->stats->n[it[i].outcome], 1);
+	}
+	dkp_qdir_sync(q->in_new);
+	budget_release(w->budget, budget);
+	return rc < 0 ? rc : backoff;
+}

@@ -1,0 +1,107 @@
+/* snap.c — building and releasing signing snapshots; see snap.h. */
+#include "snap.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "err.h"
+#include "htab.h"
+#include "log.h"
+#include "mem.h"
+
+#define MAX_REPORTED 20
+
+void dkp_snap_ref(struct dkp_snap *s)
+{
+	atomic_fetch_add(&s->refs, 1);
+}
+
+void dkp_snap_unref(struct dkp_snap *s)
+{
+	if (s == NULL || atomic_fetch_sub(&s->refs, 1) != 1)
+		return;
+	dkp_keycache_free(s->keys);
+	dkp_key_unref(s->esp_key);
+	dkp_route_free(s->route);
+	dkp_config_free(s->cfg);
+	dkp_free(s);
+}
+
+/* Check one key file without reading it; 0 or a logged problem. */
+static int check_keyfile(const char *path, int insecure, const char *who)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		dkp_error("%s: key file %s: %s", who, path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		dkp_error("%s: key file %s is not a regular file", who, path);
+		return -1;
+	}
+	if ((st.st_mode & 077) && !insecure) {
+		dkp_error("%s: key file %s has mode %04o: group or others can access it; chmod 600 it",
+			  who, path, (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	return 0;
+}
+
+int dkp_snap_load(struct dkp_snap **out, const char *path,
+		  struct dkp_err *err)
+{
+	struct dkp_snap *s = dkp_calloc(1, sizeof(*s));
+	size_t i, bad = 0;
+	int rc;
+
+	*out = NULL;
+	atomic_init(&s->refs, 1);
+	if ((rc = dkp_config_load(&s->cfg, path, err)) != DKP_OK)
+		goto fail;
+	if ((rc = dkp_key_load(&s->esp_key, s->cfg->esp_keyfile,
+			       s->cfg->insecure_key_perms ? DKP_KEY_INSECURE_PERMS : 0,
+			       err)) != DKP_OK) {
+		snprintf(err->msg + strlen(err->msg),
+			 sizeof(err->msg) - strlen(err->msg), " (esp_key)");
+		goto fail;
+	}
+	if (s->cfg->key_table) {
+		struct dkp_htab *seen;
+
+		if ((rc = dkp_route_load(&s->route, s->cfg->key_table,
+					 s->cfg->signing_table, err)) != DKP_OK)
+			goto fail;
+		/* each distinct file once: many domains may share one key */
+		seen = dkp_htab_new(dkp_route_nkeys(s->route));
+		for (i = 0; i < dkp_route_nkeys(s->route); i++) {
+			const struct dkp_keyent *k = dkp_route_key(s->route, i);
+
+			if (dkp_htab_put(seen, k->path, strlen(k->path), (void *)k))
+				continue;
+			if (check_keyfile(k->path, s->cfg->insecure_key_perms,
+					  s->cfg->key_table) < 0 &&
+			    ++bad >= MAX_REPORTED)
+				break;
+		}
+		dkp_htab_free(seen, NULL);
+		if (bad) {
+			rc = dkp_err_set(err, DKP_E_KEY, 0, "config",
+					 "%s%zu key file problem%s in %s",
+					 bad >= MAX_REPORTED ? "at least " : "",
+					 bad, bad == 1 ? "" : "s",
+					 s->cfg->key_table);
+			goto fail;
+		}
+		s->keys = dkp_keycache_new(dkp_route_nkeys(s->route),
+					   s->cfg->key_cache,
+					   s->cfg->insecure_key_perms ? DKP_KEY_INSECURE_PERMS : 0);
+	}
+	*out = s;
+	return DKP_OK;
+fail:
+	dkp_snap_unref(s);
+	return rc;
+}

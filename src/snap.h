@@ -1,0 +1,38 @@
+/*
+ * snap.h — the immutable set of things a worker signs with: the parsed
+ * configuration, the routing tables, the ESP key and the customer key
+ * cache. Built once at start and again on SIGHUP; workers take a reference
+ * for each batch, so a reload swaps one pointer and the old snapshot is
+ * freed when the last batch using it ends. Everything reachable from a
+ * snapshot is read-only except the key cache, which is thread-safe.
+ */
+#ifndef DKP_SNAP_H
+#define DKP_SNAP_H
+
+#include <stdatomic.h>
+
+#include "config.h"
+#include "keycache.h"
+#include "route.h"
+
+struct dkp_snap {
+	atomic_int refs;
+	struct dkp_config *cfg;
+	struct dkp_route *route;	/* NULL: no customer keys */
+	struct dkp_key *esp_key;
+	struct dkp_keycache *keys;
+};
+
+/*
+ * Load the configuration at path and everything it names. Every problem
+ * found (unreadable or insecure key file, bad table line, ...) is logged
+ * as one line; the return is DKP_OK or the first error. Customer keys are
+ * only checked (exists, regular file, permissions) here, and parsed on
+ * first use.
+ */
+int dkp_snap_load(struct dkp_snap **out, const char *path,
+		  struct dkp_err *err);
+void dkp_snap_ref(struct dkp_snap *s);
+void dkp_snap_unref(struct dkp_snap *s);
+
+#endif
