@@ -1,0 +1,178 @@
+/* test_config.c — the run configuration: defaults, values, refusals. */
+#include "unit.h"
+
+#include <unistd.h>
+
+#include "config.h"
+
+static char path[] = "/tmp/dkp_conf_XXXXXX";
+
+static int load(const char *text, struct dkp_config **c, struct dkp_err *err)
+{
+	int fd = mkstemp(path);
+	int rc;
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	rc = dkp_config_load(c, path, err);
+	unlink(path);
+	strcpy(path, "/tmp/dkp_conf_XXXXXX");
+	return rc;
+}
+
+static void minimal_file_gets_defaults(void **st)
+{
+	struct dkp_config *c;
+	struct dkp_err err;
+
+	(void)st;
+	if (load("queue_dir = /q\nesp_key = ESP.example:sel:/k/esp.pem\n", &c, &err))
+		fail_msg("%s", err.msg);
+	assert_string_equal(c->in_dir, "/q/in");
+	assert_string_equal(c->out_dir, "/q/out");
+	assert_string_equal(c->failed_dir, "/q/failed");
+	assert_string_equal(c->esp_domain, "esp.example");
+	assert_string_equal(c->esp_selector, "sel");
+	assert_string_equal(c->esp_keyfile, "/k/esp.pem");
+	assert_null(c->key_table);
+	assert_int_equal(c->missing_key, DKP_MISSING_ESP_ONLY);
+	assert_int_equal(c->hcanon, DKP_CANON_RELAXED);
+	assert_int_equal(c->bcanon, DKP_CANON_RELAXED);
+	assert_int_equal(c->nheaders, 0);
+	assert_true(c->threads >= 1);
+	assert_int_equal(c->batch, DKP_DEF_BATCH);
+	assert_int_equal(c->inflight_bytes, DKP_DEF_INFLIGHT_BYTES);
+	assert_int_equal(c->limits.max_message_bytes, DKP_DEFAULT_MAX_MESSAGE_BYTES);
+	assert_int_equal(c->io, DKP_IO_AUTO);
+	dkp_config_free(c);
+}
+
+static void every_setting_parses(void **st)
+{
+	struct dkp_config *c;
+	struct dkp_err err;
+
+	(void)st;
+	if (load("# full\n"
+		 "in_dir = /a/in   # trailing comment\n"
+		 "out_dir=/a/out\n"
+		 "  failed_dir =   /a/failed  \n"
+		 "esp_key = esp.example:e1:/k/e.pem\n"
+		 "key_table = /k/KeyTable\n"
+		 "signing_table = refile:/k/SigningTable\n"
+		 "missing_key = defer\n"
+		 "canonicalization = simple/relaxed\n"
+		 "headers = From:To:Subject\n"
+		 "expire = 604800\n"
+		 "threads = 3\n"
+		 "batch = 7\n"
+		 "uring_depth = 64\n"
+		 "io = syscalls\n"
+		 "inflight_bytes = 64M\n"
+		 "max_message_size = 10M\n"
+		 "max_header_bytes = 64K\n"
+		 "max_header_fields = 300\n"
+		 "key_cache = 500\n"
+		 "insecure_key_perms = yes\n", &c, &err))
+		fail_msg("%s", err.msg);
+	assert_string_equal(c->failed_dir, "/a/failed");
+	assert_string_equal(c->signing_table, "refile:/k/SigningTable");
+	assert_int_equal(c->missing_key, DKP_MISSING_DEFER);
+	assert_int_equal(c->hcanon, DKP_CANON_SIMPLE);
+	assert_int_equal(c->bcanon, DKP_CANON_RELAXED);
+	assert_int_equal(c->nheaders, 3);
+	assert_string_equal(c->headers[2], "Subject");
+	assert_int_equal(c->expire, 604800);
+	assert_int_equal(c->threads, 3);
+	assert_int_equal(c->batch, 7);
+	assert_int_equal(c->uring_depth, 64);
+	assert_int_equal(c->io, DKP_IO_SYSCALLS);
+	assert_int_equal(c->inflight_bytes, 64u << 20);
+	assert_int_equal(c->limits.max_message_bytes, 10u << 20);
+	assert_int_equal(c->limits.max_header_bytes, 64u << 10);
+	assert_int_equal(c->limits.max_fields, 300);
+	assert_int_equal(c->key_cache, 500);
+	assert_int_equal(c->insecure_key_perms, 1);
+	dkp_config_free(c);
+}
+
+static const struct {
+	const char *name, *text, *why;
+} bad[] = {
+	{ "unknown key", "queue_dir=/q\nesp_key=e.example:s:/k\nthreds = 2\n", ":3: unknown setting 'threds'" },
+	{ "repeated key", "queue_dir=/q\nqueue_dir=/r\nesp_key=e.example:s:/k\n", ":2: 'queue_dir' is set twice" },
+	{ "no equals", "queue_dir /q\n", ":1: want 'key = value'" },
+	{ "empty value", "queue_dir =\n", "no value" },
+	{ "no esp_key", "queue_dir=/q\n", "esp_key" },
+	{ "no queue", "esp_key=e.example:s:/k\n", "queue_dir" },
+	{ "esp_key shape", "queue_dir=/q\nesp_key=e.example:/k\n", "DOMAIN:SELECTOR:KEYFILE" },
+	{ "tables apart", "queue_dir=/q\nesp_key=e.example:s:/k\nkey_table=/kt\n", "go together" },
+	{ "missing_key value", "queue_dir=/q\nesp_key=e.example:s:/k\nmissing_key=maybe\n", "esp-only" },
+	{ "canon value", "queue_dir=/q\nesp_key=e.example:s:/k\ncanonicalization=loose\n", "simple or relaxed" },
+	{ "headers without From", "queue_dir=/q\nesp_key=e.example:s:/k\nheaders=To:Subject\n", "From" },
+	{ "headers with DKIM-Signature", "queue_dir=/q\nesp_key=e.example:s:/k\nheaders=From:DKIM-Signature\n", "DKIM-Signature" },
+	{ "threads range", "queue_dir=/q\nesp_key=e.example:s:/k\nthreads=1000\n", "256" },
+	{ "batch zero", "queue_dir=/q\nesp_key=e.example:s:/k\nbatch=0\n", "1 to 4096" },
+	{ "size suffix", "queue_dir=/q\nesp_key=e.example:s:/k\ninflight_bytes=12Q\n", "size" },
+	{ "bool", "queue_dir=/q\nesp_key=e.example:s:/k\ninsecure_key_perms=perhaps\n", "yes or no" },
+	{ "io value", "queue_dir=/q\nesp_key=e.example:s:/k\nio=aio\n", "uring" },
+};
+
+static void bad_files_name_file_and_line(void **st)
+{
+	size_t i;
+
+	(void)st;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct dkp_config *c = NULL;
+		struct dkp_err err;
+
+		if (load(bad[i].text, &c, &err) == DKP_OK || strstr(err.msg, bad[i].why) == NULL)
+			fail_msg("%s: got '%s', want '%s'", bad[i].name,
+				 c ? "accepted" : err.msg, bad[i].why);
+		assert_true(strstr(err.msg, "/tmp/dkp_conf_") != NULL);
+		assert_null(c);
+	}
+}
+
+static void missing_file_is_an_io_error(void **st)
+{
+	struct dkp_config *c;
+	struct dkp_err err;
+
+	(void)st;
+	assert_int_equal(dkp_config_load(&c, "/nonexistent/dkimpress.conf", &err), DKP_E_IO);
+	assert_non_null(strstr(err.msg, "/nonexistent/dkimpress.conf"));
+}
+
+static void sizes(void **st)
+{
+	uint64_t v;
+
+	(void)st;
+	assert_int_equal(dkp_config_size("4096", &v), 0);
+	assert_int_equal(v, 4096);
+	assert_int_equal(dkp_config_size("256M", &v), 0);
+	assert_int_equal(v, 256ull << 20);
+	assert_int_equal(dkp_config_size("1g", &v), 0);
+	assert_int_equal(v, 1ull << 30);
+	assert_int_equal(dkp_config_size("2KB", &v), 0);
+	assert_int_equal(v, 2048);
+	assert_int_equal(dkp_config_size("-1", &v), -1);
+	assert_int_equal(dkp_config_size("M", &v), -1);
+	assert_int_equal(dkp_config_size("99999999999999999999G", &v), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(minimal_file_gets_defaults),
+		cmocka_unit_test(every_setting_parses),
+		cmocka_unit_test(bad_files_name_file_and_line),
+		cmocka_unit_test(missing_file_is_an_io_error),
+		cmocka_unit_test(sizes),
+	};
+
+	UNIT_RUN("test_config", tests);
+}
