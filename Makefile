@@ -40,7 +40,7 @@ ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(SANFLAGS) \
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lresolv -lpthread
 
 LIB_SRC := buf.c err.c log.c mem.c htab.c msg_parse.c canon.c sigfmt.c keystore.c route.c \
-	config.c uring.c qdir.c keycache.c snap.c job.c pool.c \
+	config.c uring.c qdir.c keycache.c snap.c job.c pool.c hdr_tmpl.c \
 	sign.c keyrec.c verify.c
 CLI_SRC := cli.c main.c
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)

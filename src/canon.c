@@ -61,6 +61,34 @@ void dkp_canon_header(enum dkp_canon c, const char *f, size_t len,
 	out->p[out->len] = '\0';
 }
 
+void dkp_canon_header_tail(enum dkp_canon c, const char *p, size_t len,
+			   struct dkp_buf *out)
+{
+	size_t i;
+	int pending_sp = 0;
+
+	if (c == DKP_CANON_SIMPLE) {
+		dkp_buf_add(out, p, len);
+		return;
+	}
+	dkp_buf_reserve(out, len);
+	for (i = 0; i < len; i++) {
+		if (p[i] == '\r' && i + 1 < len && p[i + 1] == '\n') {
+			i++;
+			continue;
+		}
+		if (is_wsp(p[i])) {
+			pending_sp = 1;
+			continue;
+		}
+		if (pending_sp)
+			out->p[out->len++] = ' ';
+		pending_sp = 0;
+		out->p[out->len++] = p[i];
+	}
+	out->p[out->len] = '\0';
+}
+
 void dkp_hsink_init(struct dkp_hsink *s, EVP_MD_CTX *md, uint64_t limit)
 {
 	s->md = md;

@@ -25,6 +25,15 @@
 void dkp_canon_header(enum dkp_canon c, const char *f, size_t len,
 		      size_t name_len, int crlf, struct dkp_buf *out);
 
+/*
+ * Canonicalize the continuation of a field value whose earlier part ended
+ * in a non-WSP byte (a template prefix ending in ';'): for relaxed, folds
+ * removed, WSP runs made one SP (a leading run too), trailing WSP dropped.
+ * canon(prefix) + tail(rest) == canon(prefix + rest).
+ */
+void dkp_canon_header_tail(enum dkp_canon c, const char *p, size_t len,
+			   struct dkp_buf *out);
+
 /* Digest sink with an optional length cap (the l= tag when verifying). */
 struct dkp_hsink {
 	EVP_MD_CTX *md;

@@ -82,8 +82,7 @@ static void render_h(struct out *o, const char *const *h, size_t n)
 	}
 }
 
-void dkp_sigfmt_render(const struct dkp_sigfmt *f, struct dkp_buf *out,
-		       size_t *col)
+size_t dkp_sigfmt_prefix(const struct dkp_sigfmt *f, struct dkp_buf *out)
 {
 	struct out o = { out, 0 };
 
@@ -95,6 +94,14 @@ void dkp_sigfmt_render(const struct dkp_sigfmt *f, struct dkp_buf *out,
 	      dkp_canon_name(f->bcanon));
 	unitf(&o, "d=%s;", f->domain);
 	unitf(&o, "s=%s;", f->selector);
+	return o.col;
+}
+
+void dkp_sigfmt_rest(const struct dkp_sigfmt *f, size_t col,
+		     struct dkp_buf *out, size_t *bcol)
+{
+	struct out o = { out, col };
+
 	if (f->t >= 0)
 		unitf(&o, "t=%" PRId64 ";", f->t);
 	if (f->x > 0)
@@ -111,7 +118,13 @@ void dkp_sigfmt_render(const struct dkp_sigfmt *f, struct dkp_buf *out,
 		o.col++;
 	}
 	dkp_buf_adds(out, "b=");
-	*col = o.col + 2;
+	*bcol = o.col + 2;
+}
+
+void dkp_sigfmt_render(const struct dkp_sigfmt *f, struct dkp_buf *out,
+		       size_t *col)
+{
+	dkp_sigfmt_rest(f, dkp_sigfmt_prefix(f, out), out, col);
 }
 
 void dkp_sigfmt_finish(struct dkp_buf *out, size_t col, const char *b64,

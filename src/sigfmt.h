@@ -35,6 +35,14 @@ struct dkp_sigfmt {
  */
 void dkp_sigfmt_render(const struct dkp_sigfmt *f, struct dkp_buf *out,
 		       size_t *col);
+/*
+ * The same in two steps, for cached templates: the fixed part
+ * "DKIM-Signature: v=1; a=...; c=...; d=...; s=...;" (returns the column
+ * after it), then the per-message rest from that column (t x i h bh b=).
+ */
+size_t dkp_sigfmt_prefix(const struct dkp_sigfmt *f, struct dkp_buf *out);
+void dkp_sigfmt_rest(const struct dkp_sigfmt *f, size_t col,
+		     struct dkp_buf *out, size_t *bcol);
 /* Append the folded b= value and the final CRLF. */
 void dkp_sigfmt_finish(struct dkp_buf *out, size_t col, const char *b64,
 		       size_t n);

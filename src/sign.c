@@ -21,6 +21,7 @@
 
 #include "canon.h"
 #include "err.h"
+#include "hdr_tmpl.h"
 #include "keystore.h"
 #include "log.h"
 #include "mem.h"
@@ -60,7 +61,10 @@ struct dkp_signer {
 	size_t names_cap;
 	struct keyctx kc[KEYCTX_SLOTS];
 	unsigned kc_next;
+	struct dkp_tmpl_cache *tmpl;
 };
+
+#define TMPL_MAX 4096
 
 struct dkp_signer *dkp_signer_new(void)
 {
@@ -74,6 +78,7 @@ struct dkp_signer *dkp_signer_new(void)
 	dkp_buf_init(&s->hdr);
 	dkp_buf_init(&s->sig);
 	dkp_buf_init(&s->b64);
+	s->tmpl = dkp_tmpl_cache_new(TMPL_MAX);
 	return s;
 }
 
@@ -98,6 +103,7 @@ void dkp_signer_free(struct dkp_signer *s)
 	dkp_buf_free(&s->hdr);
 	dkp_buf_free(&s->sig);
 	dkp_buf_free(&s->b64);
+	dkp_tmpl_cache_free(s->tmpl);
 	dkp_free(s->used);
 	dkp_free(s->names);
 	dkp_free(s->lens);
@@ -270,11 +276,15 @@ static int check_spec(const struct dkp_sig_spec *sp, struct dkp_err *err)
 	return DKP_OK;
 }
 
-int dkp_sign_rendered(struct dkp_signer *s, const struct dkp_msg *m,
+/*
+ * Hash the chosen fields, then the signature field given as an already
+ * canonical part (cpre) and a raw tail to canonicalize, and sign.
+ */
+static int sign_parts(struct dkp_signer *s, const struct dkp_msg *m,
 		      struct dkp_key *key, enum dkp_canon hc,
 		      const char *const *names, const size_t *lens, size_t n,
-		      const char *field, size_t flen, struct dkp_buf *b64,
-		      struct dkp_err *err)
+		      const char *cpre, size_t cprelen, const char *tail,
+		      size_t tlen, struct dkp_buf *b64, struct dkp_err *err)
 {
 	unsigned char dig[32];
 	unsigned int dlen = 0;
@@ -284,7 +294,8 @@ int dkp_sign_rendered(struct dkp_signer *s, const struct dkp_msg *m,
 	grow_scratch(s, m, 0);
 	dkp_buf_reset(&s->hdr);
 	dkp_sign_hash_fields(m, hc, names, lens, n, s->used, &s->hdr);
-	dkp_canon_header(hc, field, flen, strlen("DKIM-Signature"), 0, &s->hdr);
+	dkp_buf_add(&s->hdr, cpre, cprelen);
+	dkp_canon_header_tail(hc, tail, tlen, &s->hdr);
 	if (!EVP_DigestInit_ex2(s->md, s->sha256, NULL) ||
 	    !EVP_DigestUpdate(s->md, s->hdr.p, s->hdr.len) ||
 	    !EVP_DigestFinal_ex(s->md, dig, &dlen))
@@ -300,6 +311,23 @@ int dkp_sign_rendered(struct dkp_signer *s, const struct dkp_msg *m,
 	return DKP_OK;
 }
 
+int dkp_sign_rendered(struct dkp_signer *s, const struct dkp_msg *m,
+		      struct dkp_key *key, enum dkp_canon hc,
+		      const char *const *names, const size_t *lens, size_t n,
+		      const char *field, size_t flen, struct dkp_buf *b64,
+		      struct dkp_err *err)
+{
+	struct dkp_buf c;
+	int rc;
+
+	dkp_buf_init(&c);
+	dkp_canon_header(hc, field, flen, strlen("DKIM-Signature"), 0, &c);
+	rc = sign_parts(s, m, key, hc, names, lens, n, c.p, c.len, "", 0, b64,
+			err);
+	dkp_buf_free(&c);
+	return rc;
+}
+
 int dkp_sign(struct dkp_signer *s, const struct dkp_msg *m,
 	     const struct dkp_sig_spec *specs, size_t n, struct dkp_buf *out,
 	     struct dkp_err *err)
@@ -311,7 +339,8 @@ int dkp_sign(struct dkp_signer *s, const struct dkp_msg *m,
 	for (i = 0; i < n; i++) {
 		const struct dkp_sig_spec *sp = &specs[i];
 		struct dkp_sigfmt f;
-		size_t nn, j, col, start;
+		const struct dkp_tmpl *t;
+		size_t nn, j, col, start, rest;
 		int rc;
 
 		if ((rc = check_spec(sp, err)) != DKP_OK)
@@ -346,12 +375,17 @@ int dkp_sign(struct dkp_signer *s, const struct dkp_msg *m,
 		f.headers = s->names;
 		f.nheaders = nn;
 		f.bh = bh[sp->bcanon];
+		/* the cached fixed part, then this message's tags */
+		t = dkp_tmpl_get(s->tmpl, f.alg, sp->hcanon, sp->bcanon,
+				 sp->domain, sp->selector);
 		start = out->len;
-		dkp_sigfmt_render(&f, out, &col);
+		dkp_buf_add(out, t->raw.p, t->raw.len);
+		rest = out->len;
+		dkp_sigfmt_rest(&f, t->col, out, &col);
 		dkp_buf_reset(&s->b64);
-		rc = dkp_sign_rendered(s, m, sp->key, sp->hcanon, s->names,
-				       s->lens, nn, out->p + start,
-				       out->len - start, &s->b64, err);
+		rc = sign_parts(s, m, sp->key, sp->hcanon, s->names, s->lens,
+				nn, t->canon.p, t->canon.len, out->p + rest,
+				out->len - rest, &s->b64, err);
 		if (rc != DKP_OK) {
 			out->len = start;
 			return rc;

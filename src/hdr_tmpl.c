@@ -1,0 +1,81 @@
+/* hdr_tmpl.c — per-signer cache of DKIM-Signature templates; see
+ * hdr_tmpl.h. */
+#include "hdr_tmpl.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "canon.h"
+#include "htab.h"
+#include "mem.h"
+#include "sigfmt.h"
+
+struct dkp_tmpl_cache {
+	struct dkp_htab *t;
+	size_t max, builds;
+};
+
+static void tmpl_free(void *p)
+{
+	struct dkp_tmpl *t = p;
+
+	dkp_buf_free(&t->raw);
+	dkp_buf_free(&t->canon);
+	dkp_free(t);
+}
+
+struct dkp_tmpl_cache *dkp_tmpl_cache_new(size_t max)
+{
+	struct dkp_tmpl_cache *c = dkp_calloc(1, sizeof(*c));
+
+	c->max = max ? max : 1;
+	c->t = dkp_htab_new(16);
+	return c;
+}
+
+void dkp_tmpl_cache_free(struct dkp_tmpl_cache *c)
+{
+	if (c == NULL)
+		return;
+	dkp_htab_free(c->t, tmpl_free);
+	dkp_free(c);
+}
+
+const struct dkp_tmpl *dkp_tmpl_get(struct dkp_tmpl_cache *c, enum dkp_alg alg,
+				    enum dkp_canon hc, enum dkp_canon bc,
+				    const char *domain, const char *selector)
+{
+	char key[512];
+	int n = snprintf(key, sizeof(key), "%d%d%d%s:%s", (int)alg, (int)hc,
+			 (int)bc, domain, selector);
+	struct dkp_tmpl *t;
+	struct dkp_sigfmt f;
+
+	if (n < 0 || (size_t)n >= sizeof(key))
+		n = sizeof(key) - 1;
+	t = dkp_htab_get(c->t, key, (size_t)n);
+	if (t)
+		return t;
+	if (dkp_htab_count(c->t) >= c->max) {
+		dkp_htab_free(c->t, tmpl_free);
+		c->t = dkp_htab_new(16);
+	}
+	t = dkp_calloc(1, sizeof(*t));
+	memset(&f, 0, sizeof(f));
+	f.alg = alg;
+	f.hcanon = hc;
+	f.bcanon = bc;
+	f.domain = domain;
+	f.selector = selector;
+	t->col = dkp_sigfmt_prefix(&f, &t->raw);
+	dkp_canon_header(hc, t->raw.p, t->raw.len, strlen("DKIM-Signature"), 0,
+			 &t->canon);
+	dkp_htab_put(c->t, key, (size_t)n, t);
+	c->builds++;
+	return t;
+}
+
+size_t dkp_tmpl_builds(const struct dkp_tmpl_cache *c)
+{
+	return c->builds;
+}

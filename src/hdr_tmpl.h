@@ -1,0 +1,33 @@
+/*
+ * hdr_tmpl.h — pre-rendered DKIM-Signature templates: for each (algorithm,
+ * canonicalization, domain, selector) the fixed start of the field
+ * ("DKIM-Signature: v=1; a=...; c=...; d=...; s=...;") as written and in
+ * canonical form, so a message renders and canonicalizes only its own
+ * tags (t, x, i, h, bh). One cache per signer (per worker thread): no
+ * locks. Bounded: past `max` entries the cache starts over.
+ */
+#ifndef DKP_HDR_TMPL_H
+#define DKP_HDR_TMPL_H
+
+#include <stddef.h>
+
+#include "dkimpress/dkimpress.h"
+
+struct dkp_tmpl {
+	struct dkp_buf raw;	/* the prefix as it appears in the field */
+	size_t col;		/* column after it (for folding the rest) */
+	struct dkp_buf canon;	/* canonical form (header canon), no CRLF */
+};
+
+struct dkp_tmpl_cache;
+
+struct dkp_tmpl_cache *dkp_tmpl_cache_new(size_t max);
+void dkp_tmpl_cache_free(struct dkp_tmpl_cache *c);
+/* The template; valid until the next call on this cache. */
+const struct dkp_tmpl *dkp_tmpl_get(struct dkp_tmpl_cache *c, enum dkp_alg alg,
+				    enum dkp_canon hc, enum dkp_canon bc,
+				    const char *domain, const char *selector);
+/* Templates built so far (for tests). */
+size_t dkp_tmpl_builds(const struct dkp_tmpl_cache *c);
+
+#endif
