@@ -193,6 +193,19 @@ static int bad_arg(struct dkp_err *err, const char *opt, const char *arg)
 			   "invalid value for %s: '%s'", opt, arg);
 }
 
+/* The optional message file after the options; at most one. */
+static int message_arg(struct dkp_cli *c, int argc, char **argv,
+		       const char *cmd, struct dkp_err *err)
+{
+	if (optind < argc)
+		c->in = argv[optind++];
+	if (optind < argc)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "%s takes one message; extra argument '%s'",
+				   cmd, argv[optind]);
+	return DKP_OK;
+}
+
 static int parse_sign(struct dkp_cli *c, int argc, char **argv,
 		      struct dkp_err *err)
 {
@@ -257,13 +270,7 @@ static int parse_sign(struct dkp_cli *c, int argc, char **argv,
 	if (c->nkeys == 0)
 		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
 				   "sign needs at least one --key DOMAIN:SELECTOR:KEYFILE");
-	if (optind < argc)
-		c->in = argv[optind++];
-	if (optind < argc)
-		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
-				   "sign takes one message; extra argument '%s'",
-				   argv[optind]);
-	return DKP_OK;
+	return message_arg(c, argc, argv, "sign", err);
 }
 
 static int parse_verify(struct dkp_cli *c, int argc, char **argv,
@@ -294,13 +301,7 @@ static int parse_verify(struct dkp_cli *c, int argc, char **argv,
 					   "see 'dkimpress verify --help'");
 		}
 	}
-	if (optind < argc)
-		c->in = argv[optind++];
-	if (optind < argc)
-		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
-				   "verify takes one message; extra argument '%s'",
-				   argv[optind]);
-	return DKP_OK;
+	return message_arg(c, argc, argv, "verify", err);
 }
 
 static int parse_keygen(struct dkp_cli *c, int argc, char **argv,

@@ -104,24 +104,37 @@ static int parse_u64(const char *base, const struct dkp_tag *t, uint64_t *v)
 	return *end ? -1 : 0;
 }
 
+/*
+ * Next item of a colon-separated list with FWS around items: from *pos,
+ * sets [*b, *e) and moves *pos past the colon. Returns 0 at the end.
+ */
+static int next_item(const char *s, size_t n, size_t *pos, size_t *b,
+		     size_t *e)
+{
+	size_t i = *pos;
+
+	if (i > n)
+		return 0;
+	*b = i;
+	while (i < n && s[i] != ':')
+		i++;
+	*e = i;
+	*pos = i + 1;
+	while (*b < *e && strchr(" \t\r\n", s[*b]))
+		(*b)++;
+	while (*e > *b && strchr(" \t\r\n", s[*e - 1]))
+		(*e)--;
+	return 1;
+}
+
 /* Does list (colon-separated, FWS allowed) contain word? */
 static int list_has(const char *s, size_t n, const char *word)
 {
-	size_t i = 0, wl = strlen(word);
+	size_t pos = 0, b, e, wl = strlen(word);
 
-	while (i < n) {
-		size_t b = i, e;
-
-		while (i < n && s[i] != ':')
-			i++;
-		e = i++;
-		while (b < e && strchr(" \t\r\n", s[b]))
-			b++;
-		while (e > b && strchr(" \t\r\n", s[e - 1]))
-			e--;
+	while (next_item(s, n, &pos, &b, &e))
 		if (e - b == wl && strncasecmp(s + b, word, wl) == 0)
 			return 1;
-	}
 	return 0;
 }
 
@@ -236,18 +249,9 @@ static int crypto_verify(EVP_PKEY *pk, enum dkp_alg alg,
 static int split_h(const char *s, size_t n, const char **names, size_t *lens,
 		   size_t max)
 {
-	size_t i = 0, c = 0;
+	size_t pos = 0, b, e, c = 0;
 
-	while (i <= n) {
-		size_t b = i, e;
-
-		while (i < n && s[i] != ':')
-			i++;
-		e = i++;
-		while (b < e && strchr(" \t\r\n", s[b]))
-			b++;
-		while (e > b && strchr(" \t\r\n", s[e - 1]))
-			e--;
+	while (next_item(s, n, &pos, &b, &e)) {
 		if (c == max)
 			return -1;
 		names[c] = s + b;
