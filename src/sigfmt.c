@@ -219,6 +219,8 @@ int dkp_taglist_parse(const char *s, size_t len, struct dkp_taglist *tl,
 						   "duplicate tag '%s'", t->name);
 		t->voff = vs;
 		t->vlen = ve - vs;
+		t->roff = p;
+		t->rlen = semi - p;
 		tl->n++;
 		p = semi < len ? semi + 1 : len;
 	}

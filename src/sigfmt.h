@@ -51,6 +51,7 @@ void dkp_sigfmt_finish(struct dkp_buf *out, size_t col, const char *b64,
 struct dkp_tag {
 	char name[8];		/* tag names we care about are short */
 	size_t voff, vlen;	/* value without surrounding FWS */
+	size_t roff, rlen;	/* raw: everything between '=' and ';' */
 };
 
 #define DKP_MAX_TAGS 32

@@ -384,12 +384,13 @@ static enum dkp_vres verify_one(struct vctx *v, size_t fi,
 	dkp_buf_reset(&v->hdr);
 	dkp_sign_hash_fields(m, hc, (const char *const *)names, lens,
 			     (size_t)nh, v->used, &v->hdr);
-	/* this field with the b= value removed (RFC 6376 3.7) */
-	bstart = f->colon + 1 + t_b->voff;
+	/* this field with the b= value removed, "including all surrounding
+	 * whitespace" (RFC 6376 3.7): everything between '=' and ';' */
+	bstart = f->colon + 1 + t_b->roff;
 	dkp_buf_reset(&v->tmp);
 	dkp_buf_add(&v->tmp, m->data + f->off, bstart);
-	dkp_buf_add(&v->tmp, m->data + f->off + bstart + t_b->vlen,
-		    f->len - bstart - t_b->vlen);
+	dkp_buf_add(&v->tmp, m->data + f->off + bstart + t_b->rlen,
+		    f->len - bstart - t_b->rlen);
 	dkp_canon_header(hc, v->tmp.p, v->tmp.len, f->name_len, 0, &v->hdr);
 	if (!EVP_DigestInit_ex2(v->md, v->sha256, NULL) ||
 	    !EVP_DigestUpdate(v->md, v->hdr.p, v->hdr.len) ||

@@ -75,6 +75,8 @@ static void reset_records(void)
 	dns_temp = 0;
 }
 
+static enum dkp_canon hcanon = DKP_CANON_RELAXED;
+
 /* Sign msg with RSA (s=r) on top of Ed25519 (s=e); t/x/identity as given. */
 static void sign_msg(struct dkp_buf *out, int64_t t, int64_t x, const char *identity)
 {
@@ -89,7 +91,7 @@ static void sign_msg(struct dkp_buf *out, int64_t t, int64_t x, const char *iden
 	sp[1].selector = "e";
 	sp[0].key = rsa;
 	sp[1].key = ed;
-	sp[0].hcanon = sp[1].hcanon = DKP_CANON_RELAXED;
+	sp[0].hcanon = sp[1].hcanon = hcanon;
 	sp[0].bcanon = sp[1].bcanon = DKP_CANON_RELAXED;
 	sp[0].t = sp[1].t = t;
 	sp[0].x = sp[1].x = x;
@@ -281,6 +283,34 @@ static void expiry_and_identity(void **st)
 	dkp_buf_free(&b);
 }
 
+/* RFC 6376 3.7: the b= value is removed "including all surrounding
+ * whitespace", so a fold between "b=" and the value (as Mail::DKIM writes
+ * at times) must not matter, even with simple header canonicalization. */
+static void fold_after_b_equals_is_not_hashed(void **st)
+{
+	struct dkp_buf b;
+	struct dkp_vresult r[2];
+	char from[8], to[12];
+	const char *at;
+
+	(void)st;
+	reset_records();
+	hcanon = DKP_CANON_SIMPLE;
+	dkp_buf_init(&b);
+	sign_msg(&b, 1700000000, 0, NULL);
+	hcanon = DKP_CANON_RELAXED;
+	/* the first signature's " b=VALUE" becomes " b=\r\n\tVALUE" */
+	at = strstr(b.p, " b=");
+	assert_non_null(at);
+	snprintf(from, sizeof(from), " b=%.4s", at + 3);
+	snprintf(to, sizeof(to), " b=\r\n\t%.4s", at + 3);
+	edit(&b, from, to);
+	verify(&b, 0, r);
+	EXPECT(r[0], DKP_V_PASS, "");
+	EXPECT(r[1], DKP_V_PASS, "");
+	dkp_buf_free(&b);
+}
+
 static void rfc8463_published_signatures_pass(void **st)
 {
 	struct dkp_dnsfile *df;
@@ -344,6 +374,7 @@ int main(void)
 		cmocka_unit_test(key_record_problems),
 		cmocka_unit_test(signature_problems),
 		cmocka_unit_test(expiry_and_identity),
+		cmocka_unit_test(fold_after_b_equals_is_not_hashed),
 		cmocka_unit_test(rfc8463_published_signatures_pass),
 		cmocka_unit_test(dns_file_forms),
 	};
