@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# tests/crash/run.sh — kill -9 the engine at random moments, restart it,
+# and check that no message is lost, none is published twice and every
+# output verifies.
+#
+# A queue of CRASH_N messages (default 4000, from tools/demo-queue) over
+# customer domains with RSA and Ed25519 keys and one without a key, plus
+# an RSA ESP key. `dkimpress run --once` is started and killed with
+# SIGKILL after a random 20-150 ms, at least CRASH_KILLS times (default
+# 24); each kill's protocol state (qdir.h: S2 claimed, S3 writing, S4
+# published but not retired) is read off the directories while the
+# process is dead. Then a last run drains the queue and the checks run:
+#   - every input ID is in out/new exactly once, none in failed/;
+#   - in/new, in/cur and out/tmp are empty;
+#   - each output is its input plus 2 DKIM-Signature fields (1 for the
+#     domain without a key) and nothing else;
+#   - dkimpy verifies every signature of every output.
+# Ends with "crash: N passed, N failed". Env: DKIMPRESS (default
+# build/dkimpress), CRASH_N, CRASH_KILLS.
+set -u
+export LC_ALL=C
+DKIMPRESS=${DKIMPRESS:-build/dkimpress}
+case $DKIMPRESS in /*) ;; *) DKIMPRESS=$PWD/$DKIMPRESS ;; esac
+N=${CRASH_N:-4000}
+KILLS=${CRASH_KILLS:-24}
+HERE=$(cd "$(dirname "$0")" && pwd)
+TOP=$(cd "$HERE/../.." && pwd)
+W=$(mktemp -d "${TMPDIR:-/tmp}/dkimpress-crash.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+pass=0 fail=0
+ok() { echo "ok   $*"; pass=$((pass + 1)); }
+bad() { echo "FAIL $*"; fail=$((fail + 1)); }
+
+# keys, tables, configuration
+mkdir -p "$W/keys"
+"$DKIMPRESS" keygen --domain esp.example --selector esp --out "$W/keys" >"$W/dns.txt" 2>/dev/null
+: >"$W/KeyTable"
+: >"$W/SigningTable"
+i=0
+for spec in c1.example:rsa c2.example:ed25519 c3.example:rsa c4.example:ed25519; do
+	dom=${spec%%:*} type=${spec##*:}
+	i=$((i + 1))
+	mkdir -p "$W/keys/$dom"
+	"$DKIMPRESS" keygen --domain "$dom" --selector "k$i" --type "$type" --out "$W/keys/$dom" >>"$W/dns.txt" 2>/dev/null
+	echo "key$i $dom:k$i:$W/keys/$dom/k$i.private" >>"$W/KeyTable"
+	echo "*@$dom key$i" >>"$W/SigningTable"
+done
+cat >"$W/conf" <<CONF
+queue_dir     = $W/q
+esp_key       = esp.example:esp:$W/keys/esp.private
+key_table     = $W/KeyTable
+signing_table = refile:$W/SigningTable
+batch         = 16
+CONF
+
+# the queue, and a pristine copy of every input (hard links: the engine
+# never writes an input, it only renames and unlinks it)
+"$TOP/tools/demo-queue" "$W/orig" "$N" c1.example c2.example c3.example c4.example nokey.example
+mkdir -p "$W/q/in"
+cp -al "$W/orig/in/new" "$W/q/in/new"
+ls "$W/orig/in/new" | sort >"$W/ids"
+
+# the kill loop
+printf '%-5s %-8s %8s %8s %8s %8s %8s\n' kill "after" in/new in/cur out/tmp "S4" out/new >"$W/table"
+kills=0 early=0 tries=0
+while [ "$kills" -lt "$KILLS" ] && [ "$tries" -lt $((KILLS * 3)) ]; do
+	tries=$((tries + 1))
+	# stop when the queue is drained (the check below then says so)
+	[ -n "$(ls -A "$W/q/in/new")$(ls -A "$W/q/in/cur")" ] || break
+	ms=$((20 + RANDOM % 130))
+	"$DKIMPRESS" run -c "$W/conf" --once >/dev/null 2>>"$W/log" &
+	pid=$!
+	sleep "$(printf '0.%03d' "$ms")"
+	if kill -9 "$pid" 2>/dev/null; then
+		wait "$pid" 2>/dev/null
+		kills=$((kills + 1))
+		cur=$(ls "$W/q/in/cur" | wc -l)
+		tmp=$(ls "$W/q/out/tmp" 2>/dev/null | wc -l)
+		s4=$(comm -12 <(ls "$W/q/in/cur" | sort) <(ls "$W/q/out/new" 2>/dev/null | sort) | wc -l)
+		printf '%-5s %-8s %8s %8s %8s %8s %8s\n' "$kills" "${ms}ms" \
+			"$(ls "$W/q/in/new" | wc -l)" "$cur" "$tmp" "$s4" \
+			"$(ls "$W/q/out/new" 2>/dev/null | wc -l)" >>"$W/table"
+	else
+		wait "$pid" 2>/dev/null
+		early=$((early + 1))
+	fi
+done
+cat "$W/table"
+echo "($kills kills; $early runs finished before their kill)"
+if [ "$kills" -ge 20 ]; then
+	ok "killed the engine with SIGKILL $kills times mid-run"
+else
+	bad "only $kills kills landed mid-run (want >= 20): use a larger CRASH_N"
+fi
+# were the interesting states hit?
+awk 'NR > 1 && $6 > 0 { s4++ } NR > 1 && $5 > 0 { s3++ } END {
+	printf "kills in state S3 (signed copy being written): %d, S4 (published, input not retired): %d\n", s3, s4 }' "$W/table"
+
+# recovery and the rest
+rc=0
+"$DKIMPRESS" run -c "$W/conf" --once >"$W/summary" 2>>"$W/log" || rc=$?
+cat "$W/summary"
+grep -h "recovery:" "$W/log" | tail -3
+[ "$rc" = 0 ] && ok "the final run exits 0" || bad "the final run exited $rc"
+
+left=$(find "$W/q/in/new" "$W/q/in/cur" "$W/q/out/tmp" -type f | wc -l)
+[ "$left" = 0 ] && ok "in/new, in/cur and out/tmp are empty" || bad "$left files left in in/new, in/cur or out/tmp"
+nfail=$(find "$W/q/failed" -type f | wc -l)
+[ "$nfail" = 0 ] && ok "nothing in failed/" || bad "$nfail files in failed/"
+ls "$W/q/out/new" | sort >"$W/outs"
+if cmp -s "$W/ids" "$W/outs"; then
+	ok "every one of the $N input IDs is in out/new, exactly once"
+else
+	bad "out/new differs from the inputs: $(comm -23 "$W/ids" "$W/outs" | wc -l) missing, $(comm -13 "$W/ids" "$W/outs" | wc -l) unexpected"
+fi
+
+# each output = its input plus the new fields, nothing else
+/usr/bin/python3 - "$W/orig/in/new" "$W/q/out/new" >"$W/shape" <<'PY'
+import os, sys
+orig, out = sys.argv[1], sys.argv[2]
+bad = 0
+for name in sorted(os.listdir(out)):
+    data = open(os.path.join(out, name), "rb").read()
+    src = open(os.path.join(orig, name), "rb").read()
+    want = 1 if b"@nokey.example" in src.split(b"\r\n\r\n", 1)[0] else 2
+    rest, n = data, 0
+    while rest.startswith(b"DKIM-Signature:"):
+        end = rest.index(b"\r\n") + 2
+        while rest[end:end + 1] in (b" ", b"\t"):
+            end = rest.index(b"\r\n", end) + 2
+        rest, n = rest[end:], n + 1
+    if n != want or rest != src:
+        bad += 1
+        print("%s: %d signatures (want %d), body %s" % (name, n, want, "same" if rest == src else "DIFFERS"))
+print("shape: %d bad" % bad)
+sys.exit(1 if bad else 0)
+PY
+if [ $? = 0 ]; then
+	ok "each output is its input plus its DKIM-Signature fields (2, or 1 without a customer key)"
+else
+	bad "outputs with the wrong shape: $(tail -1 "$W/shape")"; head -5 "$W/shape"
+fi
+
+# every signature, verified by dkimpy
+ls -d "$W/q/out/new"/* >"$W/list"
+/usr/bin/python3 "$TOP/tests/interop/verify_dkimpy.py" --dns-file "$W/dns.txt" --list "$W/list" >"$W/dkimpy" 2>&1
+if [ $? = 0 ]; then
+	ok "dkimpy verifies every signature: $(tail -1 "$W/dkimpy")"
+else
+	bad "dkimpy: $(tail -1 "$W/dkimpy")"; grep -m5 "	fail	" "$W/dkimpy"
+fi
+grep -iE "sanitizer|runtime error" "$W/log" >/dev/null && bad "sanitizer reports in the engine's log" && grep -m5 -iE "sanitizer|runtime error" "$W/log"
+echo "crash: $pass passed, $fail failed"
+[ "$fail" = 0 ]
