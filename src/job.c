@@ -269,6 +269,7 @@ int dkp_job_batch(struct dkp_worker *w, struct dkp_snap *s,
 		it[i].outcome = -1;
 		it[i].sys_err = 0;
 		it[i].reason[0] = '\0';
+		it[i].tmp[0] = '\0';
 		it[i].fd = -1;
 		o->dirfd = q->in_new;
 		o->name = it[i].id;
@@ -430,17 +431,20 @@ int dkp_job_batch(struct dkp_worker *w, struct dkp_snap *s,
 		}
 	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
 		goto out;
-	/* a deferred item may have a temporary file: remove it */
+	/* a deferred item may have a temporary file: remove it (the op
+	 * points at it[i].tmp, so forget the name only after the run) */
 	for (i = k = 0; i < n; i++)
 		if (it[i].outcome == DKP_OUT_DEFERRED && it[i].tmp[0]) {
 			struct dkp_rop *o = op(w, k++, DKP_ROP_UNLINK);
 
 			o->dirfd = q->out_tmp;
 			o->name = it[i].tmp;
-			it[i].tmp[0] = '\0';
 		}
 	if (k && (rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
 		goto out;
+	for (i = 0; i < n; i++)
+		if (it[i].outcome == DKP_OUT_DEFERRED)
+			it[i].tmp[0] = '\0';
 
 	/* 6. publish: out/tmp -> out/new/ID, never over an existing one */
 	for (i = k = 0; i < n; i++)
