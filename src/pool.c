@@ -20,9 +20,10 @@
  *
  * Deferred messages go back to in/new. They are retried after a delay
  * that doubles per attempt; a transient error (disk full, I/O error) also
- * makes the whole pool pause before its next batch. With --once, a
- * message is retried up to DEFER_TRIES times for transient errors, once
- * otherwise, then left in in/new and counted as deferred.
+ * makes the whole pool pause before its next batch (doubling up to 5 s;
+ * 1 s with --once). With --once, a message is retried up to DEFER_TRIES
+ * times for transient errors, once otherwise, then left in in/new and
+ * counted as deferred.
  *
  * Shutdown: SIGTERM or SIGINT stops the dispatcher; workers drop IDs not
  * yet claimed (they stay in in/new), finish the batch in hand and exit.
@@ -49,7 +50,9 @@
 #include "mem.h"
 #include "snap.h"
 
-#define DEFER_TRIES 5
+#define DEFER_TRIES 3
+#define MAX_PAUSE_MS 5000		/* watch mode: back off up to 5 s */
+#define ONCE_MAX_PAUSE_MS 1000	/* --once: report a full disk soon */
 #define RESCAN_MS 1000
 
 struct deferral {
@@ -131,7 +134,7 @@ static void *worker_main(void *arg)
 	for (;;) {
 		struct dkp_snap *s;
 		size_t n = 0, i;
-		double wait;
+		double wait, started;
 		int rc;
 
 		pthread_mutex_lock(&p->mu);
@@ -155,6 +158,7 @@ static void *worker_main(void *arg)
 
 		if (wait > 0)
 			usleep((useconds_t)(wait * 1e6));
+		started = now_mono();
 		rc = dkp_job_batch(&wc->w, s, ids, n, out);
 		dkp_snap_unref(s);
 
@@ -184,14 +188,17 @@ static void *worker_main(void *arg)
 				dkp_free(dkp_htab_del(p->deferred, ids[i], len));
 			}
 		}
-		if (rc < 0) {
+		if (rc < 0 && started >= p->pause_until) {
+			/* one back-off window at a time: batches already running
+			 * when it opened do not stretch it; the next failure after
+			 * it doubles it */
 			p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : 100;
-			if (p->backoff_ms > 5000)
-				p->backoff_ms = 5000;
+			if (p->backoff_ms > (p->once ? ONCE_MAX_PAUSE_MS : MAX_PAUSE_MS))
+				p->backoff_ms = p->once ? ONCE_MAX_PAUSE_MS : MAX_PAUSE_MS;
 			p->pause_until = now_mono() + p->backoff_ms / 1000.0;
 			dkp_warn("transient I/O error (%s): pausing %u ms before the next batch",
 				 strerror(-rc), p->backoff_ms);
-		} else {
+		} else if (rc == 0) {
 			p->backoff_ms = 0;
 		}
 		p->busy--;
@@ -519,6 +526,8 @@ out:
 	el = now_mono() - t0;
 	for (i = 0; i < 5; i++)
 		n[i] = atomic_load(&p.stats.n[i]);
+	/* a message deferred and later signed counts once, as signed */
+	n[DKP_OUT_DEFERRED] = dkp_htab_count(p.deferred);
 	bytes = atomic_load(&p.stats.bytes);
 	if (exitcode == 0) {
 		printf("dkimpress: signed %lu, esp-only %lu, deferred %lu, failed %lu "
