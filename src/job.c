@@ -243,6 +243,12 @@ static void settle(struct dkp_worker *w, struct dkp_job_item *it)
 		dkp_warn("%s: failed: %s", it->id, it->reason);
 	} else if (it->outcome == DKP_OUT_DEFERRED) {
 		rc = dkp_qdir_defer((struct dkp_qdir *)w->q, it->id);
+		if (rc == -ENOENT) {
+			/* never claimed (the claim itself failed): still queued,
+			 * or another signer's */
+			it->outcome = DKP_OUT_GONE;
+			return;
+		}
 		if (rc < 0)
 			dkp_error("%s: cannot return to in/new (%s); it stays in in/cur until restart",
 				  it->id, strerror(-rc));
@@ -256,7 +262,7 @@ int dkp_job_batch(struct dkp_worker *w, struct dkp_snap *s,
 	const struct dkp_qdir *q = w->q;
 	const struct dkp_config *c = s->cfg;
 	struct dkp_job_item *it = w->items;
-	uint64_t budget = 0;
+	uint64_t budget = 0, acquired = 0;
 	int64_t now = (int64_t)time(NULL);
 	size_t i, k, live;
 	int backoff = 0, rc;
@@ -277,7 +283,7 @@ int dkp_job_batch(struct dkp_worker *w, struct dkp_snap *s,
 		o->name2 = it[i].id;
 	}
 	if ((rc = dkp_ring_run(w->ring, w->ops, n)) < 0)
-		return rc;
+		goto out;	/* claims unknown: out returns what it can */
 	for (i = 0; i < n; i++)
 		if (w->ops[i].res < 0)
 			it[i].outcome = DKP_OUT_GONE;	/* ENOENT/EEXIST: not ours */
@@ -291,7 +297,7 @@ int dkp_job_batch(struct dkp_worker *w, struct dkp_snap *s,
 			o->name = it[i].id;
 		}
 	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
-		return rc;
+		goto out;
 	for (i = k = 0; i < n; i++) {
 		if (it[i].outcome >= 0)
 			continue;
@@ -309,6 +315,7 @@ int dkp_job_batch(struct dkp_worker *w, struct dkp_snap *s,
 		k++;
 	}
 	budget_acquire(w->budget, budget);
+	acquired = budget;
 
 	/* 3. open, read, close */
 	for (i = k = 0; i < n; i++)
@@ -524,6 +531,6 @@ out:
 		atomic_fetch_add(&w->stats->n[it[i].outcome], 1);
 	}
 	dkp_qdir_sync(q->in_new);
-	budget_release(w->budget, budget);
+	budget_release(w->budget, acquired);
 	return rc < 0 ? rc : backoff;
 }
