@@ -98,6 +98,31 @@ int dkp_snap_load(struct dkp_snap **out, const char *path,
 		s->keys = dkp_keycache_new(dkp_route_nkeys(s->route),
 					   s->cfg->key_cache,
 					   s->cfg->insecure_key_perms ? DKP_KEY_INSECURE_PERMS : 0);
+		/* a table that fits the cache is parsed now, so a broken key
+		 * stops start-up instead of deferring its mail later; larger
+		 * ones (100,000 domains) are parsed on first use */
+		if (dkp_route_nkeys(s->route) <= s->cfg->key_cache) {
+			for (i = 0; i < dkp_route_nkeys(s->route); i++) {
+				const struct dkp_keyent *k = dkp_route_key(s->route, i);
+				struct dkp_key *key;
+				struct dkp_err e;
+
+				dkp_err_clear(&e);
+				if (dkp_keycache_get(s->keys, k->index, k->path, &key, &e) != DKP_OK) {
+					dkp_error("%s: key %s: %s", s->cfg->key_table, k->name, e.msg);
+					if (++bad >= MAX_REPORTED)
+						break;
+					continue;
+				}
+				dkp_key_unref(key);
+			}
+			if (bad) {
+				rc = dkp_err_set(err, DKP_E_KEY, 0, "config",
+						 "%zu key%s in %s failed to load",
+						 bad, bad == 1 ? "" : "s", s->cfg->key_table);
+				goto fail;
+			}
+		}
 	}
 	*out = s;
 	return DKP_OK;

@@ -26,8 +26,9 @@ struct dkp_snap {
 /*
  * Load the configuration at path and everything it names. Every problem
  * found (unreadable or insecure key file, bad table line, ...) is logged
- * as one line; the return is DKP_OK or the first error. Customer keys are
- * only checked (exists, regular file, permissions) here, and parsed on
+ * as one line; the return is DKP_OK or the first error. Customer key
+ * files are all checked (exists, regular file, permissions); when there
+ * are no more than key_cache of them they are also parsed here, else on
  * first use.
  */
 int dkp_snap_load(struct dkp_snap **out, const char *path,

@@ -244,6 +244,11 @@ cfgcase "key file mode 0644" "mode 0644" "queue_dir = $q" "esp_key = esp.example
 echo "kx d01.example:s1:$W/missing.private" >"$W/badKT"
 echo "*@d01.example kx" >"$W/badST"
 cfgcase "KeyTable names a missing file" "missing.private" "queue_dir = $q" "$good" "key_table = $W/badKT" "signing_table = refile:$W/badST"
+printf -- '-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n' >"$W/corrupt.private"
+chmod 600 "$W/corrupt.private"
+echo "kc d01.example:s1:$W/corrupt.private" >"$W/badKT2"
+echo "*@d01.example kc" >"$W/badST3"
+cfgcase "a customer key that does not parse" "key kc: .*not a PEM RSA or Ed25519 private key" "queue_dir = $q" "$good" "key_table = $W/badKT2" "signing_table = refile:$W/badST3"
 echo "*@d01.example nosuchkey" >"$W/badST2"
 cfgcase "SigningTable names an unknown key" "not in the KeyTable" "queue_dir = $q" "$good" "key_table = $W/KeyTable" "signing_table = refile:$W/badST2"
 
