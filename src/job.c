@@ -171,7 +171,7 @@ static void sign_item(struct dkp_worker *w, struct dkp_snap *s,
 	if (s->route &&
 	    dkp_msg_from_address(&it->msg, local, sizeof(local), dom,
 				 sizeof(dom), &err) == DKP_OK) {
-		ke = dkp_route_lookup(s->route, local, dom);
+		ke = dkp_snap_route(s, local, dom);
 		if (ke) {
 			cdomain = strcmp(ke->domain, "%") == 0 ? dom : ke->domain;
 			if (dkp_keycache_get(s->keys, ke->index, ke->path, &ckey,

@@ -270,6 +270,11 @@ const struct dkp_keyent *dkp_route_lookup(const struct dkp_route *r,
 	return NULL;
 }
 
+int dkp_route_is_patterns(const struct dkp_route *r)
+{
+	return r->pats != NULL;
+}
+
 size_t dkp_route_nkeys(const struct dkp_route *r)
 {
 	return r->nkeys;

@@ -43,6 +43,8 @@ const struct dkp_keyent *dkp_route_lookup(const struct dkp_route *r,
 					  const char *local,
 					  const char *domain);
 size_t dkp_route_nkeys(const struct dkp_route *r);
+/* Is the SigningTable a refile (pattern) table, scanned in order? */
+int dkp_route_is_patterns(const struct dkp_route *r);
 const struct dkp_keyent *dkp_route_key(const struct dkp_route *r, size_t i);
 /* Case-insensitive glob with '*' (any run, including empty). */
 int dkp_route_glob(const char *pat, const char *s);

@@ -12,6 +12,9 @@
 #include "mem.h"
 
 #define MAX_REPORTED 20
+#define ROUTE_CACHE_MAX 100000	/* addresses remembered per snapshot */
+
+static const struct dkp_keyent no_key;	/* the cached "no key" answer */
 
 void dkp_snap_ref(struct dkp_snap *s)
 {
@@ -23,6 +26,8 @@ void dkp_snap_unref(struct dkp_snap *s)
 	if (s == NULL || atomic_fetch_sub(&s->refs, 1) != 1)
 		return;
 	dkp_keycache_free(s->keys);
+	dkp_htab_free(s->rcache, NULL);
+	pthread_mutex_destroy(&s->rmu);
 	dkp_key_unref(s->esp_key);
 	dkp_route_free(s->route);
 	dkp_config_free(s->cfg);
@@ -59,6 +64,7 @@ int dkp_snap_load(struct dkp_snap **out, const char *path,
 
 	*out = NULL;
 	atomic_init(&s->refs, 1);
+	pthread_mutex_init(&s->rmu, NULL);
 	if ((rc = dkp_config_load(&s->cfg, path, err)) != DKP_OK)
 		goto fail;
 	if ((rc = dkp_key_load(&s->esp_key, s->cfg->esp_keyfile,
@@ -124,9 +130,39 @@ int dkp_snap_load(struct dkp_snap **out, const char *path,
 			}
 		}
 	}
+	if (s->route && dkp_route_is_patterns(s->route))
+		s->rcache = dkp_htab_new(1024);
 	*out = s;
 	return DKP_OK;
 fail:
 	dkp_snap_unref(s);
 	return rc;
+}
+
+const struct dkp_keyent *dkp_snap_route(struct dkp_snap *s, const char *local,
+					const char *domain)
+{
+	const struct dkp_keyent *k;
+	char addr[512];
+	int n;
+
+	if (s->rcache == NULL)	/* plain table: already one hash lookup */
+		return dkp_route_lookup(s->route, local, domain);
+	n = snprintf(addr, sizeof(addr), "%s@%s", local, domain);
+	if (n < 0 || (size_t)n >= sizeof(addr))
+		return dkp_route_lookup(s->route, local, domain);
+	pthread_mutex_lock(&s->rmu);
+	k = dkp_htab_get(s->rcache, addr, (size_t)n);
+	pthread_mutex_unlock(&s->rmu);
+	if (k)
+		return k == &no_key ? NULL : k;
+	k = dkp_route_lookup(s->route, local, domain);
+	pthread_mutex_lock(&s->rmu);
+	if (dkp_htab_count(s->rcache) >= ROUTE_CACHE_MAX) {
+		dkp_htab_free(s->rcache, NULL);	/* start over, bounded */
+		s->rcache = dkp_htab_new(1024);
+	}
+	dkp_htab_put(s->rcache, addr, (size_t)n, (void *)(k ? k : &no_key));
+	pthread_mutex_unlock(&s->rmu);
+	return k;
 }

@@ -9,6 +9,7 @@
 #ifndef DKP_SNAP_H
 #define DKP_SNAP_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "config.h"
@@ -21,7 +22,16 @@ struct dkp_snap {
 	struct dkp_route *route;	/* NULL: no customer keys */
 	struct dkp_key *esp_key;
 	struct dkp_keycache *keys;
+	/* refile tables: address -> key (or none), so a scan of the
+	 * patterns happens once per address, not once per message */
+	pthread_mutex_t rmu;
+	struct dkp_htab *rcache;
 };
+
+/* The customer key for a From address, or NULL (none: the negative
+ * answer is cached too). Thread-safe. */
+const struct dkp_keyent *dkp_snap_route(struct dkp_snap *s, const char *local,
+					const char *domain);
 
 /*
  * Load the configuration at path and everything it names. Every problem
