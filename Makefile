@@ -5,6 +5,9 @@
 #                   every test; ends with "N passed, N failed"
 #   make demo       keys, sample messages, double-signing, verification
 #   make sanitize   the same tests under ASan + UBSan (libc malloc)
+#   make bench      dkimpress against the crypto and I/O bounds and
+#                   libopendkim, one run, one table (tools/bench)
+#   make tune       sweep threads, batch, uring_depth (tools/tune)
 #   make install    PREFIX=/usr/local, DESTDIR honoured
 #   make clean
 
@@ -42,14 +45,14 @@ LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lresolv -lpthread
 LIB_SRC := buf.c err.c log.c mem.c htab.c msg_parse.c canon.c sigfmt.c keystore.c route.c \
 	config.c uring.c qdir.c keycache.c snap.c job.c pool.c hdr_tmpl.c \
 	sign.c keyrec.c verify.c
-CLI_SRC := cli.c main.c
+CLI_SRC := cli.c main.c bench.c
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 TEST_TOOLS := $(BUILD)/tests/odkim_verify
 
-.PHONY: all deps test check sanitize demo install uninstall clean unit-tests \
+.PHONY: all deps test check sanitize demo bench tune install uninstall clean unit-tests \
 	check-pkgs
 
 all: check-pkgs $(BUILD)/dkimpress $(BUILD)/libdkimpress.a
@@ -99,6 +102,19 @@ sanitize: deps
 	@$(MAKE) --no-print-directory BUILD=build/sanitize MALLOC=libc OPT=-O1 \
 		SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 		check
+
+$(BUILD)/bench/odkim-sign: bench/odkim_sign.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 $(WARN) $(CFLAGS) $(shell pkg-config --cflags opendkim) \
+		-o $@ $< $(shell pkg-config --libs opendkim) -lcrypto -lpthread
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/odkim-sign
+	@BUILD=$(BUILD) tools/bench
+
+tune: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) tools/tune
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -154,14 +154,52 @@ static int body_simple(const char *b, size_t len, struct dkp_hsink *s)
 	return 0;
 }
 
+/*
+ * Relaxed output is mostly the input itself: a span of source bytes that
+ * is already canonical is kept as [vs, ve) and handed to the sink in one
+ * piece when something else must be emitted, so ordinary text is hashed
+ * in place, not copied a word at a time.
+ */
+struct vspan {
+	const char *b;
+	size_t vs, ve;
+	struct dkp_hsink *s;
+};
+
+/* Emit source bytes [i, i + n). */
+static int vs_src(struct vspan *v, size_t i, size_t n)
+{
+	if (n == 0)
+		return 0;
+	if (i == v->ve) {
+		v->ve += n;
+		return 0;
+	}
+	if (v->ve > v->vs && sink_put(v->s, v->b + v->vs, v->ve - v->vs) < 0)
+		return -1;
+	v->vs = i;
+	v->ve = i + n;
+	return 0;
+}
+
+/* Emit bytes that are not in the source as they stand. */
+static int vs_lit(struct vspan *v, const char *p, size_t n)
+{
+	if (v->ve > v->vs && sink_put(v->s, v->b + v->vs, v->ve - v->vs) < 0)
+		return -1;
+	v->vs = v->ve = 0;
+	return sink_put(v->s, p, n);
+}
+
 static int body_relaxed(const char *b, size_t len, struct dkp_hsink *s)
 {
-	size_t p = 0, empties = 0;
+	struct vspan v = { b, 0, 0, s };
+	size_t p = 0, empties = 0, estart = 0;
 	static const char crlfs[] = "\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n";
 
 	while (p < len) {
 		const char *nl = memchr(b + p, '\n', len - p);
-		size_t e, le, i, run;
+		size_t e, le, i, run, crlf;
 
 		/* the line is [p, le); e is past its CRLF (or len) */
 		if (nl != NULL && nl > b + p && nl[-1] == '\r') {
@@ -173,40 +211,62 @@ static int body_relaxed(const char *b, size_t len, struct dkp_hsink *s)
 		} else {
 			e = le = len;
 		}
-		while (le > p && is_wsp(b[le - 1]))
+		crlf = le + 2 == e ? le : SIZE_MAX;	/* a CRLF right at le */
+		while (le > p && is_wsp(b[le - 1])) {
 			le--;	/* 3.4.4 a: no WSP at the end of a line */
+			crlf = SIZE_MAX;
+		}
 		if (le == p) {
-			empties++;	/* maybe a trailing empty line: defer */
+			if (empties++ == 0)
+				estart = p;	/* maybe trailing empty lines: defer */
+			if (crlf == SIZE_MAX)
+				estart = SIZE_MAX;	/* not bare CRLFs */
 			p = e;
 			continue;
 		}
-		for (; empties > 0; empties -= run) {
-			run = empties < 8 ? empties : 8;
-			if (sink_put(s, crlfs, run * 2) < 0)
+		if (empties > 0 && estart != SIZE_MAX && p - estart == 2 * empties) {
+			if (vs_src(&v, estart, p - estart) < 0)
 				return -1;
+		} else {
+			for (; empties > 0; empties -= run) {
+				run = empties < 8 ? empties : 8;
+				if (vs_lit(&v, crlfs, run * 2) < 0)
+					return -1;
+			}
 		}
+		empties = 0;
 		/* 3.4.4 b: WSP runs inside the line become one SP */
 		for (i = p; i < le;) {
 			size_t j = i;
 
 			while (j < le && !is_wsp(b[j]))
 				j++;
-			if (j > i && sink_put(s, b + i, j - i) < 0)
+			if (vs_src(&v, i, j - i) < 0)
 				return -1;
 			if (j == le)
 				break;
-			if (sink_put(s, " ", 1) < 0)
-				return -1;
-			while (j < le && is_wsp(b[j]))
+			if (b[j] == ' ' && !is_wsp(b[j + 1])) {
+				if (vs_src(&v, j, 1) < 0)	/* one SP: as is */
+					return -1;
 				j++;
+			} else {
+				if (vs_lit(&v, " ", 1) < 0)
+					return -1;
+				while (j < le && is_wsp(b[j]))
+					j++;
+			}
 			i = j;
 		}
 		/* every non-empty line ends in CRLF, even the last (3.4.4) */
-		if (sink_put(s, "\r\n", 2) < 0)
+		if (crlf != SIZE_MAX ? vs_src(&v, crlf, 2) < 0
+				     : vs_lit(&v, "\r\n", 2) < 0)
 			return -1;
 		p = e;
 	}
-	return 0;	/* trailing empty lines (3.4.4 c) are never emitted */
+	/* trailing empty lines (3.4.4 c) are never emitted */
+	if (v.ve > v.vs && sink_put(s, b + v.vs, v.ve - v.vs) < 0)
+		return -1;
+	return 0;
 }
 
 int dkp_canon_body(enum dkp_canon c, const char *body, size_t len,

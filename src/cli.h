@@ -18,10 +18,16 @@ enum dkp_cmd {
 	DKP_CMD_VERIFY,
 	DKP_CMD_KEYGEN,
 	DKP_CMD_RUN,
+	DKP_CMD_BENCH,
 };
+
+#define DKP_PHASE_CRYPTO 1
+#define DKP_PHASE_IO 2
+#define DKP_PHASE_ENGINE 4
 
 #define DKP_CLI_MAX_KEYS 16
 #define DKP_CLI_MAX_HEADERS 128
+#define DKP_CLI_MAX_SETS 32
 
 /* "DOMAIN:SELECTOR:KEYFILE", split; strings point into argv. */
 struct dkp_cli_key {
@@ -48,9 +54,18 @@ struct dkp_cli {
 	const char *in;			/* NULL or "-": stdin */
 	/* verify */
 	const char *dns_file;
-	/* run */
+	/* run, bench */
 	const char *conf;
+	const char *sets[DKP_CLI_MAX_SETS];	/* --set K=V, point into argv */
+	size_t nsets;
 	int once;
+	const char *stats;
+	int nosign;
+	/* bench */
+	const char *corpus, *work, *label, *json;
+	unsigned phases, seconds, repeat;
+	size_t messages;
+	int keep;
 	/* keygen */
 	const char *domain, *selector, *outdir;
 	enum dkp_alg type;

@@ -25,7 +25,7 @@ enum ckey {
 	K_KEY_TABLE, K_SIGNING_TABLE, K_MISSING_KEY, K_CANON, K_HEADERS,
 	K_EXPIRE, K_THREADS, K_BATCH, K_URING_DEPTH, K_IO, K_INFLIGHT,
 	K_MAX_MESSAGE, K_MAX_HEADER_BYTES, K_MAX_HEADER_FIELDS, K_KEY_CACHE,
-	K_INSECURE, K_COUNT
+	K_INSECURE, K_FLUSH, K_COUNT
 };
 
 static const char *const key_names[K_COUNT] = {
@@ -33,7 +33,7 @@ static const char *const key_names[K_COUNT] = {
 	"key_table", "signing_table", "missing_key", "canonicalization",
 	"headers", "expire", "threads", "batch", "uring_depth", "io",
 	"inflight_bytes", "max_message_size", "max_header_bytes",
-	"max_header_fields", "key_cache", "insecure_key_perms",
+	"max_header_fields", "key_cache", "insecure_key_perms", "flush",
 };
 
 void dkp_config_free(struct dkp_config *c)
@@ -239,19 +239,105 @@ static const char *apply(struct dkp_config *c, enum ckey k, const char *v,
 			return "want yes or no";
 		c->insecure_key_perms = b;
 		break;
+	case K_FLUSH:
+		if (!strcasecmp(v, "filesystem"))
+			c->flush = DKP_FLUSH_FILESYSTEM;
+		else if (!strcasecmp(v, "files"))
+			c->flush = DKP_FLUSH_FILES;
+		else
+			return "want filesystem or files";
+		break;
 	case K_COUNT:
 		break;
 	}
 	return NULL;
 }
 
+/* Parse one "key = value" line (comments and blank lines allowed) into c.
+ * where names the line in errors ("FILE:LINE"); an override (--set) may
+ * replace a setting of the file, but not repeat itself. */
+static int parse_line(struct dkp_config *c, char *p, const char *where,
+		      int *seen, int override, char **queue_dir,
+		      struct dkp_err *err)
+{
+	char *eq, *k, *v, *e;
+	const char *why;
+	int i;
+
+	if ((e = strchr(p, '#')) != NULL)
+		*e = '\0';
+	while (isspace((unsigned char)*p))
+		p++;
+	if (*p == '\0')
+		return DKP_OK;
+	eq = strchr(p, '=');
+	if (eq == NULL)
+		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
+				   "%s: want 'key = value'", where);
+	k = p;
+	e = eq;
+	while (e > k && isspace((unsigned char)e[-1]))
+		e--;
+	*e = '\0';
+	v = eq + 1;
+	while (isspace((unsigned char)*v))
+		v++;
+	e = v + strlen(v);
+	while (e > v && isspace((unsigned char)e[-1]))
+		e--;
+	*e = '\0';
+	for (i = 0; i < K_COUNT && strcmp(key_names[i], k); i++)
+		;
+	if (i == K_COUNT)
+		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
+				   "%s: unknown setting '%s'", where, k);
+	if (seen[i] > override)
+		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
+				   "%s: '%s' is set twice", where, k);
+	if (*v == '\0')
+		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
+				   "%s: '%s' has no value", where, k);
+	if (override && seen[i]) {
+		/* replace what the file said */
+		switch ((enum ckey)i) {
+		case K_QUEUE_DIR:
+			dkp_free(*queue_dir);
+			*queue_dir = NULL;
+			break;
+		case K_IN_DIR: dkp_free(c->in_dir); c->in_dir = NULL; break;
+		case K_OUT_DIR: dkp_free(c->out_dir); c->out_dir = NULL; break;
+		case K_FAILED_DIR: dkp_free(c->failed_dir); c->failed_dir = NULL; break;
+		case K_ESP_KEY:
+			dkp_free(c->esp_domain);
+			dkp_free(c->esp_selector);
+			dkp_free(c->esp_keyfile);
+			c->esp_domain = c->esp_selector = c->esp_keyfile = NULL;
+			break;
+		case K_KEY_TABLE: dkp_free(c->key_table); c->key_table = NULL; break;
+		case K_SIGNING_TABLE: dkp_free(c->signing_table); c->signing_table = NULL; break;
+		case K_HEADERS:
+			dkp_free(c->headers_buf);
+			c->headers_buf = NULL;
+			c->nheaders = 0;
+			break;
+		default:
+			break;
+		}
+	}
+	seen[i] = override ? 2 : 1;
+	if ((why = apply(c, (enum ckey)i, v, queue_dir)) != NULL)
+		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config", "%s: %s: %s",
+				   where, k, why);
+	return DKP_OK;
+}
+
 int dkp_config_load(struct dkp_config **out, const char *path,
-		    struct dkp_err *err)
+		    const char *const *sets, size_t nsets, struct dkp_err *err)
 {
 	FILE *f = fopen(path, "re");
 	struct dkp_config *c;
-	char *line = NULL, *queue_dir = NULL;
-	size_t cap = 0, lineno = 0;
+	char *line = NULL, *queue_dir = NULL, where[512];
+	size_t cap = 0, lineno = 0, j;
 	int seen[K_COUNT] = { 0 }, rc = DKP_OK;
 	long ncpu;
 
@@ -268,64 +354,22 @@ int dkp_config_load(struct dkp_config **out, const char *path,
 	c->uring_depth = DKP_DEF_URING_DEPTH;
 	c->inflight_bytes = DKP_DEF_INFLIGHT_BYTES;
 	c->key_cache = DKP_DEF_KEY_CACHE;
+	c->flush = DKP_FLUSH_FILESYSTEM;
 	dkp_limits_default(&c->limits);
 
 	while (rc == DKP_OK && getline(&line, &cap, f) >= 0) {
-		char *p = line, *eq, *k, *v, *e;
-		const char *why;
-		int i;
-
 		lineno++;
-		if ((e = strchr(p, '#')) != NULL)
-			*e = '\0';
-		while (isspace((unsigned char)*p))
-			p++;
-		if (*p == '\0')
-			continue;
-		eq = strchr(p, '=');
-		if (eq == NULL) {
-			rc = dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
-					 "%s:%zu: want 'key = value'", path, lineno);
-			break;
-		}
-		k = p;
-		e = eq;
-		while (e > k && isspace((unsigned char)e[-1]))
-			e--;
-		*e = '\0';
-		v = eq + 1;
-		while (isspace((unsigned char)*v))
-			v++;
-		e = v + strlen(v);
-		while (e > v && isspace((unsigned char)e[-1]))
-			e--;
-		*e = '\0';
-		for (i = 0; i < K_COUNT && strcmp(key_names[i], k); i++)
-			;
-		if (i == K_COUNT) {
-			rc = dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
-					 "%s:%zu: unknown setting '%s'", path,
-					 lineno, k);
-			break;
-		}
-		if (seen[i]++) {
-			rc = dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
-					 "%s:%zu: '%s' is set twice", path,
-					 lineno, k);
-			break;
-		}
-		if (*v == '\0') {
-			rc = dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
-					 "%s:%zu: '%s' has no value", path,
-					 lineno, k);
-			break;
-		}
-		if ((why = apply(c, (enum ckey)i, v, &queue_dir)) != NULL)
-			rc = dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
-					 "%s:%zu: %s: %s", path, lineno, k, why);
+		snprintf(where, sizeof(where), "%s:%zu", path, lineno);
+		rc = parse_line(c, line, where, seen, 0, &queue_dir, err);
+	}
+	fclose(f);
+	for (j = 0; rc == DKP_OK && j < nsets; j++) {
+		dkp_free(line);
+		line = dkp_strdup(sets[j]);
+		snprintf(where, sizeof(where), "--set %s", sets[j]);
+		rc = parse_line(c, line, where, seen, 1, &queue_dir, err);
 	}
 	dkp_free(line);
-	fclose(f);
 	if (rc == DKP_OK) {
 		if (queue_dir) {
 			if (!c->in_dir)

@@ -25,6 +25,11 @@ enum dkp_io_mode {
 	DKP_IO_SYSCALLS,	/* plain syscalls */
 };
 
+enum dkp_flush_mode {
+	DKP_FLUSH_FILESYSTEM = 0,	/* one syncfs() per batch for the data */
+	DKP_FLUSH_FILES,		/* one fsync() per output file */
+};
+
 /* Defaults (Postfix mail_params.h style: every limit named here). */
 #define DKP_DEF_THREADS 0			/* 0: number of cores */
 #define DKP_DEF_BATCH 32			/* messages per group commit */
@@ -54,11 +59,14 @@ struct dkp_config {
 	struct dkp_limits limits;
 	size_t key_cache;
 	int insecure_key_perms;
+	enum dkp_flush_mode flush;
 };
 
-/* Parse and validate path. On error, err says "FILE:LINE: what". */
+/* Parse and validate path, then apply sets[0..nsets) ("key=value", as
+ * `run --set` gives them; they replace what the file says). On error, err
+ * says "FILE:LINE: what" or "--set key=value: what". */
 int dkp_config_load(struct dkp_config **out, const char *path,
-		    struct dkp_err *err);
+		    const char *const *sets, size_t nsets, struct dkp_err *err);
 void dkp_config_free(struct dkp_config *c);
 /* Parse "64M", "1G", "4096" into bytes; -1 on error. */
 int dkp_config_size(const char *s, uint64_t *out);

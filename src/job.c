@@ -2,12 +2,14 @@
  * job.c — one batch of messages through the queue protocol; see job.h and
  * the states S1–S5 in qdir.h.
  *
- * Durability order per batch: every signed copy is written and fsynced
- * in out/tmp (linked writev → fsync, all files in flight at once) before
- * any is renamed into out/new; out/new is flushed once for the batch;
- * only then are the inputs unlinked from in/cur, and in/cur flushed once.
- * A crash anywhere leaves each message in in/cur or out/new (or both,
- * which recovery resolves), never in neither.
+ * Durability order per batch: every signed copy is written in out/tmp
+ * and flushed — one syncfs() for the batch (flush = filesystem), or a
+ * linked writev → fsync per file, all in flight at once (flush = files) —
+ * before any is renamed into out/new; out/new is flushed once for the
+ * batch; only then are the inputs unlinked from in/cur. The unlinks are
+ * not flushed: if a crash loses one, recovery finds out/new/ID and
+ * retires the input again. A crash anywhere leaves each message in in/cur
+ * or out/new (or both, which recovery resolves), never in neither.
  */
 #include "job.h"
 
@@ -22,6 +24,8 @@
 #include "err.h"
 #include "log.h"
 #include "mem.h"
+
+#define KEEP_BUF (256u << 10)
 
 struct dkp_job_item {
 	char id[DKP_QID_MAX + 1];
@@ -105,6 +109,51 @@ void dkp_worker_fini(struct dkp_worker *w)
 	dkp_signer_free(w->signer);
 	dkp_ring_free(w->ring);
 	memset(w, 0, sizeof(*w));
+}
+
+/* Latency histogram: 8 buckets per power of two of microseconds. */
+static unsigned lat_bucket(uint64_t us)
+{
+	unsigned msb, frac;
+
+	if (us == 0)
+		us = 1;
+	msb = 63u - (unsigned)__builtin_clzll(us);
+	frac = msb >= 3 ? (unsigned)(us >> (msb - 3)) & 7u
+			: (unsigned)(us << (3 - msb)) & 7u;
+	msb = msb * 8 + frac;
+	return msb < DKP_LAT_BUCKETS ? msb : DKP_LAT_BUCKETS - 1;
+}
+
+double dkp_stats_latency_ms(const struct dkp_stats *st, double q)
+{
+	uint64_t total = 0, run = 0, want;
+	unsigned i;
+
+	for (i = 0; i < DKP_LAT_BUCKETS; i++)
+		total += atomic_load(&st->lat[i]);
+	if (total == 0)
+		return 0.0;
+	want = (uint64_t)(q * (double)total + 0.5);
+	if (want < 1)
+		want = 1;
+	for (i = 0; i < DKP_LAT_BUCKETS; i++) {
+		run += atomic_load(&st->lat[i]);
+		if (run >= want)
+			break;
+	}
+	if (i == DKP_LAT_BUCKETS)
+		i--;
+	/* the middle of bucket i: (8 + frac + 0.5) * 2^msb / 8 microseconds */
+	return (8.0 + (double)(i % 8) + 0.5) * (double)(1ull << (i / 8)) / 8.0 / 1000.0;
+}
+
+static double mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static int is_temp_errno(int e)
@@ -264,8 +313,9 @@ int dkp_job_batch(struct dkp_worker *w, struct dkp_snap *s,
 	struct dkp_job_item *it = w->items;
 	uint64_t budget = 0, acquired = 0;
 	int64_t now = (int64_t)time(NULL);
-	size_t i, k, live;
-	int backoff = 0, rc;
+	size_t i, k, live, stride;
+	int backoff = 0, rc, moved = 0;
+	double t_claim = mono_now();
 
 	/* 1. claim: in/new/ID -> in/cur/ID */
 	for (i = 0; i < n; i++) {
@@ -371,12 +421,21 @@ int dkp_job_batch(struct dkp_worker *w, struct dkp_snap *s,
 	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
 		goto out;
 
-	/* 4. sign */
-	for (i = 0; i < n; i++)
-		if (it[i].outcome < 0)
+	/* 4. sign (or, to measure the queue path alone, pass it through) */
+	for (i = 0; i < n; i++) {
+		if (it[i].outcome >= 0)
+			continue;
+		if (w->nosign) {
+			it[i].msg.data = it[i].buf;
+			it[i].msg.len = it[i].size;
+			dkp_buf_reset(&it[i].sigs);
+			it[i].outcome = DKP_OUT_SIGNED;
+		} else {
 			sign_item(w, s, &it[i], now);
+		}
+	}
 
-	/* 5. write out/tmp/ID.W.S exclusively, then writev + fsync linked */
+	/* 5. write out/tmp/ID.W.S exclusively, then writev (+ fsync linked) */
 	for (i = k = 0; i < n; i++)
 		if (it[i].outcome == DKP_OUT_SIGNED || it[i].outcome == DKP_OUT_ESP_ONLY) {
 			struct dkp_rop *o = op(w, k++, DKP_ROP_OPEN_EXCL);
@@ -413,21 +472,34 @@ int dkp_job_batch(struct dkp_worker *w, struct dkp_snap *s,
 			o->iov[1].iov_base = (void *)it[i].msg.data;
 			o->iov[1].iov_len = it[i].msg.len;
 			o->niov = 2;
-			o = op(w, k++, DKP_ROP_FSYNC);
-			o->flags = DKP_ROP_LINK;
-			o->fd = it[i].fd;
+			if (c->flush == DKP_FLUSH_FILES) {
+				o = op(w, k++, DKP_ROP_FSYNC);
+				o->flags = DKP_ROP_LINK;
+				o->fd = it[i].fd;
+			}
 		}
 	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
 		goto out;
+	stride = c->flush == DKP_FLUSH_FILES ? 2 : 1;
 	for (i = k = 0; i < n; i++) {
 		if (it[i].fd < 0)
 			continue;
-		if (w->ops[k].res < 0 || w->ops[k + 1].res < 0) {
+		if (w->ops[k].res < 0 || (stride == 2 && w->ops[k + 1].res < 0)) {
 			int e = (int)-(w->ops[k].res < 0 ? w->ops[k].res : w->ops[k + 1].res);
 
 			set_defer(&it[i], e, "cannot write the signed copy: %s", strerror(e));
 		}
-		k += 2;
+		k += stride;
+	}
+	/* group commit: one flush of the filesystem for every file written;
+	 * syncfs() reports write-back errors since the queue was opened */
+	if (live && c->flush == DKP_FLUSH_FILESYSTEM && syncfs(q->out_tmp) < 0) {
+		int e = errno;
+
+		for (i = 0; i < n; i++)
+			if (it[i].fd >= 0 && it[i].outcome != DKP_OUT_DEFERRED)
+				set_defer(&it[i], e, "cannot flush the signed copy: %s",
+					  strerror(e));
 	}
 	for (i = k = 0; i < n; i++)
 		if (it[i].fd >= 0) {
@@ -492,7 +564,16 @@ int dkp_job_batch(struct dkp_worker *w, struct dkp_snap *s,
 				set_defer(&it[i], -rc, "cannot flush out/new: %s", strerror(-rc));
 		live = 0;
 	}
-	/* 8. retire the inputs, one flush of in/cur */
+	/* durable: claim-to-durable latency, the same for the whole batch */
+	if (live) {
+		unsigned b = lat_bucket((uint64_t)((mono_now() - t_claim) * 1e6));
+
+		for (i = 0; i < n; i++)
+			if (it[i].outcome == DKP_OUT_SIGNED || it[i].outcome == DKP_OUT_ESP_ONLY)
+				atomic_fetch_add(&w->stats->lat[b], 1);
+	}
+	/* 8. retire the inputs; no flush: a lost unlink is retired again by
+	 * recovery, which finds out/new/ID */
 	for (i = k = 0; i < n; i++)
 		if (it[i].outcome == DKP_OUT_SIGNED || it[i].outcome == DKP_OUT_ESP_ONLY) {
 			struct dkp_rop *o = op(w, k++, DKP_ROP_UNLINK);
@@ -503,8 +584,6 @@ int dkp_job_batch(struct dkp_worker *w, struct dkp_snap *s,
 		}
 	if (k && (rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
 		goto out;
-	if (k)
-		dkp_qdir_sync(q->in_cur);	/* replay-safe if lost */
 	rc = 0;
 out:
 	if (rc < 0) {
@@ -522,6 +601,7 @@ out:
 	/* 9. failures to failed/, deferrals back to in/new */
 	for (i = 0; i < n; i++) {
 		settle(w, &it[i]);
+		moved |= it[i].outcome == DKP_OUT_DEFERRED;
 		outcome[i] = it[i].outcome;
 		if (it[i].outcome == DKP_OUT_DEFERRED && it[i].sys_err &&
 		    is_temp_errno(it[i].sys_err)) {
@@ -530,7 +610,16 @@ out:
 		}
 		atomic_fetch_add(&w->stats->n[it[i].outcome], 1);
 	}
-	dkp_qdir_sync(q->in_new);
+	if (moved)
+		dkp_qdir_sync(q->in_new);
+	/* keep small buffers for the next batch, not a rare big one: memory
+	 * stays within threads x batch x KEEP_BUF plus what is in flight */
+	for (i = 0; i < n; i++)
+		if (it[i].bufcap > KEEP_BUF) {
+			dkp_free(it[i].buf);
+			it[i].buf = NULL;
+			it[i].bufcap = 0;
+		}
 	budget_release(w->budget, acquired);
 	return rc < 0 ? rc : backoff;
 }

@@ -31,11 +31,20 @@ enum dkp_outcome {
 #define DKP_OUT_RETRY 0x100
 #define DKP_OUT_MASK 0xff
 
+#define DKP_LAT_BUCKETS 256
+
 struct dkp_stats {
 	atomic_ulong n[5];	/* per outcome */
 	atomic_ulong bytes;	/* input bytes of published messages */
 	atomic_ulong replays;	/* publish found out/new/ID already there */
+	/* claim-to-durable latency of published messages, 8 buckets per
+	 * power of two of microseconds */
+	atomic_ulong lat[DKP_LAT_BUCKETS];
 };
+
+/* The q-quantile (0..1) of the published messages' latency, in ms (the
+ * middle of its histogram bucket: within 6%); 0 if none. */
+double dkp_stats_latency_ms(const struct dkp_stats *st, double q);
 
 /* In-flight byte budget shared by the workers (back-pressure). */
 struct dkp_budget {
@@ -63,6 +72,7 @@ struct dkp_worker {
 	/* hook for per-domain esp-only accounting (may be NULL) */
 	void (*esp_only)(void *ctx, const char *domain, const char *id);
 	void *esp_only_ctx;
+	int nosign;	/* benchmark: copy messages through unsigned */
 };
 
 /* Prepare a worker for batches of up to cap messages. */

@@ -20,6 +20,7 @@
 #include "err.h"
 #include "log.h"
 #include "mem.h"
+#include "bench.h"
 #include "pool.h"
 
 #define EX_USAGE_ 64
@@ -398,11 +399,22 @@ int main(int argc, char **argv)
 		rc = cmd_keygen(&c);
 		break;
 	case DKP_CMD_RUN: {
-		struct dkp_run_opts ro = { c.conf, c.once, c.once && isatty(STDERR_FILENO) };
+		struct dkp_run_opts ro;
 
+		memset(&ro, 0, sizeof(ro));
+		ro.conf = c.conf;
+		ro.sets = c.sets;
+		ro.nsets = c.nsets;
+		ro.once = c.once;
+		ro.progress = c.once && isatty(STDERR_FILENO);
+		ro.nosign = c.nosign;
+		ro.stats_path = c.stats;
 		rc = dkp_pool_run(&ro);
 		break;
 	}
+	case DKP_CMD_BENCH:
+		rc = dkp_bench_run(&c);
+		break;
 	default:
 		rc = EX_USAGE_;
 	}

@@ -310,14 +310,15 @@ static void wait_idle(struct pool *p, int show, double t0)
 	pthread_mutex_unlock(&p->mu);
 }
 
-static void reload(struct pool *p, const char *conf)
+static void reload(struct pool *p, const struct dkp_run_opts *o)
 {
+	const char *conf = o->conf;
 	struct dkp_snap *s, *old;
 	struct dkp_err err;
 	const struct dkp_config *a, *b;
 
 	dkp_err_clear(&err);
-	if (dkp_snap_load(&s, conf, &err) != DKP_OK) {
+	if (dkp_snap_load(&s, conf, o->sets, o->nsets, &err) != DKP_OK) {
 		dkp_error("reload failed, the running configuration stays: %s", err.msg);
 		return;
 	}
@@ -326,14 +327,36 @@ static void reload(struct pool *p, const char *conf)
 	if (strcmp(a->in_dir, b->in_dir) || strcmp(a->out_dir, b->out_dir) ||
 	    strcmp(a->failed_dir, b->failed_dir) || a->threads != b->threads ||
 	    a->batch != b->batch || a->io != b->io ||
-	    a->inflight_bytes != b->inflight_bytes)
-		dkp_warn("reload: queue directories, threads, batch, io and inflight_bytes change only on restart");
+	    a->inflight_bytes != b->inflight_bytes || a->uring_depth != b->uring_depth)
+		dkp_warn("reload: queue directories, threads, batch, io, uring_depth and inflight_bytes change only on restart");
 	pthread_mutex_lock(&p->mu);
 	old = p->snap;
 	p->snap = s;
 	pthread_mutex_unlock(&p->mu);
 	dkp_snap_unref(old);
 	dkp_info("reloaded %s", conf);
+}
+
+/* The run's figures as one JSON object, for `dkimpress bench`. */
+static int write_stats(const char *path, struct pool *p, const unsigned long *n,
+		       unsigned long bytes, double el)
+{
+	FILE *f = fopen(path, "we");
+	int rc;
+
+	if (f == NULL)
+		return -1;
+	fprintf(f, "{\"signed\":%lu,\"esp_only\":%lu,\"deferred\":%lu,\"failed\":%lu,"
+		"\"bytes\":%lu,\"seconds\":%.6f,\"threads\":%u,\"batch\":%u,"
+		"\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n",
+		n[DKP_OUT_SIGNED], n[DKP_OUT_ESP_ONLY], n[DKP_OUT_DEFERRED],
+		n[DKP_OUT_FAILED], bytes, el, p->nthreads, p->batch,
+		dkp_stats_latency_ms(&p->stats, 0.50),
+		dkp_stats_latency_ms(&p->stats, 0.99));
+	rc = ferror(f) ? -1 : 0;
+	if (fclose(f) != 0)
+		rc = -1;
+	return rc;
 }
 
 static void free_val(void *v)
@@ -377,7 +400,7 @@ int dkp_pool_run(const struct dkp_run_opts *o)
 
 	memset(&p, 0, sizeof(p));
 	dkp_err_clear(&err);
-	if (dkp_snap_load(&p.snap, o->conf, &err) != DKP_OK) {
+	if (dkp_snap_load(&p.snap, o->conf, o->sets, o->nsets, &err) != DKP_OK) {
 		dkp_error("%s", err.msg);
 		return err.code == DKP_E_IO && err.sys_errno == ENOENT &&
 			       strstr(err.msg, o->conf) ? 66 : 78;
@@ -441,6 +464,7 @@ int dkp_pool_run(const struct dkp_run_opts *o)
 		wc[i].p = &p;
 		dkp_worker_init(&wc[i].w, i, r, &p.qd, &p.stats, &p.budget, c->batch);
 		wc[i].w.esp_only = esp_only_hook;
+		wc[i].w.nosign = o->nosign;
 		wc[i].w.esp_only_ctx = &p;
 	}
 
@@ -464,9 +488,12 @@ int dkp_pool_run(const struct dkp_run_opts *o)
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	dkp_info("run: %u threads, batch %u, %s, queue %s", p.nthreads, p.batch,
-		 uring_ok && c->io != DKP_IO_SYSCALLS ? "io_uring" : "syscalls",
-		 c->in_dir);
+	dkp_info("run: %u threads, batch %u, %s, flush %s, queue %s", p.nthreads,
+		 p.batch, uring_ok && c->io != DKP_IO_SYSCALLS ? "io_uring" : "syscalls",
+		 c->flush == DKP_FLUSH_FILES ? "files" : "filesystem", c->in_dir);
+	if (o->nosign)
+		dkp_warn("--no-sign: messages are copied to %s UNSIGNED (benchmark only)",
+			 c->out_dir);
 	t0 = now_mono();
 	if (exitcode == 0 && o->once) {
 		for (;;) {
@@ -477,7 +504,7 @@ int dkp_pool_run(const struct dkp_run_opts *o)
 				break;
 			if (sig_reload) {
 				sig_reload = 0;
-				reload(&p, o->conf);
+				reload(&p, o);
 			}
 			if (pushed == 0) {
 				/* done, unless a transient deferral awaits a retry */
@@ -500,7 +527,7 @@ int dkp_pool_run(const struct dkp_run_opts *o)
 			scan(&p);
 			if (sig_reload) {
 				sig_reload = 0;
-				reload(&p, o->conf);
+				reload(&p, o);
 			}
 			if (ino >= 0) {
 				if (poll(&pfd, 1, RESCAN_MS) > 0)
@@ -539,10 +566,16 @@ out:
 		if (dkp_htab_count(p.esp_domains))
 			printf("; %zu domains without a customer key",
 			       dkp_htab_count(p.esp_domains));
+		if (n[DKP_OUT_SIGNED] + n[DKP_OUT_ESP_ONLY])
+			printf("; latency p50 %.1f ms, p99 %.1f ms",
+			       dkp_stats_latency_ms(&p.stats, 0.50),
+			       dkp_stats_latency_ms(&p.stats, 0.99));
 		if (sig_stop)
 			printf(" (stopped by signal)");
 		printf("\n");
 		fflush(stdout);
+		if (o->stats_path && write_stats(o->stats_path, &p, n, bytes, el) < 0)
+			dkp_error("cannot write %s: %s", o->stats_path, strerror(errno));
 		if (o->once)
 			exitcode = n[DKP_OUT_FAILED] ? 65 : n[DKP_OUT_DEFERRED] ? 75 : 0;
 	}

@@ -41,7 +41,11 @@ const char *const dkp_sign_default_headers[] = {
 const size_t dkp_sign_n_default_headers =
 	sizeof(dkp_sign_default_headers) / sizeof(dkp_sign_default_headers[0]);
 
-#define KEYCTX_SLOTS 8
+/* Per-thread signing contexts, direct-mapped by key serial: preparing one
+ * (EVP_PKEY_sign_init fetches the algorithm under OpenSSL's store lock)
+ * costs more than hashing a message, so an ESP's few hundred active keys
+ * each keep theirs. */
+#define KEYCTX_SLOTS 512
 
 struct keyctx {
 	uint64_t serial;	/* 0: empty */
@@ -60,7 +64,6 @@ struct dkp_signer {
 	size_t *lens;
 	size_t names_cap;
 	struct keyctx kc[KEYCTX_SLOTS];
-	unsigned kc_next;
 	struct dkp_tmpl_cache *tmpl;
 };
 
@@ -116,12 +119,10 @@ static struct keyctx *get_keyctx(struct dkp_signer *s, struct dkp_key *k,
 {
 	uint64_t serial = dkp_key_serial(k);
 	struct keyctx *c;
-	unsigned i;
 
-	for (i = 0; i < KEYCTX_SLOTS; i++)
-		if (s->kc[i].serial == serial)
-			return &s->kc[i];
-	c = &s->kc[s->kc_next++ % KEYCTX_SLOTS];
+	c = &s->kc[serial % KEYCTX_SLOTS];
+	if (c->serial == serial)
+		return c;
 	keyctx_clear(c);
 	if (dkp_key_alg(k) == DKP_ALG_RSA_SHA256) {
 		c->rsa = EVP_PKEY_CTX_new_from_pkey(NULL, dkp_key_pkey(k), NULL);
@@ -179,6 +180,16 @@ static int sign_digest(struct dkp_signer *s, struct dkp_key *k,
 	return DKP_OK;
 fail:
 	return dkp_err_ssl(err, DKP_E_CRYPTO, "sign", "signing failed");
+}
+
+int dkp_sign_digest(struct dkp_signer *s, struct dkp_key *k,
+		    const unsigned char dig[32], size_t *siglen,
+		    struct dkp_err *err)
+{
+	int rc = sign_digest(s, k, dig, err);
+
+	*siglen = rc == DKP_OK ? s->sig.len : 0;
+	return rc;
 }
 
 size_t dkp_sign_default_list(const struct dkp_msg *m, const char **names,

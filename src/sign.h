@@ -42,4 +42,13 @@ int dkp_sign_rendered(struct dkp_signer *s, const struct dkp_msg *m,
 		      const char *field, size_t flen, struct dkp_buf *b64,
 		      struct dkp_err *err);
 
+/*
+ * Sign a SHA-256 digest with k through s's per-thread context for k — the
+ * very calls dkp_sign makes per signature (the benchmark's crypto bound).
+ * *siglen receives the signature's length.
+ */
+int dkp_sign_digest(struct dkp_signer *s, struct dkp_key *k,
+		    const unsigned char dig[32], size_t *siglen,
+		    struct dkp_err *err);
+
 #endif

@@ -56,7 +56,7 @@ static int check_keyfile(const char *path, int insecure, const char *who)
 }
 
 int dkp_snap_load(struct dkp_snap **out, const char *path,
-		  struct dkp_err *err)
+		  const char *const *sets, size_t nsets, struct dkp_err *err)
 {
 	struct dkp_snap *s = dkp_calloc(1, sizeof(*s));
 	size_t i, bad = 0;
@@ -65,7 +65,7 @@ int dkp_snap_load(struct dkp_snap **out, const char *path,
 	*out = NULL;
 	atomic_init(&s->refs, 1);
 	pthread_mutex_init(&s->rmu, NULL);
-	if ((rc = dkp_config_load(&s->cfg, path, err)) != DKP_OK)
+	if ((rc = dkp_config_load(&s->cfg, path, sets, nsets, err)) != DKP_OK)
 		goto fail;
 	if ((rc = dkp_key_load(&s->esp_key, s->cfg->esp_keyfile,
 			       s->cfg->insecure_key_perms ? DKP_KEY_INSECURE_PERMS : 0,

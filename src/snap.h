@@ -42,7 +42,7 @@ const struct dkp_keyent *dkp_snap_route(struct dkp_snap *s, const char *local,
  * first use.
  */
 int dkp_snap_load(struct dkp_snap **out, const char *path,
-		  struct dkp_err *err);
+		  const char *const *sets, size_t nsets, struct dkp_err *err);
 void dkp_snap_ref(struct dkp_snap *s);
 void dkp_snap_unref(struct dkp_snap *s);
 

@@ -4,6 +4,14 @@
  *
  * A batch is submitted in chunks of at most the ring's depth; links never
  * cross a chunk boundary (a chunk ends early rather than split a chain).
+ *
+ * What goes through the ring: opens for reading, reads, writes, fsyncs and
+ * closes, which io_uring completes inline when the data is cached and runs
+ * concurrently when it must wait. Namespace operations (rename, unlink,
+ * create, statx) are made as plain syscalls even on a ring: io_uring can
+ * only hand them to its worker threads, and on the reference machine that
+ * hand-off (a wake-up and a context switch per file) cost more CPU than
+ * the operation itself — measured in docs/performance.md.
  * Regular-file reads and writes are not expected to come back short; if
  * one does, the rest is finished synchronously, so callers always see the
  * whole length or an error.
@@ -145,6 +153,21 @@ static int64_t sys_one(struct dkp_rop *op)
 	return -EINVAL;
 }
 
+/* Ops io_uring would punt to an io-wq thread whatever the cache holds. */
+static int always_punted(const struct dkp_rop *op)
+{
+	switch (op->kind) {
+	case DKP_ROP_OPEN_EXCL:
+	case DKP_ROP_SIZE:
+	case DKP_ROP_RENAME:
+	case DKP_ROP_RENAME_NOREPLACE:
+	case DKP_ROP_UNLINK:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 static void prep(struct dkp_ring *r, struct io_uring_sqe *sqe,
 		 struct dkp_rop *op, unsigned slot)
 {
@@ -244,8 +267,14 @@ int dkp_ring_run(struct dkp_ring *r, struct dkp_rop *ops, size_t n)
 			end = chain;
 		}
 		for (k = start; k < end; k++) {
-			struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+			struct io_uring_sqe *sqe;
 
+			if (always_punted(&ops[k]) && !(ops[k].flags & DKP_ROP_LINK) &&
+			    !(k + 1 < end && (ops[k + 1].flags & DKP_ROP_LINK))) {
+				ops[k].res = sys_one(&ops[k]);
+				continue;
+			}
+			sqe = io_uring_get_sqe(&r->ring);
 			if (sqe == NULL)
 				return -EBUSY;	/* cannot happen: depth bound */
 			prep(r, sqe, &ops[k], (unsigned)(k - start));

@@ -8,7 +8,11 @@
 #          each output = input + its signatures with the right d= on top,
 #          every signature passes dkimpy, every RSA one Mail::DKIM, a
 #          sample libopendkim and dkimpress verify; malformed ones in
-#          failed/ with reasons. Then 500 more with io = syscalls.
+#          failed/ with reasons. Then 500 more with io = syscalls, and
+#          500 with flush = files.
+#  bench   run --no-sign copies byte for byte and warns, --stats and --set
+#          work, the summary has latency; `dkimpress bench` runs its three
+#          phases, writes JSON rows, removes its scratch queues.
 #  faults  a full disk (out_dir on a small tmpfs): nothing lost, exit 75,
 #          a clear error, a second run finishes; a read-only out_dir: every
 #          input stays queued; configuration errors: exit 78 before any
@@ -160,6 +164,52 @@ PY
 e2e main "$N"
 e2e syscalls 500 "io = syscalls" "threads = 3" "batch = 7"
 check 'grep -q "syscalls" "$W/syscalls.log"' "syscalls: the run says it uses plain syscalls"
+e2e files 500 "flush = files" "threads = 2" "batch = 16"
+check 'grep -q "flush files" "$W/files.log"' "files: the run says it fsyncs each file (flush = files)"
+
+# ------------------------------------------------- bench and --no-sign
+echo "== run --no-sign --stats, dkimpress bench"
+q="$W/nosign"
+$PY "$HERE/gen_queue.py" "$W/tmpl" "$q" 200 "$W/nosign.man"
+awk -F'\t' '$3 == "ok" {print $1}' "$W/nosign.man" >"$W/nosign.ok"
+find "$q/in/new" -type f | while read -r f; do
+	grep -qx "$(basename "$f")" "$W/nosign.ok" || rm -f "$f"	# keep well-formed ones
+done
+mkdir -p "$W/nosign.orig" && cp -al "$q/in/new/." "$W/nosign.orig/"
+nq=$(ls "$q/in/new" | wc -l)
+conf "$W/nosign.conf" "$q"
+rc=0
+"$D" run -c "$W/nosign.conf" --once --no-sign --stats "$W/nosign.json" \
+	--set batch=9 >"$W/nosign.sum" 2>"$W/nosign.log" || rc=$?
+same=0
+for f in "$W/nosign.orig"/*; do
+	cmp -s "$f" "$q/out/new/$(basename "$f")" && same=$((same + 1))
+done
+check '[ "$rc" = 0 ] && [ "$same" = "$nq" ] && [ -z "$(ls "$q/in/new")" ]' \
+	"--no-sign: all $nq messages copied to out/new byte for byte, unsigned" "exit $rc, $same identical"
+check 'grep -q "UNSIGNED" "$W/nosign.log" && grep -q "batch 9" "$W/nosign.log"' \
+	"--no-sign warns; --set batch=9 overrides the file"
+check "grep -q '\"signed\":$nq,' '$W/nosign.json' && grep -q '\"p99_ms\":[0-9]' '$W/nosign.json'" \
+	"--stats writes the counts and latency percentiles as JSON" "$(cat "$W/nosign.json")"
+check 'grep -q "latency p50 .* ms, p99 .* ms" "$W/nosign.sum"' "the summary line gives the latency p50/p99"
+
+# bench on the well-formed messages: three phases, rows in JSON, no scratch left
+rc=0
+"$D" bench -c "$W/nosign.conf" --corpus "$W/nosign.orig" --work "$W/bw" \
+	--seconds 1 --repeat 2 --json "$W/bench.json" --label smoke \
+	>"$W/bench.out" 2>"$W/bench.err" || rc=$?
+cat "$W/bench.out"
+check '[ "$rc" = 0 ] && [ "$(grep -c "\"label\":\"smoke\"" "$W/bench.json")" = 3 ]' \
+	"bench: exit 0, one JSON row per phase" "exit $rc: $(tail -2 "$W/bench.err")"
+check "grep -q '\"phase\":\"engine\".*\"messages\":$nq,' '$W/bench.json' && grep -q '\"phase\":\"io\".*\"messages\":$nq,' '$W/bench.json'" \
+	"bench: the io and engine phases each publish all $nq messages"
+check 'grep -q "^smoke .*crypto .*signatures/s" "$W/bench.out" && grep -q "^ratio: " "$W/bench.out"' \
+	"bench: the table has the crypto bound and the ratio line"
+check '[ -z "$(ls -A "$W/bw")" ] && [ "$(ls "$W/nosign.orig" | wc -l)" = "$nq" ]' \
+	"bench: scratch queues removed, the corpus untouched"
+rc=0
+"$D" bench -c "$W/nosign.conf" --phases nonsense >/dev/null 2>"$W/bench.err2" || rc=$?
+check '[ "$rc" = 64 ] && grep -q "unknown phase" "$W/bench.err2"' "bench: a bad --phases is a usage error (64)"
 
 # -------------------------------------------------------------- faults
 root=0

@@ -15,10 +15,52 @@ static int load(const char *text, struct dkp_config **c, struct dkp_err *err)
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
 	close(fd);
-	rc = dkp_config_load(c, path, err);
+	rc = dkp_config_load(c, path, NULL, 0, err);
 	unlink(path);
 	strcpy(path, "/tmp/dkp_conf_XXXXXX");
 	return rc;
+}
+
+/* --set: replaces the file's settings, refuses what the file would. */
+static void overrides_replace_the_file(void **st)
+{
+	static const char text[] = "queue_dir = /q\nesp_key = e.example:s:/k\n"
+				   "threads = 2\nflush = files\n";
+	const char *good[] = { "threads=7", "queue_dir = /other", "flush=filesystem",
+			       "batch=8" };
+	const char *twice[] = { "batch=8", "batch=9" };
+	const char *bad[] = { "threads=none" };
+	const char *unknown[] = { "colour=blue" };
+	struct dkp_config *c;
+	struct dkp_err err;
+	int fd;
+
+	(void)st;
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	if (dkp_config_load(&c, path, NULL, 0, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(c->threads, 2);
+	assert_int_equal(c->flush, DKP_FLUSH_FILES);
+	dkp_config_free(c);
+	if (dkp_config_load(&c, path, good, 4, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(c->threads, 7);
+	assert_int_equal(c->batch, 8);
+	assert_int_equal(c->flush, DKP_FLUSH_FILESYSTEM);
+	assert_string_equal(c->in_dir, "/other/in");
+	assert_string_equal(c->out_dir, "/other/out");
+	dkp_config_free(c);
+	assert_int_equal(dkp_config_load(&c, path, twice, 2, &err), DKP_E_SYNTAX);
+	assert_non_null(strstr(err.msg, "set twice"));
+	assert_int_equal(dkp_config_load(&c, path, bad, 1, &err), DKP_E_SYNTAX);
+	assert_non_null(strstr(err.msg, "--set threads=none"));
+	assert_int_equal(dkp_config_load(&c, path, unknown, 1, &err), DKP_E_SYNTAX);
+	assert_non_null(strstr(err.msg, "unknown setting 'colour'"));
+	unlink(path);
+	strcpy(path, "/tmp/dkp_conf_XXXXXX");
 }
 
 static void minimal_file_gets_defaults(void **st)
@@ -45,6 +87,7 @@ static void minimal_file_gets_defaults(void **st)
 	assert_int_equal(c->inflight_bytes, DKP_DEF_INFLIGHT_BYTES);
 	assert_int_equal(c->limits.max_message_bytes, DKP_DEFAULT_MAX_MESSAGE_BYTES);
 	assert_int_equal(c->io, DKP_IO_AUTO);
+	assert_int_equal(c->flush, DKP_FLUSH_FILESYSTEM);
 	dkp_config_free(c);
 }
 
@@ -142,7 +185,7 @@ static void missing_file_is_an_io_error(void **st)
 	struct dkp_err err;
 
 	(void)st;
-	assert_int_equal(dkp_config_load(&c, "/nonexistent/dkimpress.conf", &err), DKP_E_IO);
+	assert_int_equal(dkp_config_load(&c, "/nonexistent/dkimpress.conf", NULL, 0, &err), DKP_E_IO);
 	assert_non_null(strstr(err.msg, "/nonexistent/dkimpress.conf"));
 }
 
@@ -168,6 +211,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(minimal_file_gets_defaults),
+		cmocka_unit_test(overrides_replace_the_file),
 		cmocka_unit_test(every_setting_parses),
 		cmocka_unit_test(bad_files_name_file_and_line),
 		cmocka_unit_test(missing_file_is_an_io_error),

@@ -75,7 +75,7 @@ static void loads_and_caches_routes_both_ways(void **st)
 
 	(void)st;
 	snprintf(path, sizeof(path), "%s/good.conf", dir);
-	if (dkp_snap_load(&s, path, &err) != DKP_OK)
+	if (dkp_snap_load(&s, path, NULL, 0, &err) != DKP_OK)
 		fail_msg("%s", err.msg);
 	assert_int_equal(dkp_key_alg(s->esp_key), DKP_ALG_ED25519_SHA256);
 	/* a small table is parsed at load: one key loaded already */
@@ -109,7 +109,7 @@ static void a_key_that_does_not_parse_stops_loading(void **st)
 		 dir, dir, dir, dir);
 	put("bad.conf", text, 0644);
 	snprintf(path, sizeof(path), "%s/bad.conf", dir);
-	assert_int_equal(dkp_snap_load(&s, path, &err), DKP_E_KEY);
+	assert_int_equal(dkp_snap_load(&s, path, NULL, 0, &err), DKP_E_KEY);
 	assert_non_null(strstr(err.msg, "failed to load"));
 	assert_null(s);
 }

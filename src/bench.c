@@ -1,0 +1,597 @@
+/*
+ * bench.c — `dkimpress bench`; see bench.h and docs/performance.md.
+ *
+ * Phases, each measured on this machine in this run:
+ *  - crypto: every worker thread signs a SHA-256 digest in a loop with the
+ *    configured keys (the ESP key, then a customer key, in turn) through
+ *    its own struct dkp_signer — the calls dkp_sign makes, nothing else;
+ *  - io: `run --once --no-sign` in a child process on a scratch queue:
+ *    the queue path (claim, read, write, flush, publish, retire) alone;
+ *  - engine: `run --once` the same way.
+ * Children report through run --stats; CPU time and peak RSS come from
+ * wait4(). Scratch queues are filled with hard links to the corpus, so
+ * filling one writes no data, and are removed only at the end: on ext4,
+ * inodes freed in the last seconds slow the next creations down, and one
+ * phase must not pay for another's clean-up.
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#include "err.h"
+#include "log.h"
+#include "mem.h"
+#include "pool.h"
+#include "qdir.h"
+#include "sign.h"
+#include "snap.h"
+
+enum { PH_CRYPTO, PH_IO, PH_ENGINE, PH_COUNT };
+static const char *const ph_name[PH_COUNT] = { "crypto", "io", "engine" };
+
+struct row {
+	int done, ok;
+	double msgs, seconds, bytes, cpu, rss_mb, p50, p99;
+	double sigs_per_s, msgs_per_s;
+};
+
+static double now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double cpu_self(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+/* ---- crypto bound ---- */
+
+struct cthread {
+	pthread_t th;
+	unsigned id;
+	struct dkp_key *esp;
+	struct dkp_key **cust;
+	size_t ncust;
+	double until;
+	unsigned long sigs;
+	int failed;
+};
+
+static void *crypto_main(void *arg)
+{
+	struct cthread *t = arg;
+	struct dkp_signer *s = dkp_signer_new();
+	unsigned char dig[32];
+	struct dkp_err err;
+	size_t siglen, j = t->id * 7919u;
+	unsigned long n = 0;
+
+	memset(dig, 0x5a, sizeof(dig));
+	dkp_err_clear(&err);
+	for (;;) {
+		unsigned k;
+
+		/* a message's worth: customer signature, then the ESP's */
+		for (k = 0; k < 8; k++) {
+			memcpy(dig, &n, sizeof(n));
+			if (t->ncust) {
+				if (dkp_sign_digest(s, t->cust[j++ % t->ncust], dig,
+						    &siglen, &err) != DKP_OK)
+					goto fail;
+				n++;
+			}
+			if (dkp_sign_digest(s, t->esp, dig, &siglen, &err) != DKP_OK)
+				goto fail;
+			n++;
+		}
+		if (now_mono() >= t->until)
+			break;
+	}
+	t->sigs = n;
+	dkp_signer_free(s);
+	return NULL;
+fail:
+	dkp_error("bench: signing failed: %s", err.msg);
+	t->failed = 1;
+	dkp_signer_free(s);
+	return NULL;
+}
+
+static int phase_crypto(struct dkp_snap *s, unsigned seconds, struct row *r)
+{
+	const struct dkp_config *c = s->cfg;
+	struct dkp_key **cust = NULL;
+	struct cthread *t;
+	size_t ncust = 0, i;
+	unsigned long sigs = 0;
+	double t0, c0, el;
+	int failed = 0;
+
+	if (s->route) {
+		size_t nk = dkp_route_nkeys(s->route);
+
+		cust = dkp_calloc(nk ? nk : 1, sizeof(*cust));
+		for (i = 0; i < nk; i++) {
+			const struct dkp_keyent *ke = dkp_route_key(s->route, i);
+			struct dkp_err err;
+
+			dkp_err_clear(&err);
+			if (dkp_keycache_get(s->keys, ke->index, ke->path, &cust[ncust],
+					     &err) != DKP_OK) {
+				dkp_error("bench: key %s: %s", ke->name, err.msg);
+				failed = 1;
+				break;
+			}
+			ncust++;
+		}
+	}
+	t = dkp_calloc(c->threads, sizeof(*t));
+	t0 = now_mono();
+	c0 = cpu_self();
+	for (i = 0; !failed && i < c->threads; i++) {
+		t[i].id = (unsigned)i;
+		t[i].esp = s->esp_key;
+		t[i].cust = cust;
+		t[i].ncust = ncust;
+		t[i].until = t0 + seconds;
+		if (pthread_create(&t[i].th, NULL, crypto_main, &t[i]) != 0)
+			dkp_fatal("cannot start threads");
+	}
+	for (i = 0; !failed && i < c->threads; i++) {
+		pthread_join(t[i].th, NULL);
+		sigs += t[i].sigs;
+		failed |= t[i].failed;
+	}
+	el = now_mono() - t0;
+	memset(r, 0, sizeof(*r));
+	r->done = 1;
+	r->ok = !failed;
+	r->seconds = el;
+	r->cpu = cpu_self() - c0;
+	r->sigs_per_s = el > 0 ? (double)sigs / el : 0;
+	/* a message costs a customer and an ESP signature */
+	r->msgs_per_s = r->sigs_per_s / (ncust ? 2.0 : 1.0);
+	r->msgs = (double)sigs / (ncust ? 2.0 : 1.0);
+	for (i = 0; i < ncust; i++)
+		dkp_key_unref(cust[i]);
+	dkp_free(cust);
+	dkp_free(t);
+	return failed ? -1 : 0;
+}
+
+/* ---- queue phases ---- */
+
+struct corpus {
+	char *dir;
+	char **names;
+	uint64_t *sizes;
+	size_t n;
+};
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int corpus_load(struct corpus *k, const char *dir)
+{
+	char path[4096];
+	struct stat st;
+	struct dirent *de;
+	DIR *d;
+	size_t cap = 0, i;
+
+	memset(k, 0, sizeof(*k));
+	snprintf(path, sizeof(path), "%s/msgs", dir);
+	k->dir = dkp_strdup(stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? path : dir);
+	if ((d = opendir(k->dir)) == NULL) {
+		dkp_error("bench: cannot read the corpus %s: %s", k->dir, strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (!dkp_qdir_id_ok(de->d_name))
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode))
+			continue;
+		if (k->n == cap) {
+			cap = cap ? 2 * cap : 1024;
+			k->names = dkp_realloc(k->names, cap * sizeof(*k->names));
+		}
+		k->names[k->n++] = dkp_strdup(de->d_name);
+	}
+	closedir(d);
+	if (k->n == 0) {
+		dkp_error("bench: no messages in %s", k->dir);
+		return -1;
+	}
+	qsort(k->names, k->n, sizeof(*k->names), name_cmp);
+	k->sizes = dkp_calloc(k->n, sizeof(*k->sizes));
+	for (i = 0; i < k->n; i++) {
+		snprintf(path, sizeof(path), "%s/%s", k->dir, k->names[i]);
+		if (stat(path, &st) == 0)
+			k->sizes[i] = (uint64_t)st.st_size;
+	}
+	return 0;
+}
+
+static void corpus_free(struct corpus *k)
+{
+	size_t i;
+
+	for (i = 0; i < k->n; i++)
+		dkp_free(k->names[i]);
+	dkp_free(k->names);
+	dkp_free(k->sizes);
+	dkp_free(k->dir);
+}
+
+static int copy_file(int sdir, const char *sname, int ddir, const char *dname)
+{
+	char buf[65536];
+	int in = openat(sdir, sname, O_RDONLY | O_CLOEXEC), out, rc = 0;
+	ssize_t n;
+
+	if (in < 0)
+		return -1;
+	out = openat(ddir, dname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (out < 0) {
+		close(in);
+		return -1;
+	}
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, (size_t)n) != n) {
+			rc = -1;
+			break;
+		}
+	if (n < 0)
+		rc = -1;
+	close(in);
+	if (close(out) < 0)
+		rc = -1;
+	return rc;
+}
+
+/* Queue msgs messages into QDIR/in/new as links to the corpus. */
+static int fill_queue(const struct corpus *k, const char *qdir, size_t msgs,
+		      uint64_t *bytes)
+{
+	char path[4096], name[DKP_QID_MAX + 32];
+	int sfd, dfd, linked = 1;
+	size_t m;
+
+	snprintf(path, sizeof(path), "%s/in/new", qdir);
+	for (char *p = path + 1; *p; p++)
+		if (*p == '/') {
+			*p = '\0';
+			mkdir(path, 0700);
+			*p = '/';
+		}
+	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+		dkp_error("bench: cannot create %s: %s", path, strerror(errno));
+		return -1;
+	}
+	sfd = open(k->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sfd < 0 || dfd < 0) {
+		dkp_error("bench: cannot open %s: %s", sfd < 0 ? k->dir : path,
+			  strerror(errno));
+		goto fail;
+	}
+	*bytes = 0;
+	for (m = 0; m < msgs; m++) {
+		size_t i = m % k->n;
+
+		if (m < k->n)
+			snprintf(name, sizeof(name), "%s", k->names[i]);
+		else
+			snprintf(name, sizeof(name), "%s.%zu", k->names[i], m / k->n);
+		if (linked && linkat(sfd, k->names[i], dfd, name, 0) == 0) {
+			*bytes += k->sizes[i];
+			continue;
+		}
+		if (linked && errno != EXDEV && errno != EPERM) {
+			dkp_error("bench: cannot link %s into %s: %s", k->names[i],
+				  path, strerror(errno));
+			goto fail;
+		}
+		linked = 0;	/* another filesystem: copy */
+		if (copy_file(sfd, k->names[i], dfd, name) < 0) {
+			dkp_error("bench: cannot copy %s into %s: %s", k->names[i],
+				  path, strerror(errno));
+			goto fail;
+		}
+		*bytes += k->sizes[i];
+	}
+	close(sfd);
+	close(dfd);
+	sync();		/* this phase must not pay for the last one's writes */
+	return 0;
+fail:
+	if (sfd >= 0)
+		close(sfd);
+	if (dfd >= 0)
+		close(dfd);
+	return -1;
+}
+
+static double json_num(const char *js, const char *key)
+{
+	char pat[64];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(js, pat);
+	return p ? strtod(p + strlen(pat), NULL) : -1;
+}
+
+static int phase_queue(const struct dkp_cli *c, const struct corpus *k,
+		       const char *work, int ph, unsigned rep, size_t msgs,
+		       struct row *r)
+{
+	char qdir[3900], log[4000], stats[4000], js[1024];
+	char set_in[4300], set_out[4300], set_failed[4300];
+	const char *sets[DKP_CLI_MAX_SETS + 3];
+	struct rusage ru;
+	uint64_t bytes = 0;
+	size_t nsets = 0, i;
+	int st, fd;
+	pid_t pid;
+	FILE *f;
+
+	memset(r, 0, sizeof(*r));
+	r->done = 1;
+	snprintf(qdir, sizeof(qdir), "%s/%s-%u", work, ph_name[ph], rep);
+	snprintf(log, sizeof(log), "%s.log", qdir);
+	snprintf(stats, sizeof(stats), "%s.json", qdir);
+	if (fill_queue(k, qdir, msgs, &bytes) < 0)
+		return -1;
+	for (i = 0; i < c->nsets; i++)
+		sets[nsets++] = c->sets[i];
+	snprintf(set_in, sizeof(set_in), "in_dir=%s/in", qdir);
+	snprintf(set_out, sizeof(set_out), "out_dir=%s/out", qdir);
+	snprintf(set_failed, sizeof(set_failed), "failed_dir=%s/failed", qdir);
+	sets[nsets++] = set_in;
+	sets[nsets++] = set_out;
+	sets[nsets++] = set_failed;
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0) {
+		dkp_error("bench: fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		struct dkp_run_opts ro;
+
+		fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+		}
+		memset(&ro, 0, sizeof(ro));
+		ro.conf = c->conf;
+		ro.sets = sets;
+		ro.nsets = nsets;
+		ro.once = 1;
+		ro.nosign = ph == PH_IO;
+		ro.stats_path = stats;
+		fflush(stdout);
+		_exit(dkp_pool_run(&ro));
+	}
+	while (wait4(pid, &st, 0, &ru) < 0)
+		if (errno != EINTR) {
+			dkp_error("bench: wait: %s", strerror(errno));
+			return -1;
+		}
+	r->cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+		 (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	r->rss_mb = (double)ru.ru_maxrss / 1024.0;
+	js[0] = '\0';
+	if ((f = fopen(stats, "re")) != NULL) {
+		size_t n = fread(js, 1, sizeof(js) - 1, f);
+
+		js[n] = '\0';
+		fclose(f);
+	}
+	r->msgs = json_num(js, "signed") + json_num(js, "esp_only");
+	r->seconds = json_num(js, "seconds");
+	r->bytes = json_num(js, "bytes");
+	r->p50 = json_num(js, "p50_ms");
+	r->p99 = json_num(js, "p99_ms");
+	r->msgs_per_s = r->seconds > 0 ? r->msgs / r->seconds : 0;
+	r->ok = WIFEXITED(st) && WEXITSTATUS(st) == 0 && r->msgs == (double)msgs;
+	if (!r->ok) {
+		dkp_error("bench: the %s phase signed %.0f of %zu messages (exit %d); see %s",
+			  ph_name[ph], r->msgs < 0 ? 0 : r->msgs, msgs,
+			  WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), log);
+		return -1;
+	}
+	return 0;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int type,
+		  struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	return (type == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT
+		       ? -1 : 0;
+}
+
+static int row_cmp(const void *a, const void *b)
+{
+	double x = ((const struct row *)a)->msgs_per_s;
+	double y = ((const struct row *)b)->msgs_per_s;
+
+	return x < y ? -1 : x > y;
+}
+
+static void print_row(FILE *f, const char *label, int ph, const struct row *r,
+		      double bound)
+{
+	char ratio[32] = "-";
+
+	if (bound > 0)
+		snprintf(ratio, sizeof(ratio), "%.2f", r->msgs_per_s / bound);
+	if (ph == PH_CRYPTO) {
+		fprintf(f, "%-12s %-7s %8.0f %7s %9.2f %7s %7s %7s %6s  (%.0f signatures/s)\n",
+			label, ph_name[ph], r->msgs_per_s, "-",
+			r->msgs > 0 ? r->cpu / r->msgs * 1000 : 0, "-", "-", "-",
+			"-", r->sigs_per_s);
+		return;
+	}
+	fprintf(f, "%-12s %-7s %8.0f %7.1f %9.2f %7.1f %7.1f %7.1f %6s\n",
+		label, ph_name[ph], r->msgs_per_s,
+		r->seconds > 0 ? r->bytes / r->seconds / 1e6 : 0,
+		r->msgs > 0 ? r->cpu / r->msgs * 1000 : 0, r->rss_mb, r->p50,
+		r->p99, ratio);
+}
+
+static void json_row(FILE *f, const char *label, const struct dkp_config *cfg,
+		     int ph, const struct row *r, double bound, unsigned runs)
+{
+	fprintf(f, "{\"label\":\"%s\",\"phase\":\"%s\",\"threads\":%u,\"batch\":%u,"
+		"\"uring_depth\":%u,\"flush\":\"%s\",\"runs\":%u,\"messages\":%.0f,"
+		"\"seconds\":%.4f,\"msgs_per_s\":%.1f,\"mb_per_s\":%.2f,"
+		"\"cpu_s_per_1k\":%.4f,\"peak_rss_mb\":%.1f,\"p50_ms\":%.3f,"
+		"\"p99_ms\":%.3f,\"sigs_per_s\":%.1f,\"bound_msgs_per_s\":%.1f,"
+		"\"ratio\":%.4f}\n",
+		label, ph_name[ph], cfg->threads, cfg->batch, cfg->uring_depth,
+		cfg->flush == DKP_FLUSH_FILES ? "files" : "filesystem", runs,
+		r->msgs, r->seconds, r->msgs_per_s,
+		r->seconds > 0 && ph != PH_CRYPTO ? r->bytes / r->seconds / 1e6 : 0,
+		r->msgs > 0 ? r->cpu / r->msgs * 1000 : 0, r->rss_mb, r->p50,
+		r->p99, r->sigs_per_s, bound,
+		bound > 0 ? r->msgs_per_s / bound : 0);
+}
+
+int dkp_bench_run(const struct dkp_cli *c)
+{
+	struct row rows[PH_COUNT][100], med[PH_COUNT];
+	struct dkp_snap *s = NULL;
+	struct corpus k;
+	struct dkp_err err;
+	char work[3600], label[256];
+	const char *base;
+	size_t msgs;
+	unsigned rep, ph;
+	double bound = 0;
+	int failed = 0, have_corpus = 0;
+	FILE *jf = NULL;
+
+	memset(rows, 0, sizeof(rows));
+	memset(med, 0, sizeof(med));
+	dkp_err_clear(&err);
+	if (dkp_snap_load(&s, c->conf, c->sets, c->nsets, &err) != DKP_OK) {
+		dkp_error("%s", err.msg);
+		return 78;
+	}
+	base = strrchr(c->conf, '/');
+	snprintf(label, sizeof(label), "%s", c->label ? c->label : base ? base + 1 : c->conf);
+	/* scratch queues in a directory of this run's own, beside the
+	 * configured queue by default (the same filesystem) */
+	if (c->work)
+		snprintf(work, sizeof(work), "%s/bench.%ld", c->work, (long)getpid());
+	else
+		snprintf(work, sizeof(work), "%s.bench.%ld", s->cfg->in_dir,
+			 (long)getpid());
+	if (c->phases & (DKP_PHASE_IO | DKP_PHASE_ENGINE)) {
+		if (corpus_load(&k, c->corpus) < 0) {
+			dkp_snap_unref(s);
+			return 66;
+		}
+		have_corpus = 1;
+		if (c->work)
+			mkdir(c->work, 0700);
+		if (mkdir(work, 0700) < 0) {
+			dkp_error("bench: cannot create %s: %s", work, strerror(errno));
+			failed = 1;
+		}
+	}
+	msgs = c->messages ? c->messages : have_corpus ? k.n : 0;
+	if (c->json && (jf = fopen(c->json, "ae")) == NULL) {
+		dkp_error("bench: cannot write %s: %s", c->json, strerror(errno));
+		failed = 1;
+	}
+	if (!failed)
+		fprintf(stderr, "bench %s: %u threads, batch %u, uring_depth %u, flush %s; %zu messages; %u run%s\n",
+			label, s->cfg->threads, s->cfg->batch, s->cfg->uring_depth,
+			s->cfg->flush == DKP_FLUSH_FILES ? "files" : "filesystem",
+			msgs, c->repeat, c->repeat == 1 ? "" : "s each");
+	for (rep = 0; !failed && rep < c->repeat; rep++)
+		for (ph = 0; !failed && ph < PH_COUNT; ph++) {
+			int rc;
+
+			if (!(c->phases & (1u << ph)))
+				continue;
+			fprintf(stderr, "bench %s: %s %u/%u ...\n", label, ph_name[ph],
+				rep + 1, c->repeat);
+			if (ph == PH_CRYPTO)
+				rc = phase_crypto(s, c->seconds, &rows[ph][rep]);
+			else
+				rc = phase_queue(c, &k, work, (int)ph, rep, msgs,
+						 &rows[ph][rep]);
+			failed |= rc < 0;
+		}
+	if (!failed) {
+		for (ph = 0; ph < PH_COUNT; ph++) {
+			if (!(c->phases & (1u << ph)))
+				continue;
+			qsort(rows[ph], c->repeat, sizeof(rows[ph][0]), row_cmp);
+			med[ph] = rows[ph][c->repeat / 2];
+		}
+		if (med[PH_CRYPTO].done && med[PH_IO].done)
+			bound = med[PH_CRYPTO].msgs_per_s < med[PH_IO].msgs_per_s
+					? med[PH_CRYPTO].msgs_per_s : med[PH_IO].msgs_per_s;
+		printf("%-12s %-7s %8s %7s %9s %7s %7s %7s %6s\n", "label", "phase",
+		       "msg/s", "MB/s", "CPU s/1k", "RSS MB", "p50 ms", "p99 ms",
+		       "ratio");
+		for (ph = 0; ph < PH_COUNT; ph++) {
+			if (!med[ph].done)
+				continue;
+			print_row(stdout, label, (int)ph, &med[ph],
+				  ph == PH_CRYPTO ? 0 : bound);
+			if (jf)
+				json_row(jf, label, s->cfg, (int)ph, &med[ph],
+					 bound, c->repeat);
+		}
+		if (bound > 0)
+			printf("ratio: messages/s over min(crypto, io) = %.0f msg/s, medians of %u run%s\n",
+			       bound, c->repeat, c->repeat == 1 ? "" : "s");
+		fflush(stdout);
+	}
+	if (jf && fclose(jf) != 0) {
+		dkp_error("bench: cannot write %s: %s", c->json, strerror(errno));
+		failed = 1;
+	}
+	if (have_corpus) {
+		if (!c->keep && nftw(work, rm_one, 32, FTW_DEPTH | FTW_PHYS) < 0 &&
+		    errno != ENOENT)
+			dkp_warn("bench: cannot remove %s: %s", work, strerror(errno));
+		corpus_free(&k);
+	}
+	dkp_snap_unref(s);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,15 @@
+/*
+ * bench.h — `dkimpress bench`: the engine measured against the bounds of
+ * the machine it runs on (crypto: signatures per second of the configured
+ * keys; I/O: the queue path with signing off), in one run, on one corpus.
+ * See dkimpress(1) and docs/performance.md.
+ */
+#ifndef DKP_BENCH_H
+#define DKP_BENCH_H
+
+#include "cli.h"
+
+/* Run the phases c asks for; returns the process exit code. */
+int dkp_bench_run(const struct dkp_cli *c);
+
+#endif
