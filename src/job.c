@@ -88,6 +88,10 @@ void dkp_worker_init(struct dkp_worker *w, unsigned id, struct dkp_ring *ring,
 	w->budget = budget;
 	w->cap = cap;
 	w->items = dkp_calloc(cap, sizeof(*w->items));
+	/* its own out/tmp/wN; out/tmp itself if that cannot be made */
+	w->tmpdir = dkp_qdir_worker_tmp(q, id);
+	if (w->tmpdir < 0)
+		w->tmpdir = dup(q->out_tmp);
 	w->ops = dkp_calloc(2 * cap, sizeof(*w->ops));
 	for (i = 0; i < cap; i++) {
 		dkp_msg_init(&w->items[i].msg);
@@ -106,6 +110,8 @@ void dkp_worker_fini(struct dkp_worker *w)
 	}
 	dkp_free(w->items);
 	dkp_free(w->ops);
+	if (w->tmpdir >= 0)
+		close(w->tmpdir);
 	dkp_signer_free(w->signer);
 	dkp_ring_free(w->ring);
 	memset(w, 0, sizeof(*w));
@@ -442,7 +448,7 @@ int dkp_job_batch(struct dkp_worker *w, struct dkp_snap *s,
 
 			snprintf(it[i].tmp, sizeof(it[i].tmp), "%s.%u.%llu", it[i].id,
 				 w->id, (unsigned long long)w->seq++);
-			o->dirfd = q->out_tmp;
+			o->dirfd = w->tmpdir;
 			o->name = it[i].tmp;
 		}
 	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
@@ -493,7 +499,7 @@ int dkp_job_batch(struct dkp_worker *w, struct dkp_snap *s,
 	}
 	/* group commit: one flush of the filesystem for every file written;
 	 * syncfs() reports write-back errors since the queue was opened */
-	if (live && c->flush == DKP_FLUSH_FILESYSTEM && syncfs(q->out_tmp) < 0) {
+	if (live && c->flush == DKP_FLUSH_FILESYSTEM && syncfs(w->tmpdir) < 0) {
 		int e = errno;
 
 		for (i = 0; i < n; i++)
@@ -516,7 +522,7 @@ int dkp_job_batch(struct dkp_worker *w, struct dkp_snap *s,
 		if (it[i].outcome == DKP_OUT_DEFERRED && it[i].tmp[0]) {
 			struct dkp_rop *o = op(w, k++, DKP_ROP_UNLINK);
 
-			o->dirfd = q->out_tmp;
+			o->dirfd = w->tmpdir;
 			o->name = it[i].tmp;
 		}
 	if (k && (rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
@@ -530,7 +536,7 @@ int dkp_job_batch(struct dkp_worker *w, struct dkp_snap *s,
 		if (it[i].outcome == DKP_OUT_SIGNED || it[i].outcome == DKP_OUT_ESP_ONLY) {
 			struct dkp_rop *o = op(w, k++, DKP_ROP_RENAME_NOREPLACE);
 
-			o->dirfd = q->out_tmp;
+			o->dirfd = w->tmpdir;
 			o->name = it[i].tmp;
 			o->dirfd2 = q->out_new;
 			o->name2 = it[i].id;
@@ -544,11 +550,11 @@ int dkp_job_batch(struct dkp_worker *w, struct dkp_snap *s,
 		if (w->ops[k].res == -EEXIST) {
 			/* published before (a replay after a crash): done */
 			atomic_fetch_add(&w->stats->replays, 1);
-			unlinkat(q->out_tmp, it[i].tmp, 0);
+			unlinkat(w->tmpdir, it[i].tmp, 0);
 		} else if (w->ops[k].res < 0) {
 			int e = (int)-w->ops[k].res;
 
-			unlinkat(q->out_tmp, it[i].tmp, 0);
+			unlinkat(w->tmpdir, it[i].tmp, 0);
 			set_defer(&it[i], e, "cannot publish: %s", strerror(e));
 		}
 		if (it[i].outcome != DKP_OUT_DEFERRED)

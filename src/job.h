@@ -73,6 +73,7 @@ struct dkp_worker {
 	void (*esp_only)(void *ctx, const char *domain, const char *id);
 	void *esp_only_ctx;
 	int nosign;	/* benchmark: copy messages through unsigned */
+	int tmpdir;	/* out/tmp/wN: this worker's files being written */
 };
 
 /* Prepare a worker for batches of up to cap messages. */

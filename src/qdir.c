@@ -152,10 +152,47 @@ struct recover_ctx {
 	int rc;
 };
 
+/* Empty one worker's out/tmp/wN/ (the directory itself stays). */
+static int clean_subdir(int parent, const char *name)
+{
+	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct dirent *e;
+	DIR *d;
+	int rc = 0, removed = 0;
+
+	if (fd < 0)
+		return -errno;
+	if ((d = fdopendir(fd)) == NULL) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	while ((e = readdir(d)) != NULL) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+			removed = 1;
+		else if (errno != ENOENT)
+			rc = -errno;
+	}
+	if (rc == 0 && removed && fsync(dirfd(d)) < 0)
+		rc = -errno;
+	closedir(d);
+	return rc;
+}
+
 static int clean_tmp(void *ctx, const char *name)
 {
 	struct recover_ctx *rc = ctx;
+	struct stat st;
+	int r;
 
+	if (fstatat(rc->q->out_tmp, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISDIR(st.st_mode)) {
+		if ((r = clean_subdir(rc->q->out_tmp, name)) < 0)
+			rc->rc = r;	/* a worker's out/tmp/wN */
+		return 0;
+	}
 	if (unlinkat(rc->q->out_tmp, name, 0) < 0 && errno != ENOENT)
 		rc->rc = -errno;
 	return 0;
@@ -186,6 +223,18 @@ static int recover_one(void *ctx, const char *id)
 		rc->requeued++;	/* S2/S3: sign again */
 	}
 	return 0;
+}
+
+int dkp_qdir_worker_tmp(const struct dkp_qdir *q, unsigned id)
+{
+	char name[32];
+	int fd;
+
+	snprintf(name, sizeof(name), "w%u", id);
+	if (mkdirat(q->out_tmp, name, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	fd = openat(q->out_tmp, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
 }
 
 int dkp_qdir_recover(struct dkp_qdir *q, size_t *retired, size_t *requeued)

@@ -4,7 +4,8 @@
  *   in/tmp   producers write here, then rename into in/new
  *   in/new   complete messages waiting; the file name is the queue ID
  *   in/cur   claimed by a signer (rename new -> cur is the claim)
- *   out/tmp  signed copies being written (unique names, O_EXCL, 0600)
+ *   out/tmp  signed copies being written (unique names, O_EXCL, 0600),
+ *            in one subdirectory per worker thread, out/tmp/wN/
  *   out/new  published signed messages, named by queue ID
  *   failed   messages that cannot be signed, ID plus ID.reason
  *
@@ -51,6 +52,12 @@ int dkp_qdir_scan(int dirfd, int (*fn)(void *ctx, const char *id),
 /* Startup recovery: empty out/tmp; for each in/cur/ID, retire it if
  * out/new/ID exists (S4), else move it back to in/new (S2/S3) so it is
  * signed again. Counts what it did. */
+/* Worker id's own temporary directory, out/tmp/wID (made if missing):
+ * files are created there so that workers never queue on one directory's
+ * lock while ext4 allocates an inode. Returns an fd or -errno. Recovery
+ * empties these too. */
+int dkp_qdir_worker_tmp(const struct dkp_qdir *q, unsigned id);
+
 int dkp_qdir_recover(struct dkp_qdir *q, size_t *retired, size_t *requeued);
 
 /* fsync a directory. */

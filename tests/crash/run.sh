@@ -75,7 +75,7 @@ while [ "$kills" -lt "$KILLS" ] && [ "$tries" -lt $((KILLS * 3)) ]; do
 		wait "$pid" 2>/dev/null
 		kills=$((kills + 1))
 		cur=$(ls "$W/q/in/cur" | wc -l)
-		tmp=$(ls "$W/q/out/tmp" 2>/dev/null | wc -l)
+		tmp=$(find "$W/q/out/tmp" -type f 2>/dev/null | wc -l)
 		s4=$(comm -12 <(ls "$W/q/in/cur" | sort) <(ls "$W/q/out/new" 2>/dev/null | sort) | wc -l)
 		printf '%-5s %-8s %8s %8s %8s %8s %8s\n' "$kills" "${ms}ms" \
 			"$(ls "$W/q/in/new" | wc -l)" "$cur" "$tmp" "$s4" \

@@ -238,9 +238,9 @@ if [ "$root" = 1 ]; then
 	check '[ "$((done1 + queued))" = "$total" ] && [ "$queued" -gt 0 ] && [ "$(ls "$q/in/cur" | wc -l)" = 0 ]' \
 		"full disk: nothing lost ($done1 published + $queued still queued = $total)"
 	check 'grep -q "deferred $queued," "$W/full.sum"' "full disk: the summary counts the $queued deferred messages"
-	check '[ -z "$(ls "$q/failed" 2>/dev/null)" ] && [ -z "$(ls "$q/outfs/out/tmp")" ]' \
+	check '[ -z "$(ls "$q/failed" 2>/dev/null)" ] && [ -z "$(find "$q/outfs/out/tmp" -type f)" ]' \
 		"full disk: nothing in failed/, no temporary files left" \
-		"failed: $(ls "$q/failed" 2>/dev/null | wc -l), out/tmp: $(ls "$q/outfs/out/tmp" | wc -l)"
+		"failed: $(ls "$q/failed" 2>/dev/null | wc -l), out/tmp: $(find "$q/outfs/out/tmp" -type f | wc -l)"
 	mount -o remount,size=200m "$q/outfs"
 	rc=0
 	"$D" run -c "$W/full.conf" --once >>"$W/full.sum" 2>>"$W/full.log" || rc=$?
