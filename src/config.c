@@ -186,7 +186,7 @@ static const char *apply(struct dkp_config *c, enum ckey k, const char *v,
 		break;
 	case K_THREADS:
 		if (parse_uint(v, 0, DKP_MAX_THREADS, &u))
-			return "want 0 (one per core) to 256";
+			return "want 0 (two per core) to 256";
 		c->threads = (unsigned)u;
 		break;
 	case K_BATCH:
@@ -398,8 +398,11 @@ int dkp_config_load(struct dkp_config **out, const char *path,
 		return rc;
 	}
 	if (c->threads == 0) {
+		/* two per core: while one waits for its batch's flush, the
+		 * other signs (docs/tuning.md) */
 		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-		c->threads = ncpu > 0 ? (unsigned)(ncpu > DKP_MAX_THREADS ? DKP_MAX_THREADS : ncpu) : 1;
+		ncpu = ncpu > 0 ? 2 * ncpu : 2;
+		c->threads = (unsigned)(ncpu > DKP_MAX_THREADS ? DKP_MAX_THREADS : ncpu);
 	}
 	*out = c;
 	return DKP_OK;

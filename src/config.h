@@ -31,7 +31,7 @@ enum dkp_flush_mode {
 };
 
 /* Defaults (Postfix mail_params.h style: every limit named here). */
-#define DKP_DEF_THREADS 0			/* 0: number of cores */
+#define DKP_DEF_THREADS 0			/* 0: twice the cores */
 #define DKP_DEF_BATCH 32			/* messages per group commit */
 #define DKP_DEF_URING_DEPTH 128
 #define DKP_DEF_INFLIGHT_BYTES (256ull << 20)
