@@ -191,6 +191,53 @@ static int vs_lit(struct vspan *v, const char *p, size_t n)
 	return sink_put(v->s, p, n);
 }
 
+/* 0x80 in every byte of x that is zero, nothing elsewhere (exact). */
+static inline uint64_t zero_bytes(uint64_t x)
+{
+	const uint64_t lo7 = 0x7f7f7f7f7f7f7f7fULL;
+
+	return ~(((x & lo7) + lo7) | x | lo7);
+}
+
+/*
+ * The length of the line at s (up to its LF, or n); *plain says whether
+ * it holds no TAB and no two SPs in a row, so that relaxed leaves it as it
+ * is (trailing WSP aside). One pass, eight bytes at a time.
+ */
+static size_t scan_line(const char *s, size_t n, int *plain)
+{
+	size_t i = 0;
+	int last_sp = 0, ok = 1;
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x, nl, sp, bad;
+
+		memcpy(&x, s + i, 8);
+		nl = zero_bytes(x ^ 0x0a0a0a0a0a0a0a0aULL);
+		sp = zero_bytes(x ^ 0x2020202020202020ULL);
+		/* byte k is bits 8k..8k+7; flag a TAB, or a SP at k and k + 1 */
+		bad = zero_bytes(x ^ 0x0909090909090909ULL) | (sp & (sp >> 8)) |
+		      (last_sp ? sp & 0x80 : 0);
+		if (nl) {
+			uint64_t before = ((nl & (0 - nl)) >> 7) - 1;
+
+			*plain = ok && !(bad & before);
+			return i + ((size_t)__builtin_ctzll(nl) >> 3);
+		}
+		ok &= !bad;
+		last_sp = (int)(sp >> 63);
+	}
+#endif
+	for (; i < n && s[i] != '\n'; i++) {
+		if (s[i] == '\t' || (s[i] == ' ' && last_sp))
+			ok = 0;
+		last_sp = s[i] == ' ';
+	}
+	*plain = ok;
+	return i;
+}
+
 static int body_relaxed(const char *b, size_t len, struct dkp_hsink *s)
 {
 	struct vspan v = { b, 0, 0, s };
@@ -198,7 +245,9 @@ static int body_relaxed(const char *b, size_t len, struct dkp_hsink *s)
 	static const char crlfs[] = "\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n";
 
 	while (p < len) {
-		const char *nl = memchr(b + p, '\n', len - p);
+		int plain;
+		size_t k = scan_line(b + p, len - p, &plain);
+		const char *nl = p + k < len ? b + p + k : NULL;
 		size_t e, le, i, run, crlf;
 
 		/* the line is [p, le); e is past its CRLF (or len) */
@@ -235,6 +284,12 @@ static int body_relaxed(const char *b, size_t len, struct dkp_hsink *s)
 			}
 		}
 		empties = 0;
+		if (crlf != SIZE_MAX && plain) {
+			if (vs_src(&v, p, e - p) < 0)	/* the common case */
+				return -1;
+			p = e;
+			continue;
+		}
 		/* 3.4.4 b: WSP runs inside the line become one SP */
 		for (i = p; i < le;) {
 			size_t j = i;
