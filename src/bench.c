@@ -604,8 +604,10 @@ int dkp_bench_run(const struct dkp_cli *c)
 		failed = 1;
 	}
 	if (have_corpus) {
-		if (!c->keep && nftw(work, rm_one, 32, FTW_DEPTH | FTW_PHYS) < 0 &&
-		    errno != ENOENT)
+		if (failed)
+			dkp_info("bench: the scratch queues and their logs stay in %s", work);
+		else if (!c->keep && nftw(work, rm_one, 32, FTW_DEPTH | FTW_PHYS) < 0 &&
+			 errno != ENOENT)
 			dkp_warn("bench: cannot remove %s: %s", work, strerror(errno));
 		corpus_free(&k);
 	}

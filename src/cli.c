@@ -145,7 +145,8 @@ static const char usage_bench[] =
 	"      --set K=V       a setting over CONF's (repeatable)\n"
 	"      --label TEXT    name the rows (default: CONF's file name)\n"
 	"      --json FILE     append the rows to FILE, one JSON object a line\n"
-	"      --keep          keep the scratch queues\n"
+	"      --keep          keep the scratch queues (kept anyway, with the\n"
+	"                      logs, when a phase fails)\n"
 	"\n"
 	"exit: 0 measured, 1 a phase did not sign everything, 64 usage,\n"
 	"      78 configuration or key error\n";

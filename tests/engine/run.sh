@@ -207,6 +207,16 @@ check 'grep -q "^smoke .*crypto .*signatures/s" "$W/bench.out" && grep -q "^rati
 	"bench: the table has the crypto bound and the ratio line"
 check '[ -z "$(ls -A "$W/bw")" ] && [ "$(ls "$W/nosign.orig" | wc -l)" = "$nq" ]' \
 	"bench: scratch queues removed, the corpus untouched"
+mkdir -p "$W/badcorpus"
+cp "$W/nosign.orig/$(ls "$W/nosign.orig" | head -1)" "$W/badcorpus/good"
+printf 'no empty line ends this header\r\n' >"$W/badcorpus/bad"
+rc=0
+"$D" bench -c "$W/nosign.conf" --corpus "$W/badcorpus" --work "$W/bwbad" --phases engine \
+	>/dev/null 2>"$W/bench.err3" || rc=$?
+log=$(sed -n 's/.*signed 1 of 2 messages (exit 65); see \(.*\)$/\1/p' "$W/bench.err3")
+check '[ "$rc" = 1 ] && [ -n "$log" ] && [ -s "$log" ] && grep -q "stay in" "$W/bench.err3"' \
+	"bench: a phase that does not sign everything fails, and keeps its queue and log" \
+	"exit $rc: $(tail -2 "$W/bench.err3")"
 rc=0
 "$D" bench -c "$W/nosign.conf" --phases nonsense >/dev/null 2>"$W/bench.err2" || rc=$?
 check '[ "$rc" = 64 ] && grep -q "unknown phase" "$W/bench.err2"' "bench: a bad --phases is a usage error (64)"
