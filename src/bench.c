@@ -16,22 +16,21 @@
  */
 #include "bench.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
-#include <dirent.h>
 
 #include "err.h"
+#include "job.h"
 #include "log.h"
 #include "mem.h"
 #include "pool.h"
@@ -49,12 +48,11 @@ struct row {
 	double sigs_per_s, msgs_per_s;
 };
 
-static double now_mono(void)
+/* User + system CPU seconds of ru. */
+static double cpu_of(const struct rusage *ru)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+	return (double)ru->ru_utime.tv_sec + ru->ru_utime.tv_usec / 1e6 +
+	       (double)ru->ru_stime.tv_sec + ru->ru_stime.tv_usec / 1e6;
 }
 
 static double cpu_self(void)
@@ -62,8 +60,7 @@ static double cpu_self(void)
 	struct rusage ru;
 
 	getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	return cpu_of(&ru);
 }
 
 /* ---- crypto bound ---- */
@@ -106,7 +103,7 @@ static void *crypto_main(void *arg)
 				goto fail;
 			n++;
 		}
-		if (now_mono() >= t->until)
+		if (dkp_mono_now() >= t->until)
 			break;
 	}
 	t->sigs = n;
@@ -150,7 +147,7 @@ static int phase_crypto(struct dkp_snap *s, unsigned seconds, struct row *r)
 		}
 	}
 	t = dkp_calloc(c->threads, sizeof(*t));
-	t0 = now_mono();
+	t0 = dkp_mono_now();
 	c0 = cpu_self();
 	for (i = 0; !failed && i < c->threads; i++) {
 		t[i].id = (unsigned)i;
@@ -166,7 +163,7 @@ static int phase_crypto(struct dkp_snap *s, unsigned seconds, struct row *r)
 		sigs += t[i].sigs;
 		failed |= t[i].failed;
 	}
-	el = now_mono() - t0;
+	el = dkp_mono_now() - t0;
 	memset(r, 0, sizeof(*r));
 	r->done = 1;
 	r->ok = !failed;
@@ -185,16 +182,20 @@ static int phase_crypto(struct dkp_snap *s, unsigned seconds, struct row *r)
 
 /* ---- queue phases ---- */
 
+struct cmsg {
+	char *name;
+	uint64_t size;
+};
+
 struct corpus {
 	char *dir;
-	char **names;
-	uint64_t *sizes;
+	struct cmsg *m;		/* sorted by name */
 	size_t n;
 };
 
-static int name_cmp(const void *a, const void *b)
+static int cmsg_cmp(const void *a, const void *b)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	return strcmp(((const struct cmsg *)a)->name, ((const struct cmsg *)b)->name);
 }
 
 static int corpus_load(struct corpus *k, const char *dir)
@@ -203,7 +204,7 @@ static int corpus_load(struct corpus *k, const char *dir)
 	struct stat st;
 	struct dirent *de;
 	DIR *d;
-	size_t cap = 0, i;
+	size_t cap = 0;
 
 	memset(k, 0, sizeof(*k));
 	snprintf(path, sizeof(path), "%s/msgs", dir);
@@ -220,22 +221,17 @@ static int corpus_load(struct corpus *k, const char *dir)
 			continue;
 		if (k->n == cap) {
 			cap = cap ? 2 * cap : 1024;
-			k->names = dkp_realloc(k->names, cap * sizeof(*k->names));
+			k->m = dkp_realloc(k->m, cap * sizeof(*k->m));
 		}
-		k->names[k->n++] = dkp_strdup(de->d_name);
+		k->m[k->n].name = dkp_strdup(de->d_name);
+		k->m[k->n++].size = (uint64_t)st.st_size;
 	}
 	closedir(d);
 	if (k->n == 0) {
 		dkp_error("bench: no messages in %s", k->dir);
 		return -1;
 	}
-	qsort(k->names, k->n, sizeof(*k->names), name_cmp);
-	k->sizes = dkp_calloc(k->n, sizeof(*k->sizes));
-	for (i = 0; i < k->n; i++) {
-		snprintf(path, sizeof(path), "%s/%s", k->dir, k->names[i]);
-		if (stat(path, &st) == 0)
-			k->sizes[i] = (uint64_t)st.st_size;
-	}
+	qsort(k->m, k->n, sizeof(*k->m), cmsg_cmp);
 	return 0;
 }
 
@@ -244,9 +240,8 @@ static void corpus_free(struct corpus *k)
 	size_t i;
 
 	for (i = 0; i < k->n; i++)
-		dkp_free(k->names[i]);
-	dkp_free(k->names);
-	dkp_free(k->sizes);
+		dkp_free(k->m[i].name);
+	dkp_free(k->m);
 	dkp_free(k->dir);
 }
 
@@ -307,25 +302,25 @@ static int fill_queue(const struct corpus *k, const char *qdir, size_t msgs,
 		size_t i = m % k->n;
 
 		if (m < k->n)
-			snprintf(name, sizeof(name), "%s", k->names[i]);
+			snprintf(name, sizeof(name), "%s", k->m[i].name);
 		else
-			snprintf(name, sizeof(name), "%s.%zu", k->names[i], m / k->n);
-		if (linked && linkat(sfd, k->names[i], dfd, name, 0) == 0) {
-			*bytes += k->sizes[i];
+			snprintf(name, sizeof(name), "%s.%zu", k->m[i].name, m / k->n);
+		if (linked && linkat(sfd, k->m[i].name, dfd, name, 0) == 0) {
+			*bytes += k->m[i].size;
 			continue;
 		}
 		if (linked && errno != EXDEV && errno != EPERM) {
-			dkp_error("bench: cannot link %s into %s: %s", k->names[i],
+			dkp_error("bench: cannot link %s into %s: %s", k->m[i].name,
 				  path, strerror(errno));
 			goto fail;
 		}
 		linked = 0;	/* another filesystem: copy */
-		if (copy_file(sfd, k->names[i], dfd, name) < 0) {
-			dkp_error("bench: cannot copy %s into %s: %s", k->names[i],
+		if (copy_file(sfd, k->m[i].name, dfd, name) < 0) {
+			dkp_error("bench: cannot copy %s into %s: %s", k->m[i].name,
 				  path, strerror(errno));
 			goto fail;
 		}
-		*bytes += k->sizes[i];
+		*bytes += k->m[i].size;
 	}
 	close(sfd);
 	close(dfd);
@@ -419,8 +414,7 @@ static int phase_queue(const struct dkp_cli *c, const struct corpus *k,
 			dkp_error("bench: wait: %s", strerror(errno));
 			return -1;
 		}
-	r->cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-		 (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	r->cpu = cpu_of(&ru);
 	r->rss_mb = (double)ru.ru_maxrss / 1024.0;
 	js[0] = '\0';
 	if ((f = fopen(stats, "re")) != NULL) {

@@ -154,7 +154,7 @@ double dkp_stats_latency_ms(const struct dkp_stats *st, double q)
 	return (8.0 + (double)(i % 8) + 0.5) * (double)(1ull << (i / 8)) / 8.0 / 1000.0;
 }
 
-static double mono_now(void)
+double dkp_mono_now(void)
 {
 	struct timespec ts;
 
@@ -321,7 +321,7 @@ int dkp_job_batch(struct dkp_worker *w, struct dkp_snap *s,
 	int64_t now = (int64_t)time(NULL);
 	size_t i, k, live, stride;
 	int backoff = 0, rc, moved = 0;
-	double t_claim = mono_now();
+	double t_claim = dkp_mono_now();
 
 	/* 1. claim: in/new/ID -> in/cur/ID */
 	for (i = 0; i < n; i++) {
@@ -572,7 +572,7 @@ int dkp_job_batch(struct dkp_worker *w, struct dkp_snap *s,
 	}
 	/* durable: claim-to-durable latency, the same for the whole batch */
 	if (live) {
-		unsigned b = lat_bucket((uint64_t)((mono_now() - t_claim) * 1e6));
+		unsigned b = lat_bucket((uint64_t)((dkp_mono_now() - t_claim) * 1e6));
 
 		for (i = 0; i < n; i++)
 			if (it[i].outcome == DKP_OUT_SIGNED || it[i].outcome == DKP_OUT_ESP_ONLY)

@@ -1,8 +1,9 @@
 /*
  * job.h — the per-message pipeline, run a batch at a time by one worker:
  * claim → size → read → parse → route → sign (customer, then ESP) →
- * write + fsync → publish → retire, with one directory flush per batch
- * for each of out/new and in/cur (group commit). Every message of the
+ * write → flush → publish → retire, with one flush of the written files
+ * (flush = filesystem: one syncfs) and one of out/new per batch (group
+ * commit). Every message of the
  * batch ends in exactly one outcome; lower layers fill errors and stay
  * quiet, and this layer logs one line per failed or deferred message.
  */
@@ -41,6 +42,9 @@ struct dkp_stats {
 	 * power of two of microseconds */
 	atomic_ulong lat[DKP_LAT_BUCKETS];
 };
+
+/* Seconds on the monotonic clock. */
+double dkp_mono_now(void);
 
 /* The q-quantile (0..1) of the published messages' latency, in ms (the
  * middle of its histogram bucket: within 6%); 0 if none. */

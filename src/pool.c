@@ -93,14 +93,6 @@ static void on_signal(int sig)
 		sig_stop = 1;
 }
 
-static double now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void esp_only_hook(void *ctx, const char *domain, const char *id)
 {
 	struct pool *p = ctx;
@@ -152,13 +144,13 @@ static void *worker_main(void *arg)
 		p->busy++;
 		s = p->snap;
 		dkp_snap_ref(s);
-		wait = p->pause_until - now_mono();
+		wait = p->pause_until - dkp_mono_now();
 		pthread_cond_broadcast(&p->space);
 		pthread_mutex_unlock(&p->mu);
 
 		if (wait > 0)
 			usleep((useconds_t)(wait * 1e6));
-		started = now_mono();
+		started = dkp_mono_now();
 		rc = dkp_job_batch(&wc->w, s, ids, n, out);
 		dkp_snap_unref(s);
 
@@ -180,7 +172,7 @@ static void *worker_main(void *arg)
 				d->retry = (out[i] & DKP_OUT_RETRY) != 0;
 				delay = p->once ? 0.2 * (double)(1u << (d->tries < 6 ? d->tries : 6))
 						: (double)(1u << (d->tries < 8 ? d->tries : 8));
-				d->next = now_mono() + delay;
+				d->next = dkp_mono_now() + delay;
 				if (d->retry && d->tries < DEFER_TRIES &&
 				    d->next > p->retry_due)
 					p->retry_due = d->next;
@@ -195,7 +187,7 @@ static void *worker_main(void *arg)
 			p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : 100;
 			if (p->backoff_ms > (p->once ? ONCE_MAX_PAUSE_MS : MAX_PAUSE_MS))
 				p->backoff_ms = p->once ? ONCE_MAX_PAUSE_MS : MAX_PAUSE_MS;
-			p->pause_until = now_mono() + p->backoff_ms / 1000.0;
+			p->pause_until = dkp_mono_now() + p->backoff_ms / 1000.0;
 			dkp_warn("transient I/O error (%s): pausing %u ms before the next batch",
 				 strerror(-rc), p->backoff_ms);
 		} else if (rc == 0) {
@@ -260,7 +252,7 @@ static void bad_name(void *ctx, const char *name)
 
 static size_t scan(struct pool *p)
 {
-	struct scan_ctx sc = { p, 0, now_mono() };
+	struct scan_ctx sc = { p, 0, dkp_mono_now() };
 	int rc = dkp_qdir_scan(p->qd.in_new, push_id, bad_name, &sc);
 
 	if (rc < 0)
@@ -271,7 +263,7 @@ static size_t scan(struct pool *p)
 static void progress(struct pool *p, double t0, int final)
 {
 	unsigned long done = 0;
-	double el = now_mono() - t0, rate;
+	double el = dkp_mono_now() - t0, rate;
 	size_t total;
 	int k;
 
@@ -494,7 +486,7 @@ int dkp_pool_run(const struct dkp_run_opts *o)
 	if (o->nosign)
 		dkp_warn("--no-sign: messages are copied to %s UNSIGNED (benchmark only)",
 			 c->out_dir);
-	t0 = now_mono();
+	t0 = dkp_mono_now();
 	if (exitcode == 0 && o->once) {
 		for (;;) {
 			size_t pushed = scan(&p);
@@ -513,7 +505,7 @@ int dkp_pool_run(const struct dkp_run_opts *o)
 				pthread_mutex_lock(&p.mu);
 				due = p.retry_due;
 				pthread_mutex_unlock(&p.mu);
-				if (now_mono() >= due)
+				if (dkp_mono_now() >= due)
 					break;
 				usleep(100000);
 			}
@@ -550,7 +542,7 @@ out:
 	pthread_mutex_unlock(&p.mu);
 	for (i = 0; i < started; i++)
 		pthread_join(wc[i].th, NULL);
-	el = now_mono() - t0;
+	el = dkp_mono_now() - t0;
 	for (i = 0; i < 5; i++)
 		n[i] = atomic_load(&p.stats.n[i]);
 	/* a message deferred and later signed counts once, as signed */
