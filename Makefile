@@ -18,7 +18,7 @@ INCDIR  ?= $(PREFIX)/include
 MANDIR  ?= $(PREFIX)/share/man
 BUILD   ?= build
 CC      ?= cc
-# jemalloc normally; libc for sanitizer builds (see src/mem.h).
+# jemalloc normally; libc for sanitizer builds (see src/base/mem.h).
 MALLOC  ?= jemalloc
 
 PKGS := liburing libcrypto libxxhash
@@ -42,12 +42,13 @@ ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(SANFLAGS) \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lresolv -lpthread
 
-LIB_SRC := buf.c err.c log.c mem.c htab.c msg_parse.c canon.c sigfmt.c keystore.c route.c \
-	config.c uring.c qdir.c keycache.c snap.c job.c pool.c hdr_tmpl.c \
-	sign.c keyrec.c verify.c
-CLI_SRC := cli.c main.c bench.c
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
-CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+# One folder per layer; a layer includes only from the layers above it in
+# this list (base first): base, dkim, conf, queue, engine, cmd.
+LIB_SRC := $(wildcard src/base/*.c src/dkim/*.c src/conf/*.c src/queue/*.c \
+	src/engine/*.c)
+CLI_SRC := $(wildcard src/cmd/*.c)
+LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+CLI_OBJ := $(CLI_SRC:src/%.c=$(BUILD)/obj/%.o)
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 TEST_TOOLS := $(BUILD)/tests/odkim_verify

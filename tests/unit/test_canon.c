@@ -3,7 +3,7 @@
 
 #include <openssl/evp.h>
 
-#include "canon.h"
+#include "dkim/canon.h"
 
 /* Canonical body digest through the sink vs. SHA-256 of want. */
 static void check_body(enum dkp_canon c, const char *body, size_t blen,

@@ -2,8 +2,8 @@
  * canonicalization they rely on. */
 #include "unit.h"
 
-#include "canon.h"
-#include "hdr_tmpl.h"
+#include "dkim/canon.h"
+#include "dkim/hdr_tmpl.h"
 
 static void templates_are_built_once_and_bounded(void **st)
 {

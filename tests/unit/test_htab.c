@@ -1,7 +1,7 @@
 /* test_htab.c — the XXH3 open-addressing table against a reference. */
 #include "unit.h"
 
-#include "htab.h"
+#include "base/htab.h"
 
 static void put_get_replace_delete(void **st)
 {

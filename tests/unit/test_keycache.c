@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "keycache.h"
+#include "conf/keycache.h"
 
 #define NKEYS 6
 

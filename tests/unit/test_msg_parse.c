@@ -1,7 +1,7 @@
 /* test_msg_parse.c — header/body split, field index, refusals, limits. */
 #include "unit.h"
 
-#include "msg_parse.h"
+#include "dkim/msg_parse.h"
 
 struct parsed {
 	struct dkp_msg m;

@@ -3,7 +3,7 @@
 
 #include <unistd.h>
 
-#include "route.h"
+#include "conf/route.h"
 
 static char dir[] = "/tmp/dkp_route_XXXXXX";
 static char kt[64], st_plain[64], st_re[64];

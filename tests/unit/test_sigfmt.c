@@ -1,7 +1,7 @@
 /* test_sigfmt.c — DKIM-Signature rendering, folding, tag-list parsing. */
 #include "unit.h"
 
-#include "sigfmt.h"
+#include "dkim/sigfmt.h"
 
 /* Every physical line at most 78 columns (TAB = 8), folds are CRLF TAB. */
 static void assert_folded_ok(const char *p, size_t n)

@@ -4,11 +4,11 @@
 
 #include <openssl/evp.h>
 
-#include "canon.h"
-#include "err.h"
-#include "msg_parse.h"
-#include "sigfmt.h"
-#include "sign.h"
+#include "dkim/canon.h"
+#include "base/err.h"
+#include "dkim/msg_parse.h"
+#include "dkim/sigfmt.h"
+#include "dkim/sign.h"
 
 static struct dkp_key *rsa_key, *ed_key;
 

@@ -5,8 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "htab.h"
-#include "snap.h"
+#include "base/htab.h"
+#include "conf/snap.h"
 
 static char dir[] = "/tmp/dkp_snap_XXXXXX";
 

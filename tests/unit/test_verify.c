@@ -4,7 +4,7 @@
 
 #include <unistd.h>
 
-#include "err.h"
+#include "base/err.h"
 
 static struct dkp_key *rsa, *ed;
 static char rsa_p[600], ed_p[64];

@@ -14,7 +14,7 @@
  * inodes freed in the last seconds slow the next creations down, and one
  * phase must not pay for another's clean-up.
  */
-#include "bench.h"
+#include "cmd/bench.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -29,14 +29,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "err.h"
-#include "job.h"
-#include "log.h"
-#include "mem.h"
-#include "pool.h"
-#include "qdir.h"
-#include "sign.h"
-#include "snap.h"
+#include "base/err.h"
+#include "engine/job.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "engine/pool.h"
+#include "queue/qdir.h"
+#include "dkim/sign.h"
+#include "conf/snap.h"
 
 enum { PH_CRYPTO, PH_IO, PH_ENGINE, PH_COUNT };
 #define CRYPTO_MAX_KEYS 1000	/* customer keys the crypto phase loads */

@@ -16,7 +16,7 @@
  * one does, the rest is finished synchronously, so callers always see the
  * whole length or an error.
  */
-#include "uring.h"
+#include "queue/uring.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +27,7 @@
 
 #include <liburing.h>
 
-#include "mem.h"
+#include "base/mem.h"
 
 struct dkp_ring {
 	int uring;

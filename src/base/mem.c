@@ -1,12 +1,12 @@
 /* mem.c — allocation that never returns NULL; see mem.h. */
-#include "mem.h"
+#include "base/mem.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 
-#include "log.h"
+#include "base/log.h"
 
 static void *check(void *p, size_t n)
 {

@@ -1,5 +1,5 @@
 /* err.c — status names, sysexits mapping, error context; see err.h. */
-#include "err.h"
+#include "base/err.h"
 
 #include <errno.h>
 #include <stdarg.h>

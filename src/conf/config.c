@@ -7,7 +7,7 @@
  * name the file and line, so a typo never silently falls back to a
  * default.
  */
-#include "config.h"
+#include "conf/config.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -17,8 +17,8 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "err.h"
-#include "mem.h"
+#include "base/err.h"
+#include "base/mem.h"
 
 enum ckey {
 	K_QUEUE_DIR, K_IN_DIR, K_OUT_DIR, K_FAILED_DIR, K_ESP_KEY,

@@ -15,13 +15,13 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
-#include "cli.h"
+#include "cmd/cli.h"
 #include "dkimpress/dkimpress.h"
-#include "err.h"
-#include "log.h"
-#include "mem.h"
-#include "bench.h"
-#include "pool.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "cmd/bench.h"
+#include "engine/pool.h"
 
 #define EX_USAGE_ 64
 #define EX_NOINPUT_ 66

@@ -15,9 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "qdir.h"
-#include "snap.h"
-#include "uring.h"
+#include "queue/qdir.h"
+#include "conf/snap.h"
+#include "queue/uring.h"
 
 enum dkp_outcome {
 	DKP_OUT_SIGNED = 0,	/* customer + ESP signatures */

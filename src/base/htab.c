@@ -1,11 +1,11 @@
 /* htab.c — open-addressing hash table with XXH3; see htab.h. */
-#include "htab.h"
+#include "base/htab.h"
 
 #include <string.h>
 
 #include <xxhash.h>
 
-#include "mem.h"
+#include "base/mem.h"
 
 struct slot {
 	uint64_t hash;	/* 0: empty (real hashes of 0 are remapped) */

@@ -1,15 +1,15 @@
 /* snap.c — building and releasing signing snapshots; see snap.h. */
-#include "snap.h"
+#include "conf/snap.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "err.h"
-#include "htab.h"
-#include "log.h"
-#include "mem.h"
+#include "base/err.h"
+#include "base/htab.h"
+#include "base/log.h"
+#include "base/mem.h"
 
 #define MAX_REPORTED 20
 #define ROUTE_CACHE_MAX 100000	/* addresses remembered per snapshot */

@@ -10,7 +10,7 @@
  * (digest contexts, a small cache of per-key signing contexts, scratch
  * buffers) lives in struct dkp_signer, so nothing is fetched per message.
  */
-#include "sign.h"
+#include "dkim/sign.h"
 
 #include <string.h>
 #include <strings.h>
@@ -19,14 +19,14 @@
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 
-#include "canon.h"
-#include "err.h"
-#include "hdr_tmpl.h"
-#include "keystore.h"
-#include "log.h"
-#include "mem.h"
-#include "msg_parse.h"
-#include "sigfmt.h"
+#include "dkim/canon.h"
+#include "base/err.h"
+#include "dkim/hdr_tmpl.h"
+#include "dkim/keystore.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "dkim/msg_parse.h"
+#include "dkim/sigfmt.h"
 
 /* RFC 6376 5.4.1's list, then the fields ESP mail depends on. */
 const char *const dkp_sign_default_headers[] = {

@@ -1,13 +1,13 @@
 /* keycache.c — lazily loaded, bounded, shared customer keys; see
  * keycache.h. One mutex guards the slot states; parsing happens outside
  * it. */
-#include "keycache.h"
+#include "conf/keycache.h"
 
 #include <pthread.h>
 #include <string.h>
 
-#include "err.h"
-#include "mem.h"
+#include "base/err.h"
+#include "base/mem.h"
 
 enum { EMPTY, LOADING, READY, FAILED };
 

@@ -7,7 +7,7 @@
  * otherwise; an encrypted key fails instead of prompting (there is no
  * terminal in a mail pipeline).
  */
-#include "keystore.h"
+#include "dkim/keystore.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,8 +22,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "err.h"
-#include "mem.h"
+#include "base/err.h"
+#include "base/mem.h"
 
 #define MAX_KEY_FILE (64 * 1024)
 

@@ -2,14 +2,14 @@
  * sigfmt.c — DKIM-Signature rendering with grammar-aware folding and
  * tag-list parsing; see sigfmt.h.
  */
-#include "sigfmt.h"
+#include "dkim/sigfmt.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "err.h"
+#include "base/err.h"
 
 #define FOLD "\r\n\t"
 #define FOLD_COL 8		/* column after a folding TAB */

@@ -2,7 +2,7 @@
  * keyrec.c — fetching DKIM key records: from a --dns-file table (tests,
  * offline verification) or from DNS through the system resolver.
  */
-#include "keyrec.h"
+#include "dkim/keyrec.h"
 
 #include <arpa/nameser.h>
 #include <ctype.h>
@@ -13,8 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "err.h"
-#include "mem.h"
+#include "base/err.h"
+#include "base/mem.h"
 
 struct dnsent {
 	char *qname;

@@ -8,14 +8,14 @@
  * copy so everything downstream sees one form. A bare CR is not a line
  * ending and is kept as it is.
  */
-#include "msg_parse.h"
+#include "dkim/msg_parse.h"
 
 #include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
-#include "err.h"
-#include "mem.h"
+#include "base/err.h"
+#include "base/mem.h"
 
 void dkp_limits_default(struct dkp_limits *lim)
 {

@@ -6,8 +6,8 @@
 #include <openssl/crypto.h>
 
 #include "dkimpress/dkimpress.h"
-#include "log.h"
-#include "mem.h"
+#include "base/log.h"
+#include "base/mem.h"
 
 void dkp_buf_init(struct dkp_buf *b)
 {

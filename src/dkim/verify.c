@@ -7,7 +7,7 @@
  * syntax, unknown algorithm, rsa-sha1, revoked or short key, expired);
  * temperror (the key lookup failed temporarily).
  */
-#include "verify.h"
+#include "dkim/verify.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -22,13 +22,13 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
-#include "canon.h"
-#include "err.h"
-#include "keyrec.h"
-#include "mem.h"
-#include "msg_parse.h"
-#include "sigfmt.h"
-#include "sign.h"
+#include "dkim/canon.h"
+#include "base/err.h"
+#include "dkim/keyrec.h"
+#include "base/mem.h"
+#include "dkim/msg_parse.h"
+#include "dkim/sigfmt.h"
+#include "dkim/sign.h"
 
 const char *dkp_vres_name(enum dkp_vres r)
 {

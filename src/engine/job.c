@@ -11,7 +11,7 @@
  * retires the input again. A crash anywhere leaves each message in in/cur
  * or out/new (or both, which recovery resolves), never in neither.
  */
-#include "job.h"
+#include "engine/job.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,9 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "err.h"
-#include "log.h"
-#include "mem.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mem.h"
 
 #define KEEP_BUF (256u << 10)
 

@@ -12,9 +12,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "config.h"
-#include "keycache.h"
-#include "route.h"
+#include "conf/config.h"
+#include "conf/keycache.h"
+#include "conf/route.h"
 
 struct dkp_snap {
 	atomic_int refs;

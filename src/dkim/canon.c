@@ -3,7 +3,7 @@
  * bodies. Input always has CRLF line endings (msg_parse.c normalises);
  * a bare CR is an ordinary byte, and WSP means SP or HTAB only (RFC 5234).
  */
-#include "canon.h"
+#include "dkim/canon.h"
 
 #include <ctype.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* qdir.c — queue-directory protocol helpers; see qdir.h. */
-#include "qdir.h"
+#include "queue/qdir.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "mem.h"
+#include "base/mem.h"
 
 int dkp_qdir_id_ok(const char *s)
 {

@@ -1,5 +1,5 @@
 /* cli.c — parse the command line; see cli.h. */
-#include "cli.h"
+#include "cmd/cli.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -9,8 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "err.h"
-#include "mem.h"
+#include "base/err.h"
+#include "base/mem.h"
 
 static const char usage_main[] =
 	"usage: dkimpress COMMAND [OPTIONS]\n"

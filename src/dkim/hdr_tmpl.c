@@ -1,14 +1,14 @@
 /* hdr_tmpl.c — per-signer cache of DKIM-Signature templates; see
  * hdr_tmpl.h. */
-#include "hdr_tmpl.h"
+#include "dkim/hdr_tmpl.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "canon.h"
-#include "htab.h"
-#include "mem.h"
-#include "sigfmt.h"
+#include "dkim/canon.h"
+#include "base/htab.h"
+#include "base/mem.h"
+#include "dkim/sigfmt.h"
 
 struct dkp_tmpl_cache {
 	struct dkp_htab *t;

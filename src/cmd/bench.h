@@ -7,7 +7,7 @@
 #ifndef DKP_BENCH_H
 #define DKP_BENCH_H
 
-#include "cli.h"
+#include "cmd/cli.h"
 
 /* Run the phases c asks for; returns the process exit code. */
 int dkp_bench_run(const struct dkp_cli *c);

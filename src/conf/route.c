@@ -1,5 +1,5 @@
 /* route.c — KeyTable and SigningTable (OpenDKIM formats); see route.h. */
-#include "route.h"
+#include "conf/route.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -7,9 +7,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "err.h"
-#include "htab.h"
-#include "mem.h"
+#include "base/err.h"
+#include "base/htab.h"
+#include "base/mem.h"
 
 struct pattern {
 	char *pat;

@@ -1,5 +1,5 @@
 /* log.c — one write(2) per diagnostic line; see log.h. */
-#include "log.h"
+#include "base/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>

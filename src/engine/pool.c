@@ -29,7 +29,7 @@
  * yet claimed (they stay in in/new), finish the batch in hand and exit.
  * --once ends when a scan finds nothing left to do.
  */
-#include "pool.h"
+#include "engine/pool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,12 +43,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "err.h"
-#include "htab.h"
-#include "job.h"
-#include "log.h"
-#include "mem.h"
-#include "snap.h"
+#include "base/err.h"
+#include "base/htab.h"
+#include "engine/job.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "conf/snap.h"
 
 #define DEFER_TRIES 3
 #define MAX_PAUSE_MS 5000		/* watch mode: back off up to 5 s */
