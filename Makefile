@@ -43,8 +43,8 @@ ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(SANFLAGS) \
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lresolv -lpthread
 
 # One folder per layer; a layer includes only from the layers above it in
-# this list (base first): base, dkim, conf, queue, engine, cmd.
-LIB_SRC := $(wildcard src/base/*.c src/dkim/*.c src/conf/*.c src/queue/*.c \
+# this list (base first): base, dkim, conf, transport, engine, cmd.
+LIB_SRC := $(wildcard src/base/*.c src/dkim/*.c src/conf/*.c src/transport/*.c \
 	src/engine/*.c)
 CLI_SRC := $(wildcard src/cmd/*.c)
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)

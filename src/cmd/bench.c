@@ -30,11 +30,11 @@
 #include <unistd.h>
 
 #include "base/err.h"
-#include "engine/job.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/mem.h"
-#include "engine/pool.h"
-#include "queue/qdir.h"
+#include "cmd/run.h"
+#include "transport/qdir.h"
 #include "dkim/sign.h"
 #include "conf/snap.h"
 

@@ -19,6 +19,7 @@ enum dkp_cmd {
 	DKP_CMD_KEYGEN,
 	DKP_CMD_RUN,
 	DKP_CMD_BENCH,
+	DKP_CMD_ENQUEUE,
 };
 
 #define DKP_PHASE_CRYPTO 1
@@ -66,6 +67,10 @@ struct dkp_cli {
 	unsigned phases, seconds, repeat;
 	size_t messages;
 	int keep;
+	/* enqueue (-c is conf; the message is in) */
+	const char *sender;		/* -f, NULL: none; "" or "<>": null */
+	const char **rcpts;		/* -r, in order; point into argv */
+	size_t nrcpts;
 	/* keygen */
 	const char *domain, *selector, *outdir;
 	enum dkp_alg type;

@@ -21,7 +21,9 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "cmd/bench.h"
-#include "engine/pool.h"
+#include "cmd/enqueue.h"
+#include "dkim/envelope.h"
+#include "cmd/run.h"
 
 #define EX_USAGE_ 64
 #define EX_NOINPUT_ 66
@@ -151,12 +153,18 @@ static int auid_within(const char *auid, const char *d)
 		strcasecmp(at + al - dl, d) == 0);
 }
 
+/*
+ * Sign one message. Output: the envelope lines if the input starts with
+ * them (see dkim/envelope.h), then the new DKIM-Signature fields, then the
+ * message; bare LF becomes CRLF throughout.
+ */
 static int cmd_sign(const struct dkp_cli *c)
 {
 	struct dkp_key *keys[DKP_CLI_MAX_KEYS] = { 0 };
 	struct dkp_sig_spec specs[DKP_CLI_MAX_KEYS];
 	struct dkp_signer *signer = NULL;
 	struct dkp_buf in, out;
+	struct dkp_envelope env;
 	struct dkp_msg m;
 	struct dkp_err err;
 	int64_t t = c->time >= 0 ? c->time : (int64_t)time(NULL);
@@ -200,11 +208,16 @@ static int cmd_sign(const struct dkp_cli *c)
 		rc = report(&err);
 		goto done;
 	}
+	/* envelope lines are not part of the message: never parsed as
+	 * header fields, never signed, kept on top of the output */
 	if (read_input(c->in, &in, &err) != DKP_OK ||
-	    dkp_msg_parse(&m, in.p, in.len, NULL, &err) != DKP_OK) {
+	    dkp_envelope_split(in.p, in.len, &env, &err) != DKP_OK ||
+	    dkp_msg_parse(&m, in.p + env.len, in.len - env.len, NULL,
+			  &err) != DKP_OK) {
 		rc = report(&err);
 		goto done;
 	}
+	dkp_envelope_add_crlf(&out, in.p, &env);
 	signer = dkp_signer_new();
 	if (dkp_sign(signer, &m, specs, c->nkeys, &out, &err) != DKP_OK) {
 		rc = report(&err);
@@ -237,6 +250,7 @@ static int cmd_verify(const struct dkp_cli *c)
 	struct dkp_vresult res[MAX_RESULTS];
 	struct dkp_dnsfile *df = NULL;
 	struct dkp_buf in;
+	struct dkp_envelope env;
 	struct dkp_msg m;
 	struct dkp_err err;
 	size_t n = 0, i;
@@ -250,8 +264,20 @@ static int cmd_verify(const struct dkp_cli *c)
 		dkp_error("%s", err.msg);
 		goto done;
 	}
-	if (read_input(c->in, &in, &err) != DKP_OK ||
-	    dkp_msg_parse(&m, in.p, in.len, NULL, &err) != DKP_OK ||
+	if (read_input(c->in, &in, &err) != DKP_OK) {
+		rc = report(&err);
+		goto done;
+	}
+	/* Skip leading envelope lines (a signed queue file verifies as it
+	 * is). Lines that only look like one are RFC 5322 header fields
+	 * ("X-Sender: Name <addr>"): verify them as such, as before. */
+	if (dkp_envelope_split(in.p, in.len, &env, &err) != DKP_OK) {
+		dkp_warn("%s; verifying those lines as header fields",
+			 err.msg);
+		dkp_err_clear(&err);
+	}
+	if (dkp_msg_parse(&m, in.p + env.len, in.len - env.len, NULL,
+			  &err) != DKP_OK ||
 	    dkp_verify(&m, df ? dkp_dnsfile_fetch : dkp_dns_fetch, df,
 		       c->time > 0 ? c->time : 0, res, MAX_RESULTS, &n,
 		       &err) != DKP_OK) {
@@ -409,11 +435,14 @@ int main(int argc, char **argv)
 		ro.progress = c.once && isatty(STDERR_FILENO);
 		ro.nosign = c.nosign;
 		ro.stats_path = c.stats;
-		rc = dkp_pool_run(&ro);
+		rc = dkp_run(&ro);
 		break;
 	}
 	case DKP_CMD_BENCH:
 		rc = dkp_bench_run(&c);
+		break;
+	case DKP_CMD_ENQUEUE:
+		rc = dkp_enqueue_run(&c);
 		break;
 	default:
 		rc = EX_USAGE_;

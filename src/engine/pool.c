@@ -1,59 +1,67 @@
 /*
- * pool.c — the batch engine.
+ * pool.c — the worker threads and their dispatcher.
  *
- * Producers: one dispatcher (the main thread) lists in/new and pushes
- * queue IDs into a bounded job queue (threads x batch x 2 entries); it
- * never claims anything itself. An ID stays in an "in flight" set from
- * the push until a worker reports its outcome, so a rescan never queues
- * it twice.
+ * Producer: one dispatcher (the caller's thread, in dkp_pool_dispatch)
+ * lists the transport's waiting messages (scan) and pushes their IDs into
+ * a bounded job queue (threads x batch x 2 entries); it never claims
+ * anything itself. An ID stays in an "in flight" set from the push until
+ * a worker reports its outcome, so a rescan never queues it twice. Every
+ * couple of seconds it also runs the transport's recovery, which takes
+ * back what crashed engines on the same queue left.
  *
  * Consumers: N worker threads. Each takes up to `batch` IDs at once and
- * runs them through job.c (claim, read, sign, write, publish, retire) with
- * its own io_uring, OpenSSL contexts and buffers. Order between messages
- * is not kept: each is independent. Memory is bounded by the queue size
- * and by the in-flight byte budget (inflight_bytes), whatever the backlog.
+ * runs them as transport fetch (claim, read) → dkp_job_sign → transport
+ * commit (write, flush, retire, publish; fail; defer), with its own ring,
+ * OpenSSL contexts and buffers. Order between messages is not kept.
+ * Memory is bounded by the queue size and by the in-flight byte budget,
+ * whatever the backlog.
  *
- * Snapshot: workers take a reference to the current signing snapshot per
- * batch. SIGHUP builds a new one; if it loads, the pointer is swapped
- * under the queue lock and the old one is freed when its last batch ends;
- * if not, the error is logged and the old one keeps signing.
+ * Snapshot: workers take a reference to the current snapshot per batch;
+ * dkp_pool_set_snap swaps the pointer under the queue lock.
  *
- * Deferred messages go back to in/new. They are retried after a delay
- * that doubles per attempt; a transient error (disk full, I/O error) also
- * makes the whole pool pause before its next batch (doubling up to 5 s;
- * 1 s with --once). With --once, a message is retried up to DEFER_TRIES
- * times for transient errors, once otherwise, then left in in/new and
- * counted as deferred.
+ * Deferred messages are retried after a delay that doubles per attempt;
+ * a transient error (disk full, I/O error) also pauses the whole pool
+ * before its next batch (doubling up to 5 s; 1 s with once). With once, a
+ * message is retried up to DEFER_TRIES times for transient errors, once
+ * otherwise, then left in the queue and counted as deferred.
  *
- * Shutdown: SIGTERM or SIGINT stops the dispatcher; workers drop IDs not
- * yet claimed (they stay in in/new), finish the batch in hand and exit.
- * --once ends when a scan finds nothing left to do.
+ * Failing transport: a claim that fails for any reason but "another
+ * engine was first" is logged once per cause; if claims keep failing with
+ * none succeeding for CLAIM_STOP_S seconds (or until a once run has
+ * nothing else to do), the dispatcher stops with a sysexits code. A
+ * commit that cannot be made durable stops it at once: recovery at the
+ * next start finishes what was in hand.
+ *
+ * Shutdown: the hooks' stop ends dispatching; dkp_pool_stop drops IDs not
+ * yet claimed (they stay queued), lets each worker finish the batch in
+ * hand, and joins them.
  */
 #include "engine/pool.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/inotify.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "base/err.h"
+#include "base/budget.h"
+#include "base/clock.h"
 #include "base/htab.h"
-#include "engine/job.h"
 #include "base/log.h"
 #include "base/mem.h"
-#include "conf/snap.h"
+#include "engine/job.h"
 
 #define DEFER_TRIES 3
 #define MAX_PAUSE_MS 5000		/* watch mode: back off up to 5 s */
-#define ONCE_MAX_PAUSE_MS 1000	/* --once: report a full disk soon */
+#define ONCE_MAX_PAUSE_MS 1000	/* once: report a full disk soon */
 #define RESCAN_MS 1000
+#define RECOVER_EVERY_S 2.0
+#define CLAIM_STOP_S 5.0
+#define KEEP_BUF (256u << 10)
 
 struct deferral {
 	double next;		/* monotonic seconds */
@@ -61,41 +69,47 @@ struct deferral {
 	int retry;		/* transient cause */
 };
 
-struct pool {
+struct worker {
+	struct dkp_pool *p;
+	unsigned id;
+	struct dkp_tworker *tw;
+	struct dkp_job *job;
+	struct dkp_tmsg *m;
+	pthread_t th;
+	int started;
+};
+
+struct dkp_pool {
 	pthread_mutex_t mu;
 	pthread_cond_t nonempty, space, idle;
 	char (*q)[DKP_QID_MAX + 1];
 	size_t cap, head, count;
 	unsigned busy, nthreads, batch;
 	int stop;
+	struct dkp_transport *t;
 	struct dkp_htab *inflight;	/* id -> (void *)1 */
 	struct dkp_htab *deferred;	/* id -> struct deferral */
 	struct dkp_snap *snap;
-	int once;
+	struct dkp_pool_cfg cfg;
 	double pause_until;		/* back-off after transient errors */
-	double retry_due;		/* --once: latest pending retry */
+	double retry_due;		/* once: latest pending retry */
 	unsigned backoff_ms;
-	struct dkp_qdir qd;
+	double claim_fail_since;	/* claims failing, none succeeding */
+	int claim_errno;
+	unsigned long claim_logged;	/* bit per errno < 64 already logged */
+	int fatal;			/* sysexits code, 0 while healthy */
 	struct dkp_stats stats;
 	struct dkp_budget budget;
 	pthread_mutex_t esp_mu;
 	struct dkp_htab *esp_domains;	/* domain -> count */
 	size_t found;			/* IDs seen by scans (progress) */
+	struct worker *w;
+	int uring;
 };
-
-static volatile sig_atomic_t sig_stop, sig_reload;
-
-static void on_signal(int sig)
-{
-	if (sig == SIGHUP)
-		sig_reload = 1;
-	else
-		sig_stop = 1;
-}
 
 static void esp_only_hook(void *ctx, const char *domain, const char *id)
 {
-	struct pool *p = ctx;
+	struct dkp_pool *p = ctx;
 	size_t *cnt;
 
 	pthread_mutex_lock(&p->esp_mu);
@@ -110,24 +124,114 @@ static void esp_only_hook(void *ctx, const char *domain, const char *id)
 	pthread_mutex_unlock(&p->esp_mu);
 }
 
-struct wctx {
-	struct pool *p;
-	struct dkp_worker w;
-	pthread_t th;
-};
+static int is_temp_errno(int e)
+{
+	return e == ENOSPC || e == EDQUOT || e == EIO || e == EAGAIN ||
+	       e == ENOMEM || e == EMFILE || e == ENFILE || e == EROFS ||
+	       e == EACCES || e == EPERM || e == EINTR || e == ETIMEDOUT;
+}
+
+static int claim_exit_code(int e)
+{
+	return e == EACCES || e == EPERM ? 77 : 74;	/* EX_NOPERM, EX_IOERR */
+}
+
+/* Log each message's deferral or failure (one line each), and claim
+ * failures once per cause; track claims failing with none succeeding. */
+static void report_batch(struct dkp_pool *p, struct dkp_tmsg *m, size_t n)
+{
+	size_t i, ok = 0, bad = 0;
+	int e = 0;
+
+	for (i = 0; i < n; i++) {
+		if (m[i].claimed || m[i].outcome == DKP_OUT_SIGNED ||
+		    m[i].outcome == DKP_OUT_ESP_ONLY || m[i].outcome == DKP_OUT_FAILED)
+			ok++;
+		if (m[i].outcome == DKP_OUT_DEFERRED && !strcmp(m[i].err.step, "claim")) {
+			bad++;
+			e = m[i].err.sys_errno;
+			continue;
+		}
+		if (m[i].outcome == DKP_OUT_FAILED)
+			dkp_warn("%s: failed: %s", m[i].id, m[i].err.msg);
+		else if (m[i].outcome == DKP_OUT_DEFERRED)
+			dkp_warn("%s: deferred: %s", m[i].id, m[i].err.msg);
+	}
+	pthread_mutex_lock(&p->mu);
+	if (ok) {
+		p->claim_fail_since = 0;
+	} else if (bad) {
+		int first = e <= 0 || e >= 64 || !(p->claim_logged & (1ul << e));
+
+		if (p->claim_fail_since == 0)
+			p->claim_fail_since = dkp_mono_now();
+		p->claim_errno = e;
+		if (e > 0 && e < 64)
+			p->claim_logged |= 1ul << e;
+		pthread_mutex_unlock(&p->mu);
+		if (first)
+			dkp_error("%s (%s); retrying, stopping if no claim succeeds for %.0f s",
+				  m[0].err.msg[0] ? m[0].err.msg : "cannot claim",
+				  strerror(e), CLAIM_STOP_S);
+		return;
+	}
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* Under p->mu: remember deferrals, forget the others. */
+static void account(struct dkp_pool *p, struct dkp_tmsg *m, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		size_t len = strlen(m[i].id);
+
+		dkp_htab_del(p->inflight, m[i].id, len);
+		if (m[i].outcome == DKP_OUT_DEFERRED) {
+			struct deferral *d = dkp_htab_get(p->deferred, m[i].id, len);
+			double delay;
+
+			if (d == NULL) {
+				d = dkp_calloc(1, sizeof(*d));
+				dkp_htab_put(p->deferred, m[i].id, len, d);
+			}
+			d->tries++;
+			d->retry = m[i].err.temp && (m[i].err.sys_errno == 0 ||
+						     is_temp_errno(m[i].err.sys_errno));
+			delay = p->cfg.once ? 0.2 * (double)(1u << (d->tries < 6 ? d->tries : 6))
+					    : (double)(1u << (d->tries < 8 ? d->tries : 8));
+			d->next = dkp_mono_now() + delay;
+			if (d->retry && d->tries < DEFER_TRIES && d->next > p->retry_due)
+				p->retry_due = d->next;
+		} else {
+			dkp_free(dkp_htab_del(p->deferred, m[i].id, len));
+		}
+	}
+}
+
+/* Did the batch hit a transient system error worth backing off for? */
+static int batch_backoff(const struct dkp_tmsg *m, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (m[i].outcome == DKP_OUT_DEFERRED && m[i].err.sys_errno &&
+		    is_temp_errno(m[i].err.sys_errno))
+			return m[i].err.sys_errno;
+	return 0;
+}
 
 static void *worker_main(void *arg)
 {
-	struct wctx *wc = arg;
-	struct pool *p = wc->p;
-	char (*ids)[DKP_QID_MAX + 1] = dkp_calloc(p->batch, sizeof(*ids));
-	int *out = dkp_calloc(p->batch, sizeof(*out));
+	struct worker *w = arg;
+	struct dkp_pool *p = w->p;
+	const struct dkp_transport_ops *ops = p->t->ops;
 
 	for (;;) {
 		struct dkp_snap *s;
 		size_t n = 0, i;
 		double wait, started;
-		int rc;
+		int rc, e;
 
 		pthread_mutex_lock(&p->mu);
 		while (p->count == 0 && !p->stop)
@@ -137,7 +241,7 @@ static void *worker_main(void *arg)
 			break;
 		}
 		while (n < p->batch && p->count > 0) {
-			memcpy(ids[n++], p->q[p->head], DKP_QID_MAX + 1);
+			memcpy(w->m[n++].id, p->q[p->head], DKP_QID_MAX + 1);
 			p->head = (p->head + 1) % p->cap;
 			p->count--;
 		}
@@ -151,59 +255,141 @@ static void *worker_main(void *arg)
 		if (wait > 0)
 			usleep((useconds_t)(wait * 1e6));
 		started = dkp_mono_now();
-		rc = dkp_job_batch(&wc->w, s, ids, n, out);
+		ops->fetch(w->tw, w->m, n, s->cfg->limits.max_message_bytes, &p->budget);
+		dkp_job_sign(w->job, s, w->m, n);
+		rc = ops->commit(w->tw, w->m, n);
+		dkp_stats_add(&p->stats, w->m, n, dkp_mono_now());
 		dkp_snap_unref(s);
+		report_batch(p, w->m, n);
+		e = batch_backoff(w->m, n);
 
 		pthread_mutex_lock(&p->mu);
-		for (i = 0; i < n; i++) {
-			size_t len = strlen(ids[i]);
-			int o = out[i] & DKP_OUT_MASK;
-
-			dkp_htab_del(p->inflight, ids[i], len);
-			if (o == DKP_OUT_DEFERRED) {
-				struct deferral *d = dkp_htab_get(p->deferred, ids[i], len);
-				double delay;
-
-				if (d == NULL) {
-					d = dkp_calloc(1, sizeof(*d));
-					dkp_htab_put(p->deferred, ids[i], len, d);
-				}
-				d->tries++;
-				d->retry = (out[i] & DKP_OUT_RETRY) != 0;
-				delay = p->once ? 0.2 * (double)(1u << (d->tries < 6 ? d->tries : 6))
-						: (double)(1u << (d->tries < 8 ? d->tries : 8));
-				d->next = dkp_mono_now() + delay;
-				if (d->retry && d->tries < DEFER_TRIES &&
-				    d->next > p->retry_due)
-					p->retry_due = d->next;
-			} else {
-				dkp_free(dkp_htab_del(p->deferred, ids[i], len));
-			}
+		account(p, w->m, n);
+		if (rc < 0 && !p->fatal) {
+			p->fatal = 74;
+			pthread_mutex_unlock(&p->mu);
+			dkp_error("cannot make the batch durable (%s): stopping; the next start recovers what was in hand",
+				  strerror(-rc));
+			pthread_mutex_lock(&p->mu);
 		}
-		if (rc < 0 && started >= p->pause_until) {
+		if (e && started >= p->pause_until) {
 			/* one back-off window at a time: batches already running
-			 * when it opened do not stretch it; the next failure after
-			 * it doubles it */
+			 * when it opened do not stretch it */
+			unsigned max = p->cfg.once ? ONCE_MAX_PAUSE_MS : MAX_PAUSE_MS;
+
 			p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : 100;
-			if (p->backoff_ms > (p->once ? ONCE_MAX_PAUSE_MS : MAX_PAUSE_MS))
-				p->backoff_ms = p->once ? ONCE_MAX_PAUSE_MS : MAX_PAUSE_MS;
+			if (p->backoff_ms > max)
+				p->backoff_ms = max;
 			p->pause_until = dkp_mono_now() + p->backoff_ms / 1000.0;
-			dkp_warn("transient I/O error (%s): pausing %u ms before the next batch",
-				 strerror(-rc), p->backoff_ms);
-		} else if (rc == 0) {
+			pthread_mutex_unlock(&p->mu);
+			dkp_warn("transient error (%s): pausing %u ms before the next batch",
+				 strerror(e), p->backoff_ms);
+			pthread_mutex_lock(&p->mu);
+		} else if (e == 0) {
 			p->backoff_ms = 0;
 		}
 		p->busy--;
 		pthread_cond_broadcast(&p->idle);
 		pthread_mutex_unlock(&p->mu);
+		/* keep small buffers for the next batch, not a rare big one */
+		for (i = 0; i < n; i++)
+			if (w->m[i].cap > KEEP_BUF) {
+				dkp_free(w->m[i].buf);
+				w->m[i].buf = NULL;
+				w->m[i].cap = 0;
+			}
 	}
-	dkp_free(ids);
-	dkp_free(out);
 	return NULL;
 }
 
+int dkp_pool_start(struct dkp_pool **out, struct dkp_transport *t,
+		   struct dkp_snap *s, const struct dkp_pool_cfg *c, char *why,
+		   size_t whylen)
+{
+	struct dkp_pool *p = dkp_calloc(1, sizeof(*p));
+	sigset_t all, old;
+	unsigned i;
+	int rc = 0;
+
+	*out = NULL;
+	p->t = t;
+	p->cfg = *c;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->nonempty, NULL);
+	pthread_cond_init(&p->space, NULL);
+	pthread_cond_init(&p->idle, NULL);
+	pthread_mutex_init(&p->esp_mu, NULL);
+	p->nthreads = c->threads;
+	p->batch = c->batch;
+	p->cap = (size_t)c->threads * c->batch * 2;
+	p->q = dkp_calloc(p->cap, sizeof(*p->q));
+	p->inflight = dkp_htab_new(p->cap);
+	p->deferred = dkp_htab_new(64);
+	p->esp_domains = dkp_htab_new(64);
+	p->snap = s;
+	dkp_snap_ref(s);
+	p->uring = c->want_uring;
+	dkp_budget_init(&p->budget, c->inflight_bytes);
+
+	/* rings and areas first, so a refusal is known before any thread */
+	p->w = dkp_calloc(p->nthreads, sizeof(*p->w));
+	for (i = 0; i < p->nthreads; i++) {
+		struct worker *w = &p->w[i];
+
+		w->p = p;
+		w->id = i;
+		rc = t->ops->worker_new(t, i, p->uring, c->uring_depth, &w->tw);
+		if (rc < 0 && p->uring && !c->require_uring) {
+			if (i == 0)
+				dkp_info("io_uring unavailable (%s): using plain syscalls",
+					 strerror(-rc));
+			p->uring = 0;
+			rc = t->ops->worker_new(t, i, 0, c->uring_depth, &w->tw);
+		}
+		if (rc < 0) {
+			snprintf(why, whylen, "%s", c->require_uring && p->uring
+				 ? "io_uring unavailable and io = uring"
+				 : "cannot set up a worker's area or ring");
+			dkp_pool_free(p);
+			return rc;
+		}
+		w->job = dkp_job_new(c->batch);
+		dkp_job_set_hook(w->job, esp_only_hook, p);
+		dkp_job_set_nosign(w->job, c->nosign);
+		w->m = dkp_calloc(c->batch, sizeof(*w->m));
+		for (rc = 0; rc < (int)c->batch; rc++)
+			w->m[rc].fd = -1;
+		rc = 0;
+	}
+	/* workers never take signals; the caller's thread does */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	for (i = 0; i < p->nthreads; i++) {
+		if (pthread_create(&p->w[i].th, NULL, worker_main, &p->w[i]) != 0) {
+			rc = -EAGAIN;
+			break;
+		}
+		p->w[i].started = 1;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc < 0) {
+		snprintf(why, whylen, "cannot start worker threads");
+		dkp_pool_stop(p);
+		dkp_pool_free(p);
+		return rc;
+	}
+	*out = p;
+	return 0;
+}
+
+int dkp_pool_uring(const struct dkp_pool *p)
+{
+	return p->uring;
+}
+
 struct scan_ctx {
-	struct pool *p;
+	struct dkp_pool *p;
+	const struct dkp_pool_hooks *h;
 	size_t pushed;
 	double now;
 };
@@ -212,7 +398,7 @@ struct scan_ctx {
 static int push_id(void *ctx, const char *id)
 {
 	struct scan_ctx *sc = ctx;
-	struct pool *p = sc->p;
+	struct dkp_pool *p = sc->p;
 	size_t len = strlen(id);
 	struct deferral *d;
 
@@ -223,15 +409,15 @@ static int push_id(void *ctx, const char *id)
 	}
 	d = dkp_htab_get(p->deferred, id, len);
 	if (d && (d->next > sc->now ||
-		  (p->once && d->tries >= (d->retry ? DEFER_TRIES : 1)))) {
+		  (p->cfg.once && d->tries >= (d->retry ? DEFER_TRIES : 1)))) {
 		pthread_mutex_unlock(&p->mu);
 		return 0;
 	}
-	if (d == NULL && !dkp_htab_get(p->inflight, id, len))
+	if (d == NULL)
 		p->found++;
-	while (p->count == p->cap && !p->stop && !sig_stop)
+	while (p->count == p->cap && !p->stop && !p->fatal && !sc->h->stop(sc->h->ctx))
 		pthread_cond_wait(&p->space, &p->mu);
-	if (p->stop || sig_stop) {
+	if (p->stop || p->fatal || sc->h->stop(sc->h->ctx)) {
 		pthread_mutex_unlock(&p->mu);
 		return 1;
 	}
@@ -244,46 +430,51 @@ static int push_id(void *ctx, const char *id)
 	return 0;
 }
 
-static void bad_name(void *ctx, const char *name)
+static size_t scan(struct dkp_pool *p, const struct dkp_pool_hooks *h)
 {
-	(void)ctx;
-	dkp_warn("in/new/%s: not a valid queue ID; left alone", name);
-}
-
-static size_t scan(struct pool *p)
-{
-	struct scan_ctx sc = { p, 0, dkp_mono_now() };
-	int rc = dkp_qdir_scan(p->qd.in_new, push_id, bad_name, &sc);
+	struct scan_ctx sc = { p, h, 0, dkp_mono_now() };
+	int rc = p->t->ops->scan(p->t, push_id, &sc);
 
 	if (rc < 0)
-		dkp_error("cannot list %s/new: %s", p->qd.in_path, strerror(-rc));
+		dkp_error("cannot list the queue: %s", strerror(-rc));
 	return sc.pushed;
 }
 
-static void progress(struct pool *p, double t0, int final)
+/* Take back what crashed engines left; returns how many messages. */
+static size_t recover(struct dkp_pool *p)
 {
-	unsigned long done = 0;
-	double el = dkp_mono_now() - t0, rate;
-	size_t total;
-	int k;
+	struct dkp_recovery r;
+	int rc = p->t->ops->recover(p->t, &r);
 
-	for (k = 0; k < 4; k++)
-		done += atomic_load(&p->stats.n[k]);
-	pthread_mutex_lock(&p->mu);
-	total = p->found;
-	pthread_mutex_unlock(&p->mu);
-	rate = el > 0 ? (double)done / el : 0;
-	fprintf(stderr, "\rdkimpress: %lu/%zu done, %.0f msg/s, ETA %.0f s   %s",
-		done, total, rate,
-		rate > 0 && total > done ? (double)(total - done) / rate : 0.0,
-		final ? "\n" : "");
+	if (rc < 0)
+		dkp_error("recovery of a crashed engine's messages failed: %s",
+			  strerror(-rc));
+	if (r.engines)
+		dkp_info("recovered %zu crashed engine(s): %zu published, %zu put back to sign again, %zu copies dropped",
+			 r.engines, r.published, r.requeued, r.discarded);
+	return r.published + r.requeued;
 }
 
-/* Wait until the queue is empty and no batch runs; prints progress. */
-static void wait_idle(struct pool *p, int show, double t0)
+/* Check for claims failing too long; sets p->fatal. */
+static void check_claims(struct dkp_pool *p, int final)
 {
 	pthread_mutex_lock(&p->mu);
-	while ((p->count > 0 || p->busy > 0) && !sig_stop) {
+	if (!p->fatal && p->claim_fail_since > 0 &&
+	    (final || dkp_mono_now() - p->claim_fail_since >= CLAIM_STOP_S)) {
+		p->fatal = claim_exit_code(p->claim_errno);
+		pthread_mutex_unlock(&p->mu);
+		dkp_error("no message could be claimed for %.1f s (%s): stopping",
+			  dkp_mono_now() - p->claim_fail_since, strerror(p->claim_errno));
+		return;
+	}
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* Wait until the queue is empty and no batch runs, or stop/fatal. */
+static void wait_idle(struct dkp_pool *p, const struct dkp_pool_hooks *h)
+{
+	pthread_mutex_lock(&p->mu);
+	while ((p->count > 0 || p->busy > 0) && !p->fatal && !h->stop(h->ctx)) {
 		struct timespec ts;
 
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -293,80 +484,27 @@ static void wait_idle(struct pool *p, int show, double t0)
 			ts.tv_nsec -= 1000000000;
 		}
 		pthread_cond_timedwait(&p->idle, &p->mu, &ts);
-		if (show) {
+		if (h->tick) {
 			pthread_mutex_unlock(&p->mu);
-			progress(p, t0, 0);
+			h->tick(h->ctx, p);
 			pthread_mutex_lock(&p->mu);
 		}
 	}
 	pthread_mutex_unlock(&p->mu);
 }
 
-static void reload(struct pool *p, const struct dkp_run_opts *o)
+static int watch_setup(const char *path)
 {
-	const char *conf = o->conf;
-	struct dkp_snap *s, *old;
-	struct dkp_err err;
-	const struct dkp_config *a, *b;
+	int fd;
 
-	dkp_err_clear(&err);
-	if (dkp_snap_load(&s, conf, o->sets, o->nsets, &err) != DKP_OK) {
-		dkp_error("reload failed, the running configuration stays: %s", err.msg);
-		return;
-	}
-	a = p->snap->cfg;
-	b = s->cfg;
-	if (strcmp(a->in_dir, b->in_dir) || strcmp(a->out_dir, b->out_dir) ||
-	    strcmp(a->failed_dir, b->failed_dir) || a->threads != b->threads ||
-	    a->batch != b->batch || a->io != b->io ||
-	    a->inflight_bytes != b->inflight_bytes || a->uring_depth != b->uring_depth)
-		dkp_warn("reload: queue directories, threads, batch, io, uring_depth and inflight_bytes change only on restart");
-	pthread_mutex_lock(&p->mu);
-	old = p->snap;
-	p->snap = s;
-	pthread_mutex_unlock(&p->mu);
-	dkp_snap_unref(old);
-	dkp_info("reloaded %s", conf);
-}
-
-/* The run's figures as one JSON object, for `dkimpress bench`. */
-static int write_stats(const char *path, struct pool *p, const unsigned long *n,
-		       unsigned long bytes, double el)
-{
-	FILE *f = fopen(path, "we");
-	int rc;
-
-	if (f == NULL)
+	if (path == NULL)
 		return -1;
-	fprintf(f, "{\"signed\":%lu,\"esp_only\":%lu,\"deferred\":%lu,\"failed\":%lu,"
-		"\"bytes\":%lu,\"seconds\":%.6f,\"threads\":%u,\"batch\":%u,"
-		"\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n",
-		n[DKP_OUT_SIGNED], n[DKP_OUT_ESP_ONLY], n[DKP_OUT_DEFERRED],
-		n[DKP_OUT_FAILED], bytes, el, p->nthreads, p->batch,
-		dkp_stats_latency_ms(&p->stats, 0.50),
-		dkp_stats_latency_ms(&p->stats, 0.99));
-	rc = ferror(f) ? -1 : 0;
-	if (fclose(f) != 0)
-		rc = -1;
-	return rc;
-}
-
-static void free_val(void *v)
-{
-	dkp_free(v);
-}
-
-static int watch_setup(struct pool *p)
-{
-	char path[4200];
-	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-
+	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (fd < 0) {
 		dkp_warn("inotify unavailable (%s): scanning every %d ms",
 			 strerror(errno), RESCAN_MS);
 		return -1;
 	}
-	snprintf(path, sizeof(path), "%s/new", p->qd.in_path);
 	if (inotify_add_watch(fd, path, IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
 		dkp_warn("cannot watch %s (%s): scanning every %d ms", path,
 			 strerror(errno), RESCAN_MS);
@@ -376,221 +514,162 @@ static int watch_setup(struct pool *p)
 	return fd;
 }
 
-int dkp_pool_run(const struct dkp_run_opts *o)
+int dkp_pool_dispatch(struct dkp_pool *p, const struct dkp_pool_hooks *h)
 {
-	struct pool p;
-	struct dkp_err err;
-	struct wctx *wc = NULL;
-	struct sigaction sa;
-	sigset_t all, old;
-	const struct dkp_config *c;
-	size_t retired = 0, requeued = 0;
-	unsigned i, started = 0;
-	int rc, lockfd = -1, ino = -1, exitcode = 0, uring_ok = 1;
-	double t0, el;
-	unsigned long n[5], bytes;
+	double last_recover = dkp_mono_now();
+	int ino = -1;
 
-	memset(&p, 0, sizeof(p));
-	dkp_err_clear(&err);
-	if (dkp_snap_load(&p.snap, o->conf, o->sets, o->nsets, &err) != DKP_OK) {
-		dkp_error("%s", err.msg);
-		return err.code == DKP_E_IO && err.sys_errno == ENOENT &&
-			       strstr(err.msg, o->conf) ? 66 : 78;
-	}
-	c = p.snap->cfg;
-	if ((rc = dkp_qdir_open(&p.qd, c->in_dir, c->out_dir, c->failed_dir)) < 0) {
-		dkp_error("cannot open the queue directories (%s, %s, %s): %s",
-			  c->in_dir, c->out_dir, c->failed_dir, strerror(-rc));
-		dkp_snap_unref(p.snap);
-		return 78;
-	}
-	/* one engine per queue: recovery assumes no other signer is live */
-	lockfd = open(c->in_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
-		dkp_error("%s is in use by another dkimpress run", c->in_dir);
-		exitcode = 75;
-		goto out_early;
-	}
-	if ((rc = dkp_qdir_recover(&p.qd, &retired, &requeued)) < 0) {
-		dkp_error("recovery of %s failed: %s", c->in_dir, strerror(-rc));
-		exitcode = 74;
-		goto out_early;
-	}
-	if (retired || requeued)
-		dkp_info("recovery: %zu published before a crash retired, %zu requeued to sign again",
-			 retired, requeued);
+	if (!p->cfg.once)
+		ino = watch_setup(p->cfg.watch_path);
+	while (!h->stop(h->ctx) && !p->fatal) {
+		size_t pushed = scan(p, h);
 
-	pthread_mutex_init(&p.mu, NULL);
-	pthread_cond_init(&p.nonempty, NULL);
-	pthread_cond_init(&p.space, NULL);
-	pthread_cond_init(&p.idle, NULL);
-	pthread_mutex_init(&p.esp_mu, NULL);
-	p.nthreads = c->threads;
-	p.batch = c->batch;
-	p.cap = (size_t)c->threads * c->batch * 2;
-	p.q = dkp_calloc(p.cap, sizeof(*p.q));
-	p.inflight = dkp_htab_new(p.cap);
-	p.deferred = dkp_htab_new(64);
-	p.esp_domains = dkp_htab_new(64);
-	p.once = o->once;
-	dkp_budget_init(&p.budget, c->inflight_bytes);
-
-	/* rings first, so a refusal is known before any thread starts */
-	wc = dkp_calloc(p.nthreads, sizeof(*wc));
-	for (i = 0; i < p.nthreads; i++) {
-		struct dkp_ring *r = NULL;
-
-		rc = c->io == DKP_IO_SYSCALLS ? 1 : dkp_ring_new(&r, c->uring_depth, 1);
-		if (rc < 0 && c->io == DKP_IO_URING) {
-			dkp_error("io_uring unavailable (%s) and io = uring", strerror(-rc));
-			exitcode = 78;
-			goto out;
+		if (h->tick)
+			h->tick(h->ctx, p);
+		check_claims(p, 0);
+		if (dkp_mono_now() - last_recover >= RECOVER_EVERY_S) {
+			last_recover = dkp_mono_now();
+			pushed += recover(p);
 		}
-		if (rc != 0) {
-			if (rc < 0 && uring_ok)
-				dkp_info("io_uring unavailable (%s): using plain syscalls",
-					 strerror(-rc));
-			uring_ok = 0;
-			dkp_ring_new(&r, c->uring_depth, 0);
-		}
-		wc[i].p = &p;
-		dkp_worker_init(&wc[i].w, i, r, &p.qd, &p.stats, &p.budget, c->batch);
-		wc[i].w.esp_only = esp_only_hook;
-		wc[i].w.nosign = o->nosign;
-		wc[i].w.esp_only_ctx = &p;
-	}
-
-	/* workers never take signals; the main thread does */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	for (i = 0; i < p.nthreads; i++) {
-		if (pthread_create(&wc[i].th, NULL, worker_main, &wc[i]) != 0) {
-			dkp_error("cannot start worker threads");
-			exitcode = 71;
-			break;
-		}
-		started++;
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-
-	dkp_info("run: %u threads, batch %u, %s, flush %s, queue %s", p.nthreads,
-		 p.batch, uring_ok && c->io != DKP_IO_SYSCALLS ? "io_uring" : "syscalls",
-		 c->flush == DKP_FLUSH_FILES ? "files" : "filesystem", c->in_dir);
-	if (o->nosign)
-		dkp_warn("--no-sign: messages are copied to %s UNSIGNED (benchmark only)",
-			 c->out_dir);
-	t0 = dkp_mono_now();
-	if (exitcode == 0 && o->once) {
-		for (;;) {
-			size_t pushed = scan(&p);
-
-			wait_idle(&p, o->progress, t0);
-			if (sig_stop)
-				break;
-			if (sig_reload) {
-				sig_reload = 0;
-				reload(&p, o);
-			}
+		if (p->cfg.once) {
+			wait_idle(p, h);
 			if (pushed == 0) {
-				/* done, unless a transient deferral awaits a retry */
+				/* done, unless a transient deferral awaits a retry
+				 * or a crashed peer left something */
 				double due;
 
-				pthread_mutex_lock(&p.mu);
-				due = p.retry_due;
-				pthread_mutex_unlock(&p.mu);
-				if (dkp_mono_now() >= due)
+				pthread_mutex_lock(&p->mu);
+				due = p->retry_due;
+				pthread_mutex_unlock(&p->mu);
+				if (dkp_mono_now() >= due && recover(p) == 0)
 					break;
 				usleep(100000);
 			}
-		}
-	} else if (exitcode == 0) {
-		ino = watch_setup(&p);
-		while (!sig_stop) {
+		} else if (ino >= 0) {
 			struct pollfd pfd = { ino, POLLIN, 0 };
 			char evbuf[4096];
 
-			scan(&p);
-			if (sig_reload) {
-				sig_reload = 0;
-				reload(&p, o);
-			}
-			if (ino >= 0) {
-				if (poll(&pfd, 1, RESCAN_MS) > 0)
-					while (read(ino, evbuf, sizeof(evbuf)) > 0)
-						;
-			} else {
-				usleep(RESCAN_MS * 1000);
-			}
+			if (poll(&pfd, 1, RESCAN_MS) > 0)
+				while (read(ino, evbuf, sizeof(evbuf)) > 0)
+					;
+		} else {
+			usleep(RESCAN_MS * 1000);
 		}
 	}
-	if (o->progress && o->once)
-		progress(&p, t0, 1);
-out:
-	pthread_mutex_lock(&p.mu);
-	p.stop = 1;
-	/* IDs not yet claimed stay in in/new */
-	p.count = 0;
-	pthread_cond_broadcast(&p.nonempty);
-	pthread_cond_broadcast(&p.space);
-	pthread_mutex_unlock(&p.mu);
-	for (i = 0; i < started; i++)
-		pthread_join(wc[i].th, NULL);
-	el = dkp_mono_now() - t0;
-	for (i = 0; i < 5; i++)
-		n[i] = atomic_load(&p.stats.n[i]);
-	/* a message deferred and later signed counts once, as signed */
-	n[DKP_OUT_DEFERRED] = dkp_htab_count(p.deferred);
-	bytes = atomic_load(&p.stats.bytes);
-	if (exitcode == 0) {
-		printf("dkimpress: signed %lu, esp-only %lu, deferred %lu, failed %lu "
-		       "in %.2f s: %.0f msg/s, %.1f MB/s",
-		       n[DKP_OUT_SIGNED], n[DKP_OUT_ESP_ONLY], n[DKP_OUT_DEFERRED],
-		       n[DKP_OUT_FAILED], el,
-		       el > 0 ? (double)(n[DKP_OUT_SIGNED] + n[DKP_OUT_ESP_ONLY]) / el : 0.0,
-		       el > 0 ? (double)bytes / el / 1e6 : 0.0);
-		if (dkp_htab_count(p.esp_domains))
-			printf("; %zu domains without a customer key",
-			       dkp_htab_count(p.esp_domains));
-		if (n[DKP_OUT_SIGNED] + n[DKP_OUT_ESP_ONLY])
-			printf("; latency p50 %.1f ms, p99 %.1f ms",
-			       dkp_stats_latency_ms(&p.stats, 0.50),
-			       dkp_stats_latency_ms(&p.stats, 0.99));
-		if (sig_stop)
-			printf(" (stopped by signal)");
-		printf("\n");
-		fflush(stdout);
-		if (o->stats_path && write_stats(o->stats_path, &p, n, bytes, el) < 0)
-			dkp_error("cannot write %s: %s", o->stats_path, strerror(errno));
-		if (o->once)
-			exitcode = n[DKP_OUT_FAILED] ? 65 : n[DKP_OUT_DEFERRED] ? 75 : 0;
-	}
-	for (i = 0; i < p.nthreads && wc; i++)
-		if (wc[i].p)
-			dkp_worker_fini(&wc[i].w);
-	dkp_free(wc);
+	if (p->cfg.once && !h->stop(h->ctx))
+		check_claims(p, 1);
 	if (ino >= 0)
 		close(ino);
-	dkp_htab_free(p.inflight, NULL);
-	dkp_htab_free(p.deferred, free_val);
-	dkp_htab_free(p.esp_domains, free_val);
-	dkp_free(p.q);
-	dkp_budget_fini(&p.budget);
-	pthread_mutex_destroy(&p.mu);
-	pthread_mutex_destroy(&p.esp_mu);
-	pthread_cond_destroy(&p.nonempty);
-	pthread_cond_destroy(&p.space);
-	pthread_cond_destroy(&p.idle);
-out_early:
-	if (lockfd >= 0)
-		close(lockfd);
-	dkp_qdir_close(&p.qd);
-	dkp_snap_unref(p.snap);
-	return exitcode;
+	return p->fatal;
+}
+
+void dkp_pool_set_snap(struct dkp_pool *p, struct dkp_snap *s)
+{
+	struct dkp_snap *old;
+
+	dkp_snap_ref(s);
+	pthread_mutex_lock(&p->mu);
+	old = p->snap;
+	p->snap = s;
+	pthread_mutex_unlock(&p->mu);
+	dkp_snap_unref(old);
+}
+
+struct dkp_snap *dkp_pool_snap(struct dkp_pool *p)
+{
+	struct dkp_snap *s;
+
+	pthread_mutex_lock(&p->mu);
+	s = p->snap;
+	pthread_mutex_unlock(&p->mu);
+	return s;
+}
+
+void dkp_pool_stop(struct dkp_pool *p)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&p->mu);
+	p->stop = 1;
+	p->count = 0;	/* IDs not yet claimed stay queued */
+	pthread_cond_broadcast(&p->nonempty);
+	pthread_cond_broadcast(&p->space);
+	pthread_mutex_unlock(&p->mu);
+	for (i = 0; i < p->nthreads; i++)
+		if (p->w[i].started) {
+			pthread_join(p->w[i].th, NULL);
+			p->w[i].started = 0;
+		}
+}
+
+static void free_val(void *v)
+{
+	dkp_free(v);
+}
+
+void dkp_pool_free(struct dkp_pool *p)
+{
+	unsigned i;
+	size_t k;
+
+	if (p == NULL)
+		return;
+	for (i = 0; p->w && i < p->nthreads; i++) {
+		struct worker *w = &p->w[i];
+
+		if (w->tw)
+			p->t->ops->worker_free(w->tw);
+		dkp_job_free(w->job);
+		for (k = 0; w->m && k < p->batch; k++)
+			dkp_free(w->m[k].buf);
+		dkp_free(w->m);
+	}
+	dkp_free(p->w);
+	dkp_htab_free(p->inflight, NULL);
+	dkp_htab_free(p->deferred, free_val);
+	dkp_htab_free(p->esp_domains, free_val);
+	dkp_free(p->q);
+	dkp_snap_unref(p->snap);
+	dkp_budget_fini(&p->budget);
+	pthread_mutex_destroy(&p->mu);
+	pthread_mutex_destroy(&p->esp_mu);
+	pthread_cond_destroy(&p->nonempty);
+	pthread_cond_destroy(&p->space);
+	pthread_cond_destroy(&p->idle);
+	dkp_free(p);
+}
+
+const struct dkp_stats *dkp_pool_stats(const struct dkp_pool *p)
+{
+	return &p->stats;
+}
+
+size_t dkp_pool_deferred(struct dkp_pool *p)
+{
+	size_t n;
+
+	pthread_mutex_lock(&p->mu);
+	n = dkp_htab_count(p->deferred);
+	pthread_mutex_unlock(&p->mu);
+	return n;
+}
+
+size_t dkp_pool_esp_only_domains(struct dkp_pool *p)
+{
+	size_t n;
+
+	pthread_mutex_lock(&p->esp_mu);
+	n = dkp_htab_count(p->esp_domains);
+	pthread_mutex_unlock(&p->esp_mu);
+	return n;
+}
+
+size_t dkp_pool_found(struct dkp_pool *p)
+{
+	size_t n;
+
+	pthread_mutex_lock(&p->mu);
+	n = p->found;
+	pthread_mutex_unlock(&p->mu);
+	return n;
 }

@@ -7,9 +7,11 @@
 # customer domains with RSA and Ed25519 keys and one without a key, plus
 # an RSA ESP key. `dkimpress run --once` is started and killed with
 # SIGKILL after a random 20-150 ms, at least CRASH_KILLS times (default
-# 24); each kill's protocol state (qdir.h: S2 claimed, S3 writing, S4
-# published but not retired) is read off the directories while the
-# process is dead. Then a last run drains the queue and the checks run:
+# 24); each kill's protocol state (docs/queue.md: C claimed, W copy being
+# written with its input still claimed, R copy flushed with its input
+# retired, not yet published) is read off the directories while the
+# process is dead; the next start's recovery must put C and W back and
+# publish R. Then a last run drains the queue and the checks run:
 #   - every input ID is in out/new exactly once, none in failed/;
 #   - in/new, in/cur and out/tmp are empty;
 #   - each output is its input plus 2 DKIM-Signature fields (1 for the
@@ -61,12 +63,12 @@ cp -al "$W/orig/in/new" "$W/q/in/new"
 ls "$W/orig/in/new" | sort >"$W/ids"
 
 # the kill loop
-printf '%-5s %-8s %8s %8s %8s %8s %8s\n' kill "after" in/new in/cur out/tmp "S4" out/new >"$W/table"
+printf '%-5s %-8s %8s %8s %8s %8s %8s\n' kill "after" in/new "C+W" "W" "R" out/new >"$W/table"
 kills=0 early=0 tries=0
 while [ "$kills" -lt "$KILLS" ] && [ "$tries" -lt $((KILLS * 3)) ]; do
 	tries=$((tries + 1))
 	# stop when the queue is drained (the check below then says so)
-	[ -n "$(ls -A "$W/q/in/new")$(ls -A "$W/q/in/cur")" ] || break
+	[ -n "$(ls -A "$W/q/in/new")$(find "$W/q/in/cur" -type f)" ] || break
 	ms=$((20 + RANDOM % 130))
 	"$DKIMPRESS" run -c "$W/conf" --once >/dev/null 2>>"$W/log" &
 	pid=$!
@@ -74,11 +76,14 @@ while [ "$kills" -lt "$KILLS" ] && [ "$tries" -lt $((KILLS * 3)) ]; do
 	if kill -9 "$pid" 2>/dev/null; then
 		wait "$pid" 2>/dev/null
 		kills=$((kills + 1))
-		cur=$(ls "$W/q/in/cur" | wc -l)
-		tmp=$(find "$W/q/out/tmp" -type f 2>/dev/null | wc -l)
-		s4=$(comm -12 <(ls "$W/q/in/cur" | sort) <(ls "$W/q/out/new" 2>/dev/null | sort) | wc -l)
+		# claims (in/cur/E/ID) and copies (out/tmp/E/wN/ID) by ID
+		find "$W/q/in/cur" -mindepth 2 -type f -printf '%f\n' | sort >"$W/claims"
+		find "$W/q/out/tmp" -mindepth 3 -type f -printf '%f\n' | sort >"$W/copies"
+		cur=$(wc -l <"$W/claims")
+		st_w=$(comm -12 "$W/claims" "$W/copies" | wc -l)
+		st_r=$(comm -13 "$W/claims" "$W/copies" | wc -l)
 		printf '%-5s %-8s %8s %8s %8s %8s %8s\n' "$kills" "${ms}ms" \
-			"$(ls "$W/q/in/new" | wc -l)" "$cur" "$tmp" "$s4" \
+			"$(ls "$W/q/in/new" | wc -l)" "$cur" "$st_w" "$st_r" \
 			"$(ls "$W/q/out/new" 2>/dev/null | wc -l)" >>"$W/table"
 	else
 		wait "$pid" 2>/dev/null
@@ -93,8 +98,8 @@ else
 	bad "only $kills kills landed mid-run (want >= 20): use a larger CRASH_N"
 fi
 # were the interesting states hit?
-awk 'NR > 1 && $6 > 0 { s4++ } NR > 1 && $5 > 0 { s3++ } END {
-	printf "kills in state S3 (signed copy being written): %d, S4 (published, input not retired): %d\n", s3, s4 }' "$W/table"
+awk 'NR > 1 && $5 > 0 { w++ } NR > 1 && $6 > 0 { r++ } END {
+	printf "kills with messages in state W (copy written, input claimed): %d, in state R (input retired, copy not yet published): %d\n", w, r }' "$W/table"
 
 # recovery and the rest
 rc=0

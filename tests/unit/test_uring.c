@@ -6,7 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "queue/uring.h"
+#include "transport/uring.h"
 
 static void run_scenario(int want_uring)
 {

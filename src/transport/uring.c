@@ -16,7 +16,7 @@
  * one does, the rest is finished synchronously, so callers always see the
  * whole length or an error.
  */
-#include "queue/uring.h"
+#include "transport/uring.h"
 
 #include <errno.h>
 #include <fcntl.h>

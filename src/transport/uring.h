@@ -41,7 +41,7 @@ struct dkp_rop {
 	const char *name, *name2;
 	void *buf;
 	size_t len;
-	struct iovec iov[2];
+	struct iovec iov[3];
 	int niov;
 	int64_t res;		/* out: result or -errno */
 	uint64_t size;		/* out: DKP_ROP_SIZE */

@@ -1,0 +1,33 @@
+/* budget.c — a shared byte budget; see budget.h. */
+#include "base/budget.h"
+
+void dkp_budget_init(struct dkp_budget *b, uint64_t cap)
+{
+	pthread_mutex_init(&b->mu, NULL);
+	pthread_cond_init(&b->cv, NULL);
+	b->cap = cap;
+	b->used = 0;
+}
+
+void dkp_budget_fini(struct dkp_budget *b)
+{
+	pthread_mutex_destroy(&b->mu);
+	pthread_cond_destroy(&b->cv);
+}
+
+void dkp_budget_take(struct dkp_budget *b, uint64_t n)
+{
+	pthread_mutex_lock(&b->mu);
+	while (b->used > 0 && b->used + n > b->cap)
+		pthread_cond_wait(&b->cv, &b->mu);
+	b->used += n;
+	pthread_mutex_unlock(&b->mu);
+}
+
+void dkp_budget_give(struct dkp_budget *b, uint64_t n)
+{
+	pthread_mutex_lock(&b->mu);
+	b->used -= n;
+	pthread_cond_broadcast(&b->cv);
+	pthread_mutex_unlock(&b->mu);
+}

@@ -1,0 +1,256 @@
+/*
+ * run.c — `dkimpress run`, the process around the engine; see run.h.
+ *
+ * Exit codes with --once: 0 everything found was published (or nothing
+ * was there); 65 at least one message went to failed/; 75 messages are
+ * left in the queue (deferred, or the run was stopped by a signal before
+ * the queue was drained); 74/77 the queue could not be worked (see
+ * pool.h); 78 configuration; 66 no configuration file. In watch mode a
+ * stop by signal exits 0 unless the queue could not be worked.
+ */
+#include "cmd/run.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "engine/pool.h"
+#include "transport/qdir.h"
+
+static volatile sig_atomic_t sig_stop, sig_reload;
+
+static void on_signal(int sig)
+{
+	if (sig == SIGHUP)
+		sig_reload = 1;
+	else
+		sig_stop = 1;
+}
+
+struct run {
+	const struct dkp_run_opts *o;
+	double t0, last_progress;
+	struct dkp_pool *pool;
+};
+
+static int hook_stop(void *ctx)
+{
+	(void)ctx;
+	return sig_stop != 0;
+}
+
+static void progress(struct run *r, int final)
+{
+	const struct dkp_stats *st = dkp_pool_stats(r->pool);
+	unsigned long done = 0;
+	double el = dkp_mono_now() - r->t0, rate;
+	size_t total = dkp_pool_found(r->pool);
+	int k;
+
+	for (k = DKP_OUT_SIGNED; k <= DKP_OUT_FAILED; k++)
+		if (k != DKP_OUT_DEFERRED)
+			done += atomic_load(&st->n[k]);
+	rate = el > 0 ? (double)done / el : 0;
+	fprintf(stderr, "\rdkimpress: %lu/%zu done, %.0f msg/s, ETA %.0f s   %s",
+		done, total, rate,
+		rate > 0 && total > done ? (double)(total - done) / rate : 0.0,
+		final ? "\n" : "");
+}
+
+/* SIGHUP: a new snapshot, or the old one keeps signing. */
+static void reload(struct run *r, struct dkp_pool *p)
+{
+	struct dkp_snap *s;
+	struct dkp_err err;
+	const struct dkp_config *a, *b;
+
+	dkp_err_clear(&err);
+	if (dkp_snap_load(&s, r->o->conf, r->o->sets, r->o->nsets, &err) != DKP_OK) {
+		dkp_error("reload failed, the running configuration stays: %s", err.msg);
+		return;
+	}
+	a = dkp_pool_snap(p)->cfg;
+	b = s->cfg;
+	if (strcmp(a->in_dir, b->in_dir) || strcmp(a->out_dir, b->out_dir) ||
+	    strcmp(a->failed_dir, b->failed_dir) || a->threads != b->threads ||
+	    a->batch != b->batch || a->io != b->io || a->flush != b->flush ||
+	    a->inflight_bytes != b->inflight_bytes || a->uring_depth != b->uring_depth)
+		dkp_warn("reload: queue directories, threads, batch, io, flush, uring_depth and inflight_bytes change only on restart");
+	dkp_pool_set_snap(p, s);
+	dkp_snap_unref(s);
+	dkp_info("reloaded %s", r->o->conf);
+}
+
+static void hook_tick(void *ctx, struct dkp_pool *p)
+{
+	struct run *r = ctx;
+
+	if (sig_reload) {
+		sig_reload = 0;
+		reload(r, p);
+	}
+	if (r->o->progress && r->o->once && dkp_mono_now() - r->last_progress >= 0.25) {
+		r->last_progress = dkp_mono_now();
+		progress(r, 0);
+	}
+}
+
+/* The run's figures as one JSON object, for `dkimpress bench`. */
+static int write_stats(const char *path, struct dkp_pool *p, const unsigned long *n,
+		       unsigned long bytes, double el, const struct dkp_config *c)
+{
+	const struct dkp_stats *st = dkp_pool_stats(p);
+	FILE *f = fopen(path, "we");
+	int rc;
+
+	if (f == NULL)
+		return -1;
+	fprintf(f, "{\"signed\":%lu,\"esp_only\":%lu,\"deferred\":%lu,\"failed\":%lu,"
+		"\"bytes\":%lu,\"seconds\":%.6f,\"threads\":%u,\"batch\":%u,"
+		"\"renamed\":%lu,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n",
+		n[DKP_OUT_SIGNED], n[DKP_OUT_ESP_ONLY], n[DKP_OUT_DEFERRED],
+		n[DKP_OUT_FAILED], bytes, el, c->threads, c->batch,
+		(unsigned long)atomic_load(&st->renamed),
+		dkp_stats_latency_ms(st, 0.50), dkp_stats_latency_ms(st, 0.99));
+	rc = ferror(f) ? -1 : 0;
+	if (fclose(f) != 0)
+		rc = -1;
+	return rc;
+}
+
+static void summary(struct dkp_pool *p, const unsigned long *n, unsigned long bytes,
+		    double el, const char *why_stopped)
+{
+	const struct dkp_stats *st = dkp_pool_stats(p);
+	unsigned long pub = n[DKP_OUT_SIGNED] + n[DKP_OUT_ESP_ONLY];
+
+	printf("dkimpress: signed %lu, esp-only %lu, deferred %lu, failed %lu "
+	       "in %.2f s: %.0f msg/s, %.1f MB/s",
+	       n[DKP_OUT_SIGNED], n[DKP_OUT_ESP_ONLY], n[DKP_OUT_DEFERRED],
+	       n[DKP_OUT_FAILED], el, el > 0 ? (double)pub / el : 0.0,
+	       el > 0 ? (double)bytes / el / 1e6 : 0.0);
+	if (dkp_pool_esp_only_domains(p))
+		printf("; %zu domains without a customer key", dkp_pool_esp_only_domains(p));
+	if (atomic_load(&st->renamed))
+		printf("; %lu under a new name (ID collision)",
+		       (unsigned long)atomic_load(&st->renamed));
+	if (pub)
+		printf("; latency p50 %.1f ms, p99 %.1f ms",
+		       dkp_stats_latency_ms(st, 0.50), dkp_stats_latency_ms(st, 0.99));
+	if (why_stopped)
+		printf(" (%s)", why_stopped);
+	printf("\n");
+	fflush(stdout);
+}
+
+int dkp_run(const struct dkp_run_opts *o)
+{
+	struct run r = { o, 0, 0, NULL };
+	struct dkp_pool_hooks hooks = { hook_stop, hook_tick, &r };
+	struct dkp_pool_cfg pc;
+	struct dkp_snap *snap = NULL;
+	struct dkp_qdir *q = NULL;
+	struct dkp_qdir_opts qo;
+	struct dkp_recovery rec;
+	struct dkp_err err;
+	struct sigaction sa;
+	const struct dkp_config *c;
+	char why[4200];
+	unsigned long n[DKP_OUT_N], bytes;
+	int rc, exitcode = 0, fatal, k;
+	long left = 0;
+	double el;
+
+	dkp_err_clear(&err);
+	if (dkp_snap_load(&snap, o->conf, o->sets, o->nsets, &err) != DKP_OK) {
+		dkp_error("%s", err.msg);
+		return err.code == DKP_E_IO && err.step[0] && !strcmp(err.step, "config") &&
+			       err.sys_errno == ENOENT ? 66 : 78;
+	}
+	c = snap->cfg;
+	memset(&qo, 0, sizeof(qo));
+	qo.in = c->in_dir;
+	qo.out = c->out_dir;
+	qo.failed = c->failed_dir;
+	qo.flush_files = c->flush == DKP_FLUSH_FILES;
+	if ((rc = dkp_qdir_open(&q, &qo, why, sizeof(why))) < 0) {
+		dkp_error("cannot open the queue (%s): %s", why, strerror(-rc));
+		dkp_snap_unref(snap);
+		return rc == -EACCES || rc == -EPERM ? 77 : rc == -EROFS || rc == -EIO ? 74 : 78;
+	}
+	/* what crashed engines left, before taking anything new */
+	if ((rc = dkp_qdir_transport(q)->ops->recover(dkp_qdir_transport(q), &rec)) < 0)
+		dkp_error("recovery of %s failed: %s", c->in_dir, strerror(-rc));
+	if (rec.engines || rec.requeued)
+		dkp_info("recovery: %zu crashed engine(s); %zu retired copies published, %zu put back to sign again, %zu copies dropped",
+			 rec.engines, rec.published, rec.requeued, rec.discarded);
+
+	memset(&pc, 0, sizeof(pc));
+	pc.threads = c->threads;
+	pc.batch = c->batch;
+	pc.uring_depth = c->uring_depth;
+	pc.want_uring = c->io != DKP_IO_SYSCALLS;
+	pc.require_uring = c->io == DKP_IO_URING;
+	pc.inflight_bytes = c->inflight_bytes;
+	pc.once = o->once;
+	pc.nosign = o->nosign;
+	pc.watch_path = dkp_qdir_new_path(q);
+	if ((rc = dkp_pool_start(&r.pool, dkp_qdir_transport(q), snap, &pc, why,
+				 sizeof(why))) < 0) {
+		dkp_error("%s: %s", why, strerror(-rc));
+		dkp_qdir_close(q, 1);
+		dkp_snap_unref(snap);
+		return pc.require_uring ? 78 : 71;
+	}
+	dkp_snap_unref(snap);	/* the pool holds it now */
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGIO, SIG_IGN);	/* lease breaks (qdir.c probes read leases) */
+
+	dkp_info("run: engine %s, %u threads, batch %u, %s, flush %s, queue %s",
+		 dkp_qdir_engine(q), c->threads, c->batch,
+		 dkp_pool_uring(r.pool) ? "io_uring" : "syscalls",
+		 c->flush == DKP_FLUSH_FILES ? "files" : "filesystem", c->in_dir);
+	if (o->nosign)
+		dkp_warn("--no-sign: messages are copied to %s UNSIGNED (benchmark only)",
+			 c->out_dir);
+	r.t0 = dkp_mono_now();
+	fatal = dkp_pool_dispatch(r.pool, &hooks);
+	if (o->progress && o->once)
+		progress(&r, 1);
+	dkp_pool_stop(r.pool);
+	el = dkp_mono_now() - r.t0;
+	for (k = 0; k < DKP_OUT_N; k++)
+		n[k] = atomic_load(&dkp_pool_stats(r.pool)->n[k]);
+	/* a message deferred and later signed counts once, as signed */
+	n[DKP_OUT_DEFERRED] = dkp_pool_deferred(r.pool);
+	bytes = atomic_load(&dkp_pool_stats(r.pool)->bytes);
+	if (sig_stop && o->once)
+		left = dkp_qdir_count_new(q);
+	summary(r.pool, n, bytes, el,
+		fatal ? "stopped: the queue cannot be worked" :
+		sig_stop ? (left > 0 ? "stopped by signal before the queue was drained"
+				     : "stopped by signal") : NULL);
+	if (o->stats_path && write_stats(o->stats_path, r.pool, n, bytes, el,
+					 dkp_pool_snap(r.pool)->cfg) < 0)
+		dkp_error("cannot write %s: %s", o->stats_path, strerror(errno));
+	if (fatal)
+		exitcode = fatal;
+	else if (o->once)
+		exitcode = n[DKP_OUT_FAILED] ? 65
+			 : n[DKP_OUT_DEFERRED] || left != 0 ? 75 : 0;
+	dkp_pool_free(r.pool);
+	dkp_qdir_close(q, 1);
+	return exitcode;
+}

@@ -1,0 +1,1199 @@
+/*
+ * qdir.c — the queue-directory transport; see qdir.h and docs/queue.md.
+ *
+ * The protocol's steps are the named functions below, in the order a
+ * batch meets them: claim, read_inputs (fetch); write_copies,
+ * flush_copies, check_inputs, retire, publish, fail_one, defer (commit);
+ * recover. Namespace operations (rename, unlink, link) are plain
+ * syscalls; opens, reads, writes and fsyncs of files go through the
+ * worker's ring (uring.h).
+ */
+#include "transport/qdir.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "base/budget.h"
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/htab.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "transport/uring.h"
+
+#define DUP_MAX 100000		/* ID.dup1 .. ID.dup99999 */
+#define STALE_HIDDEN_S 60	/* a half-made engine area older than this is dead */
+
+struct dkp_qdir {
+	struct dkp_transport t;	/* first: the seam */
+	int in_tmp, in_new, in_cur, out_tmp, out_new, failed;
+	int claim;		/* in/cur/E, flock'ed for the life of the process */
+	int tmp;		/* out/tmp/E */
+	char engine[48];
+	char *in_path, *out_path, *failed_path, *new_path;
+	int flush_files;
+	pthread_mutex_t mu;	/* recover() and the bad-name set */
+	struct dkp_htab *bad;	/* names in in/new already reported */
+};
+
+struct dkp_tworker {
+	struct dkp_qdir *q;
+	unsigned id;
+	struct dkp_ring *ring;
+	int tmpdir;		/* out/tmp/E/wN */
+	struct dkp_rop *ops;
+	size_t nops;
+	struct dkp_budget *budget;
+	uint64_t taken;
+};
+
+void dkp_tmsg_reject(struct dkp_tmsg *m, const struct dkp_err *err)
+{
+	if (err != &m->err)
+		m->err = *err;
+	m->outcome = err->temp ? DKP_OUT_DEFERRED : DKP_OUT_FAILED;
+}
+
+int dkp_qdir_id_ok(const char *s)
+{
+	size_t n;
+
+	if (s[0] == '\0' || s[0] == '.')
+		return 0;
+	for (n = 0; s[n]; n++) {
+		unsigned char c = (unsigned char)s[n];
+
+		if (n >= DKP_QID_MAX)
+			return 0;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || strchr("._-+=,:@", c)))
+			return 0;
+	}
+	/* ".reason" files live beside failed messages: keep IDs distinct */
+	return !(n > 7 && strcmp(s + n - 7, ".reason") == 0);
+}
+
+/* Is name an engine area ("e<pid>-<8 hex>")? */
+static int engine_name_ok(const char *s)
+{
+	size_t i = 1, d;
+
+	if (s[0] != 'e')
+		return 0;
+	while (s[i] >= '0' && s[i] <= '9')
+		i++;
+	if (i == 1 || s[i] != '-')
+		return 0;
+	for (d = 0, i++; s[i]; i++, d++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return d == 8;
+}
+
+/* The n-th name for id: id itself, then id.dup1, id.dup2, ... (the base
+ * shortened so the name stays a valid queue ID). */
+static void dup_name(char *out, const char *id, unsigned n)
+{
+	char suf[16];
+	size_t keep;
+
+	if (n == 0) {
+		snprintf(out, DKP_QID_MAX + 1, "%s", id);
+		return;
+	}
+	snprintf(suf, sizeof(suf), ".dup%u", n);
+	keep = strlen(id);
+	if (keep + strlen(suf) > DKP_QID_MAX)
+		keep = DKP_QID_MAX - strlen(suf);
+	snprintf(out, DKP_QID_MAX + 1, "%.*s%s", (int)keep, id, suf);
+}
+
+/* Rename src into dst under id, or id.dupN when that is taken; never
+ * replaces anything. The name used goes to used (DKP_QID_MAX + 1). */
+static int move_unique(int sdir, const char *sname, int ddir, const char *id,
+		       char *used)
+{
+	char name[DKP_QID_MAX + 1];
+	unsigned n;
+
+	for (n = 0; n < DUP_MAX; n++) {
+		dup_name(name, id, n);
+		if (renameat2(sdir, sname, ddir, name, RENAME_NOREPLACE) == 0) {
+			if (used)
+				memcpy(used, name, sizeof(name));
+			return 0;
+		}
+		if (errno != EEXIST)
+			return -errno;
+	}
+	return -EEXIST;
+}
+
+static int sync_dir(int fd)
+{
+	return fsync(fd) < 0 ? -errno : 0;
+}
+
+/* ---- open and close ------------------------------------------------- */
+
+static int mkdir_p(const char *path)
+{
+	char *p = dkp_strdup(path), *s;
+	int rc = 0;
+
+	for (s = p + 1; ; s++) {
+		if (*s == '/' || *s == '\0') {
+			char c = *s;
+
+			*s = '\0';
+			if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+				rc = -errno;
+				break;
+			}
+			*s = c;
+			if (c == '\0')
+				break;
+		}
+	}
+	dkp_free(p);
+	return rc;
+}
+
+static int open_dir(const char *base, const char *sub, int *fd, char *why,
+		    size_t whylen)
+{
+	char path[4096];
+	int rc;
+
+	snprintf(path, sizeof(path), "%s%s%s", base, sub ? "/" : "", sub ? sub : "");
+	snprintf(why, whylen, "%s", path);
+	if ((rc = mkdir_p(path)) < 0)
+		return rc;
+	*fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return *fd < 0 ? -errno : 0;
+}
+
+/* This engine's areas: in/cur/.E made, locked, then renamed to in/cur/E
+ * (so a peer never sees an unlocked E), then out/tmp/E. */
+static int make_areas(struct dkp_qdir *q)
+{
+	char hidden[64];
+	unsigned char rnd[4];
+	int tries, fd, rc;
+
+	for (tries = 0; tries < 10; tries++) {
+		if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			memcpy(rnd, &ts.tv_nsec, sizeof(rnd));
+		}
+		snprintf(q->engine, sizeof(q->engine), "e%ld-%02x%02x%02x%02x",
+			 (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3]);
+		snprintf(hidden, sizeof(hidden), ".%s", q->engine);
+		if (mkdirat(q->in_cur, hidden, 0700) < 0) {
+			if (errno == EEXIST)
+				continue;
+			return -errno;
+		}
+		fd = openat(q->in_cur, hidden, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0 ||
+		    renameat2(q->in_cur, hidden, q->in_cur, q->engine, RENAME_NOREPLACE) < 0) {
+			rc = -errno;
+			close(fd);
+			unlinkat(q->in_cur, hidden, AT_REMOVEDIR);
+			if (rc == -EEXIST || rc == -ENOENT || rc == -EWOULDBLOCK)
+				continue;
+			return rc;
+		}
+		q->claim = fd;
+		if (mkdirat(q->out_tmp, q->engine, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		q->tmp = openat(q->out_tmp, q->engine,
+				O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (q->tmp < 0)
+			return -errno;
+		if ((rc = sync_dir(q->in_cur)) < 0 || (rc = sync_dir(q->out_tmp)) < 0)
+			return rc;
+		return 0;
+	}
+	return -EEXIST;
+}
+
+static const struct dkp_transport_ops qdir_ops;
+
+int dkp_qdir_open(struct dkp_qdir **out, const struct dkp_qdir_opts *o,
+		  char *why, size_t whylen)
+{
+	struct dkp_qdir *q = dkp_calloc(1, sizeof(*q));
+	char path[4200];
+	int rc;
+
+	*out = NULL;
+	q->t.ops = &qdir_ops;
+	q->in_tmp = q->in_new = q->in_cur = q->out_tmp = q->out_new = q->failed = -1;
+	q->claim = q->tmp = -1;
+	q->in_path = dkp_strdup(o->in);
+	q->out_path = dkp_strdup(o->out);
+	q->failed_path = dkp_strdup(o->failed);
+	snprintf(path, sizeof(path), "%s/new", o->in);
+	q->new_path = dkp_strdup(path);
+	q->flush_files = o->flush_files;
+	pthread_mutex_init(&q->mu, NULL);
+	q->bad = dkp_htab_new(16);
+	if ((rc = open_dir(o->in, "tmp", &q->in_tmp, why, whylen)) < 0 ||
+	    (rc = open_dir(o->in, "new", &q->in_new, why, whylen)) < 0 ||
+	    (rc = open_dir(o->in, "cur", &q->in_cur, why, whylen)) < 0 ||
+	    (rc = open_dir(o->out, "tmp", &q->out_tmp, why, whylen)) < 0 ||
+	    (rc = open_dir(o->out, "new", &q->out_new, why, whylen)) < 0 ||
+	    (rc = open_dir(o->failed, NULL, &q->failed, why, whylen)) < 0)
+		goto fail;
+	snprintf(why, whylen, "%s/cur", o->in);
+	if ((rc = make_areas(q)) < 0)
+		goto fail;
+	*out = q;
+	return 0;
+fail:
+	dkp_qdir_close(q, 1);
+	return rc;
+}
+
+/* Remove this engine's areas if they are empty (a clean stop, or a
+ * start that failed half-way). */
+static void remove_areas(struct dkp_qdir *q)
+{
+	DIR *d;
+	struct dirent *e;
+	int fd = q->tmp >= 0 ? dup(q->tmp) : -1, empty = 1;
+
+	if (fd >= 0 && (d = fdopendir(fd)) != NULL) {
+		while ((e = readdir(d)) != NULL) {
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+				continue;
+			if (unlinkat(q->tmp, e->d_name, AT_REMOVEDIR) < 0)
+				empty = 0;	/* a worker area still holds copies */
+		}
+		closedir(d);
+	} else if (fd >= 0) {
+		close(fd);
+	}
+	if (!empty || (q->tmp >= 0 && unlinkat(q->out_tmp, q->engine, AT_REMOVEDIR) < 0))
+		return;	/* peers recover what is left once the lock is gone */
+	if (unlinkat(q->in_cur, q->engine, AT_REMOVEDIR) == 0)
+		sync_dir(q->in_cur);
+}
+
+void dkp_qdir_close(struct dkp_qdir *q, int clean)
+{
+	int *fds[] = { &q->in_tmp, &q->in_new, &q->out_new, &q->failed,
+		       &q->tmp, &q->claim, &q->out_tmp, &q->in_cur };
+	size_t i;
+
+	if (q == NULL)
+		return;
+	if (clean && q->claim >= 0)
+		remove_areas(q);
+	/* the claim area's fd last but one: its lock is what peers test */
+	for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (*fds[i] >= 0) {
+			close(*fds[i]);
+			*fds[i] = -1;
+		}
+	dkp_free(q->in_path);
+	dkp_free(q->out_path);
+	dkp_free(q->failed_path);
+	dkp_free(q->new_path);
+	dkp_htab_free(q->bad, NULL);
+	pthread_mutex_destroy(&q->mu);
+	dkp_free(q);
+}
+
+struct dkp_transport *dkp_qdir_transport(struct dkp_qdir *q)
+{
+	return &q->t;
+}
+
+const char *dkp_qdir_engine(const struct dkp_qdir *q)
+{
+	return q->engine;
+}
+
+const char *dkp_qdir_new_path(const struct dkp_qdir *q)
+{
+	return q->new_path;
+}
+
+/* ---- listing -------------------------------------------------------- */
+
+/* Call fn(ctx, name, d_type) for every entry of dirfd but . and ..;
+ * stops when fn returns non-zero. */
+static int each_entry(int dirfd, int (*fn)(void *ctx, const char *name, int type),
+		      void *ctx)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d;
+	struct dirent *e;
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if ((d = fdopendir(fd)) == NULL) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	errno = 0;
+	while ((e = readdir(d)) != NULL) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (fn(ctx, e->d_name, e->d_type) != 0)
+			break;
+		errno = 0;
+	}
+	if (e == NULL && errno)
+		rc = -errno;
+	closedir(d);
+	return rc;
+}
+
+struct scan_ctx {
+	struct dkp_qdir *q;
+	int (*fn)(void *ctx, const char *id);
+	void *ctx;
+	long count;
+};
+
+static int scan_one(void *ctx, const char *name, int type)
+{
+	struct scan_ctx *sc = ctx;
+
+	(void)type;
+	if (!dkp_qdir_id_ok(name)) {
+		size_t len = strlen(name);
+
+		pthread_mutex_lock(&sc->q->mu);
+		if (dkp_htab_get(sc->q->bad, name, len) == NULL &&
+		    dkp_htab_count(sc->q->bad) < 10000) {
+			dkp_htab_put(sc->q->bad, name, len, (void *)1);
+			dkp_warn("%s/%s: not a valid queue ID; left alone",
+				 sc->q->new_path, name);
+		}
+		pthread_mutex_unlock(&sc->q->mu);
+		return 0;
+	}
+	sc->count++;
+	return sc->fn ? sc->fn(sc->ctx, name) : 0;
+}
+
+static int qdir_scan(struct dkp_transport *t, int (*fn)(void *ctx, const char *id),
+		     void *ctx)
+{
+	struct scan_ctx sc = { (struct dkp_qdir *)t, fn, ctx, 0 };
+
+	return each_entry(sc.q->in_new, scan_one, &sc);
+}
+
+long dkp_qdir_count_new(struct dkp_qdir *q)
+{
+	struct scan_ctx sc = { q, NULL, NULL, 0 };
+	int rc = each_entry(q->in_new, scan_one, &sc);
+
+	return rc < 0 ? rc : sc.count;
+}
+
+/* ---- workers -------------------------------------------------------- */
+
+static int qdir_worker_new(struct dkp_transport *t, unsigned id, int want_uring,
+			   unsigned depth, struct dkp_tworker **out)
+{
+	struct dkp_qdir *q = (struct dkp_qdir *)t;
+	struct dkp_tworker *w;
+	char name[32];
+	int rc;
+
+	*out = NULL;
+	snprintf(name, sizeof(name), "w%u", id);
+	if (mkdirat(q->tmp, name, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	w = dkp_calloc(1, sizeof(*w));
+	w->q = q;
+	w->id = id;
+	w->tmpdir = openat(q->tmp, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (w->tmpdir < 0) {
+		rc = -errno;
+		dkp_free(w);
+		return rc;
+	}
+	if ((rc = dkp_ring_new(&w->ring, depth, want_uring)) < 0) {
+		close(w->tmpdir);
+		dkp_free(w);
+		return rc;
+	}
+	*out = w;
+	return 0;
+}
+
+static void qdir_worker_free(struct dkp_tworker *w)
+{
+	if (w == NULL)
+		return;
+	dkp_ring_free(w->ring);
+	if (w->tmpdir >= 0)
+		close(w->tmpdir);
+	dkp_free(w->ops);
+	dkp_free(w);
+}
+
+static int qdir_worker_uring(const struct dkp_tworker *w)
+{
+	return dkp_ring_is_uring(w->ring);
+}
+
+static struct dkp_rop *op(struct dkp_tworker *w, size_t k, enum dkp_rop_kind kind)
+{
+	struct dkp_rop *o;
+
+	if (k >= w->nops) {
+		size_t n = w->nops ? w->nops * 2 : 64;
+
+		while (n <= k)
+			n *= 2;
+		w->ops = dkp_realloc(w->ops, n * sizeof(*w->ops));
+		w->nops = n;
+	}
+	o = &w->ops[k];
+	memset(o, 0, sizeof(*o));
+	o->kind = kind;
+	return o;
+}
+
+static int publishable(const struct dkp_tmsg *m)
+{
+	return m->outcome == DKP_OUT_SIGNED || m->outcome == DKP_OUT_ESP_ONLY;
+}
+
+static void defer_sys(struct dkp_tmsg *m, const char *step, int e, const char *what)
+{
+	dkp_err_sys(&m->err, DKP_E_IO, 1, step, e, "%s", what);
+	m->outcome = DKP_OUT_DEFERRED;
+}
+
+/* ---- fetch: claim, read --------------------------------------------- */
+
+/* Step 1, claim: in/new/ID → in/cur/E/ID, never over anything. */
+static void claim(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
+{
+	struct dkp_qdir *q = w->q;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		m[i].outcome = -1;
+		m[i].claimed = 0;
+		m[i].copy = 0;
+		m[i].fd = -1;
+		m[i].nout = 0;
+		m[i].pub[0] = '\0';
+		m[i].len = 0;
+		dkp_err_clear(&m[i].err);
+		if (renameat2(q->in_new, m[i].id, q->claim, m[i].id, RENAME_NOREPLACE) == 0) {
+			m[i].claimed = 1;
+			m[i].t_claim = dkp_mono_now();
+		} else if (errno == ENOENT) {
+			m[i].outcome = DKP_OUT_GONE;	/* another engine was first */
+		} else {
+			int e = errno;
+
+			dkp_err_sys(&m[i].err, DKP_E_IO, 1, "claim", e,
+				    "cannot claim %s/%s", q->new_path, m[i].id);
+			m[i].outcome = DKP_OUT_DEFERRED;
+		}
+	}
+}
+
+static int64_t ts_ns(const struct timespec *ts)
+{
+	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+/* Step 2, read: open each claimed input, check it is a whole regular file
+ * nobody is still writing, then read it into its buffer. */
+static int read_inputs(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
+		       uint64_t max_bytes, struct dkp_budget *budget)
+{
+	struct dkp_qdir *q = w->q;
+	uint64_t want = 0;
+	size_t i, k;
+	int rc;
+
+	for (i = k = 0; i < n; i++)
+		if (m[i].claimed) {
+			struct dkp_rop *o = op(w, k++, DKP_ROP_OPEN_RD);
+
+			o->dirfd = q->claim;
+			o->name = m[i].id;
+		}
+	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
+		return rc;
+	for (i = k = 0; i < n; i++) {
+		struct stat st;
+		int64_t res;
+
+		if (!m[i].claimed)
+			continue;
+		res = w->ops[k++].res;
+		if (res == -ELOOP) {
+			dkp_err_set(&m[i].err, DKP_E_SYNTAX, 0, "read",
+				    "not a regular file (a symbolic link)");
+			m[i].outcome = DKP_OUT_FAILED;
+			continue;
+		}
+		if (res < 0) {
+			defer_sys(&m[i], "open", (int)-res, "cannot open the claimed message");
+			continue;
+		}
+		m[i].fd = (int)res;
+		if (fstat(m[i].fd, &st) < 0) {
+			defer_sys(&m[i], "stat", errno, "cannot stat the claimed message");
+			continue;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			dkp_err_set(&m[i].err, DKP_E_SYNTAX, 0, "read", "not a regular file");
+			m[i].outcome = DKP_OUT_FAILED;
+			continue;
+		}
+		if ((uint64_t)st.st_size > max_bytes) {
+			dkp_err_set(&m[i].err, DKP_E_LIMIT, 0, "read",
+				    "message of %llu bytes exceeds max_message_size (%llu)",
+				    (unsigned long long)st.st_size,
+				    (unsigned long long)max_bytes);
+			m[i].outcome = DKP_OUT_FAILED;
+			continue;
+		}
+		/* a read lease cannot be had while anyone has the file open
+		 * for writing: a producer writing straight into in/new */
+		if (fcntl(m[i].fd, F_SETLEASE, F_RDLCK) == 0) {
+			fcntl(m[i].fd, F_SETLEASE, F_UNLCK);
+		} else if (errno == EAGAIN) {
+			dkp_err_set(&m[i].err, DKP_E_IO, 1, "read",
+				    "still open for writing by another process (producers must write in in/tmp and rename into in/new)");
+			m[i].outcome = DKP_OUT_DEFERRED;
+			continue;
+		}
+		m[i].st_size = st.st_size;
+		m[i].st_mtime_ns = ts_ns(&st.st_mtim);
+		m[i].st_ctime_ns = ts_ns(&st.st_ctim);
+		m[i].len = (size_t)st.st_size;
+		want += m[i].len;
+	}
+	dkp_budget_take(budget, want);
+	w->budget = budget;
+	w->taken = want;
+	for (i = k = 0; i < n; i++)
+		if (m[i].fd >= 0 && m[i].outcome < 0) {
+			struct dkp_rop *o = op(w, k++, DKP_ROP_READ);
+
+			if (m[i].cap < m[i].len + 1) {
+				dkp_free(m[i].buf);
+				m[i].cap = m[i].len + 1;
+				m[i].buf = dkp_malloc(m[i].cap);
+			}
+			o->fd = m[i].fd;
+			o->buf = m[i].buf;
+			o->len = m[i].len;
+		}
+	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
+		return rc;
+	for (i = k = 0; i < n; i++) {
+		int64_t res;
+
+		if (!(m[i].fd >= 0 && m[i].outcome < 0))
+			continue;
+		res = w->ops[k++].res;
+		if (res < 0)
+			defer_sys(&m[i], "read", (int)-res, "cannot read the claimed message");
+		else if ((uint64_t)res != m[i].len)
+			defer_sys(&m[i], "read", EAGAIN,
+				  "short read: the message changed while being read");
+		else
+			m[i].buf[m[i].len] = '\0';
+	}
+	return 0;
+}
+
+static int qdir_fetch(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
+		      uint64_t max_bytes, struct dkp_budget *budget)
+{
+	size_t i;
+	int rc;
+
+	claim(w, m, n);
+	rc = read_inputs(w, m, n, max_bytes, budget);
+	if (rc < 0) {
+		/* the ring failed: nothing read is trusted; all go back */
+		for (i = 0; i < n; i++)
+			if (m[i].claimed && m[i].outcome < 0)
+				defer_sys(&m[i], "read", -rc, "I/O ring failed");
+		if (w->budget == NULL) {
+			w->budget = budget;
+			w->taken = 0;
+		}
+	}
+	return 0;
+}
+
+/* ---- commit: write, flush, check, retire, publish, fail, defer ------- */
+
+/* Step 4, write: out/tmp/E/wN/ID created exclusively, written whole (and
+ * fsync'ed, linked, with flush = files). */
+static int write_copies(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
+			int *ofd)
+{
+	size_t i, k;
+	int rc, j;
+
+	for (i = k = 0; i < n; i++) {
+		ofd[i] = -1;
+		if (publishable(&m[i])) {
+			struct dkp_rop *o = op(w, k++, DKP_ROP_OPEN_EXCL);
+
+			o->dirfd = w->tmpdir;
+			o->name = m[i].id;
+		}
+	}
+	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
+		return rc;
+	for (i = k = 0; i < n; i++) {
+		int64_t res;
+
+		if (!publishable(&m[i]))
+			continue;
+		res = w->ops[k++].res;
+		if (res < 0) {
+			defer_sys(&m[i], "write", (int)-res, "cannot create the signed copy");
+		} else {
+			ofd[i] = (int)res;
+			m[i].copy = 1;
+		}
+	}
+	for (i = k = 0; i < n; i++)
+		if (ofd[i] >= 0) {
+			struct dkp_rop *o = op(w, k++, DKP_ROP_WRITEV);
+
+			o->fd = ofd[i];
+			for (j = 0; j < m[i].nout; j++)
+				o->iov[j] = m[i].out[j];
+			o->niov = m[i].nout;
+			if (w->q->flush_files) {
+				o = op(w, k++, DKP_ROP_FSYNC);
+				o->flags = DKP_ROP_LINK;
+				o->fd = ofd[i];
+			}
+		}
+	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
+		return rc;
+	for (i = k = 0; i < n; i++) {
+		int64_t r1, r2 = 0;
+
+		if (ofd[i] < 0)
+			continue;
+		r1 = w->ops[k++].res;
+		if (w->q->flush_files)
+			r2 = w->ops[k++].res;
+		if (r1 < 0 || r2 < 0)
+			defer_sys(&m[i], "write", (int)-(r1 < 0 ? r1 : r2),
+				  "cannot write the signed copy");
+	}
+	return 0;
+}
+
+/* Step 5, flush the copies: one syncfs for the batch, or (flush = files)
+ * the per-file fsyncs already done plus this worker's directory. */
+static void flush_copies(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
+			 int *ofd)
+{
+	size_t i;
+	int live = 0, e = 0;
+
+	for (i = 0; i < n; i++)
+		live |= ofd[i] >= 0 && publishable(&m[i]);
+	if (live) {
+		if (w->q->flush_files)
+			e = sync_dir(w->tmpdir) < 0 ? errno : 0;
+		else if (syncfs(w->tmpdir) < 0)
+			e = errno;	/* reports write-back errors too */
+	}
+	for (i = 0; i < n; i++) {
+		if (ofd[i] < 0)
+			continue;
+		if (close(ofd[i]) < 0 && publishable(&m[i]) && errno != EINTR)
+			defer_sys(&m[i], "write", errno, "cannot close the signed copy");
+		ofd[i] = -1;
+		if (e && publishable(&m[i]))
+			defer_sys(&m[i], "flush", e, "cannot flush the signed copy");
+	}
+}
+
+/* Step 6, check: an input whose size, mtime or ctime moved since it was
+ * read has been written to after the claim; never publish it truncated. */
+static void check_inputs(struct dkp_tmsg *m, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		struct stat st;
+
+		if (!publishable(&m[i]) || m[i].fd < 0)
+			continue;
+		if (fstat(m[i].fd, &st) < 0) {
+			defer_sys(&m[i], "check", errno, "cannot stat the claimed message");
+		} else if (st.st_size != m[i].st_size ||
+			   ts_ns(&st.st_mtim) != m[i].st_mtime_ns ||
+			   ts_ns(&st.st_ctim) != m[i].st_ctime_ns) {
+			dkp_err_set(&m[i].err, DKP_E_IO, 1, "check",
+				    "changed after it was claimed (%lld bytes read, %lld now): a producer is writing into in/new directly",
+				    (long long)m[i].st_size, (long long)st.st_size);
+			m[i].outcome = DKP_OUT_DEFERRED;
+		}
+	}
+}
+
+/* Remove the copies of messages that will not be published, durably, so
+ * no copy can outlive a requeue (that would publish it twice). */
+static void drop_copies(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
+{
+	size_t i;
+	int any = 0;
+
+	for (i = 0; i < n; i++)
+		if (m[i].copy && !publishable(&m[i])) {
+			if (unlinkat(w->tmpdir, m[i].id, 0) == 0 || errno == ENOENT)
+				m[i].copy = 0;
+			any = 1;
+		}
+	if (any)
+		sync_dir(w->tmpdir);
+}
+
+/* Step 7, retire: unlink the inputs, then one flush of in/cur/E. From
+ * here the flushed copy is the message. */
+static int retire(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
+{
+	size_t i;
+	int any = 0, rc;
+
+	for (i = 0; i < n; i++) {
+		if (!publishable(&m[i]))
+			continue;
+		if (unlinkat(w->q->claim, m[i].id, 0) < 0 && errno != ENOENT) {
+			defer_sys(&m[i], "retire", errno, "cannot retire the input");
+			continue;
+		}
+		m[i].claimed = 0;
+		any = 1;
+	}
+	drop_copies(w, m, n);	/* those whose retire failed */
+	if (any && (rc = sync_dir(w->q->claim)) < 0) {
+		/* not known retired: neither publishing nor requeuing is
+		 * safe; the copies stay for recovery at the next start */
+		for (i = 0; i < n; i++)
+			if (publishable(&m[i])) {
+				dkp_err_sys(&m[i].err, DKP_E_IO, 1, "retire", -rc,
+					    "cannot flush %s/cur/%s; recovery publishes it at the next start",
+					    w->q->in_path, w->q->engine);
+				m[i].outcome = DKP_OUT_DEFERRED;
+			}
+		return rc;
+	}
+	return 0;
+}
+
+/* Step 8, publish: out/tmp/E/wN/ID → out/new/ID (or ID.dupN), then one
+ * flush of out/new. */
+static int publish(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
+{
+	size_t i;
+	int any = 0, rc, bad = 0;
+
+	for (i = 0; i < n; i++) {
+		if (!publishable(&m[i]))
+			continue;
+		rc = move_unique(w->tmpdir, m[i].id, w->q->out_new, m[i].id, m[i].pub);
+		if (rc < 0) {
+			dkp_err_sys(&m[i].err, DKP_E_IO, 1, "publish", -rc,
+				    "cannot publish; recovery publishes it at the next start");
+			m[i].outcome = DKP_OUT_DEFERRED;
+			bad = rc;
+			continue;
+		}
+		m[i].copy = 0;
+		if (strcmp(m[i].pub, m[i].id) == 0)
+			m[i].pub[0] = '\0';
+		else
+			dkp_warn("%s: out/new/%s exists already (a reused queue ID?): published as out/new/%s",
+				 m[i].id, m[i].id, m[i].pub);
+		any = 1;
+	}
+	if (any && (rc = sync_dir(w->q->out_new)) < 0)
+		return rc;
+	return bad;
+}
+
+/* Fail: failed/ID.reason, then the message to failed/ID (or ID.dupN with
+ * ID.dupN.reason), never over anything; then flush failed/. */
+static int fail_one(struct dkp_qdir *q, struct dkp_tmsg *m)
+{
+	char tname[DKP_QID_MAX + 32], name[DKP_QID_MAX + 1], rname[DKP_QID_MAX + 16];
+	const char *reason = m->err.msg[0] ? m->err.msg : "failed";
+	size_t len = strlen(reason);
+	unsigned k;
+	int fd, rc = 0;
+
+	snprintf(tname, sizeof(tname), ".%s.reason.tmp", m->id);
+	fd = openat(q->failed, tname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, reason, len) != (ssize_t)len || write(fd, "\n", 1) != 1 ||
+	    fsync(fd) < 0)
+		rc = errno ? -errno : -EIO;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	for (k = 0; rc == 0 && k < DUP_MAX; k++) {
+		dup_name(name, m->id, k);
+		snprintf(rname, sizeof(rname), "%s.reason", name);
+		if (linkat(q->failed, tname, q->failed, rname, 0) < 0) {
+			if (errno != EEXIST)
+				rc = -errno;
+			continue;
+		}
+		if (renameat2(q->claim, m->id, q->failed, name, RENAME_NOREPLACE) == 0)
+			break;
+		rc = errno == EEXIST ? 0 : -errno;
+		unlinkat(q->failed, rname, 0);
+	}
+	if (rc == 0 && k == DUP_MAX)
+		rc = -EEXIST;
+	unlinkat(q->failed, tname, 0);
+	if (rc < 0)
+		return rc;
+	m->claimed = 0;
+	if (k > 0) {
+		snprintf(m->pub, sizeof(m->pub), "%s", name);
+		dkp_warn("%s: failed/%s exists already: failed as failed/%s", m->id,
+			 m->id, name);
+	}
+	return sync_dir(q->failed);
+}
+
+/* Defer: back to in/new/ID (or ID.dupN). Its copy, if any, is gone
+ * already (drop_copies). */
+static int defer(struct dkp_qdir *q, struct dkp_tmsg *m)
+{
+	int rc = move_unique(q->claim, m->id, q->in_new, m->id, m->pub);
+
+	if (rc < 0)
+		return rc;
+	m->claimed = 0;
+	if (strcmp(m->pub, m->id) == 0)
+		m->pub[0] = '\0';
+	else
+		dkp_warn("%s: in/new/%s was queued again meanwhile: put back as in/new/%s",
+			 m->id, m->id, m->pub);
+	return 0;
+}
+
+static int qdir_commit(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
+{
+	int *ofd = dkp_calloc(n ? n : 1, sizeof(*ofd));
+	size_t i;
+	int rc = 0, r;
+
+	if ((r = write_copies(w, m, n, ofd)) < 0) {
+		for (i = 0; i < n; i++)
+			if (publishable(&m[i]))
+				defer_sys(&m[i], "write", -r, "I/O ring failed");
+	}
+	flush_copies(w, m, n, ofd);
+	check_inputs(m, n);
+	drop_copies(w, m, n);
+	if ((r = retire(w, m, n)) < 0)
+		rc = r;
+	else if ((r = publish(w, m, n)) < 0)
+		rc = r;
+	for (i = 0; i < n; i++) {
+		if (m[i].fd >= 0) {
+			close(m[i].fd);
+			m[i].fd = -1;
+		}
+		if (!m[i].claimed)
+			continue;
+		if (m[i].outcome == DKP_OUT_FAILED && (r = fail_one(w->q, &m[i])) < 0) {
+			dkp_error("%s: cannot move to %s (%s); leaving it queued: %s",
+				  m[i].id, w->q->failed_path, strerror(-r), m[i].err.msg);
+			dkp_err_sys(&m[i].err, DKP_E_IO, 1, "fail", -r,
+				    "cannot move to failed/");
+			m[i].outcome = DKP_OUT_DEFERRED;
+		}
+		if (m[i].outcome == DKP_OUT_DEFERRED && (r = defer(w->q, &m[i])) < 0) {
+			dkp_error("%s: cannot put back into %s (%s); recovery does it at the next start",
+				  m[i].id, w->q->new_path, strerror(-r));
+			if (rc == 0)
+				rc = r;
+		}
+	}
+	if (w->budget) {
+		dkp_budget_give(w->budget, w->taken);
+		w->taken = 0;
+	}
+	dkp_free(ofd);
+	return rc;
+}
+
+/* ---- recovery ------------------------------------------------------- */
+
+struct rec {
+	struct dkp_qdir *q;
+	int claim;		/* the dead engine's in/cur/E */
+	int sub;		/* one of its out/tmp/E/wN */
+	struct dkp_recovery *r;
+	int rc;
+};
+
+/* A copy of a dead engine: input still claimed → drop; input retired →
+ * publish. */
+static int rec_copy(void *ctx, const char *name, int type)
+{
+	struct rec *x = ctx;
+	char used[DKP_QID_MAX + 1];
+	int r;
+
+	(void)type;
+	if (x->claim >= 0 && faccessat(x->claim, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (unlinkat(x->sub, name, 0) == 0)
+			x->r->discarded++;
+		return 0;
+	}
+	if (!dkp_qdir_id_ok(name)) {
+		unlinkat(x->sub, name, 0);	/* not ours to publish */
+		return 0;
+	}
+	if ((r = move_unique(x->sub, name, x->q->out_new, name, used)) < 0) {
+		x->rc = r;
+		return 0;
+	}
+	if (strcmp(used, name) != 0)
+		dkp_warn("recovery: out/new/%s exists already: published as out/new/%s",
+			 name, used);
+	x->r->published++;
+	return 0;
+}
+
+/* Put a dead engine's claim back into in/new. */
+static int rec_claim(void *ctx, const char *name, int type)
+{
+	struct rec *x = ctx;
+	char used[DKP_QID_MAX + 1];
+	int r;
+
+	(void)type;
+	if (!dkp_qdir_id_ok(name))
+		return 0;
+	if ((r = move_unique(x->claim, name, x->q->in_new, name, used)) < 0) {
+		x->rc = r;
+		return 0;
+	}
+	if (strcmp(used, name) != 0)
+		dkp_warn("recovery: in/new/%s was queued again meanwhile: put back as in/new/%s",
+			 name, used);
+	x->r->requeued++;
+	return 0;
+}
+
+struct subs {
+	char (*names)[64];
+	size_t n, cap;
+};
+
+static int list_sub(void *ctx, const char *name, int type)
+{
+	struct subs *s = ctx;
+
+	(void)type;
+	if (strlen(name) >= 64)
+		return 0;
+	if (s->n == s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 16;
+		s->names = dkp_realloc(s->names, s->cap * sizeof(*s->names));
+	}
+	snprintf(s->names[s->n++], 64, "%s", name);
+	return 0;
+}
+
+/* Recover one dead engine's areas; claimfd holds its lock. */
+static int recover_engine(struct dkp_qdir *q, const char *name, int claimfd,
+			  struct dkp_recovery *r)
+{
+	struct rec x = { q, claimfd, -1, r, 0 };
+	struct subs s = { NULL, 0, 0 };
+	int tmp, rc;
+	size_t i;
+
+	tmp = openat(q->out_tmp, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (tmp >= 0) {
+		each_entry(tmp, list_sub, &s);
+		for (i = 0; i < s.n; i++) {
+			x.sub = openat(tmp, s.names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (x.sub < 0) {
+				unlinkat(tmp, s.names[i], 0);	/* a stray file */
+				continue;
+			}
+			if ((rc = each_entry(x.sub, rec_copy, &x)) < 0 && x.rc == 0)
+				x.rc = rc;
+			sync_dir(x.sub);
+			close(x.sub);
+		}
+		if (r->published && (rc = sync_dir(q->out_new)) < 0 && x.rc == 0)
+			x.rc = rc;
+	}
+	if ((rc = each_entry(claimfd, rec_claim, &x)) < 0 && x.rc == 0)
+		x.rc = rc;
+	if ((rc = sync_dir(q->in_new)) < 0 && x.rc == 0)
+		x.rc = rc;
+	if (x.rc == 0) {
+		for (i = 0; tmp >= 0 && i < s.n; i++)
+			unlinkat(tmp, s.names[i], AT_REMOVEDIR);
+		if (tmp >= 0)
+			unlinkat(q->out_tmp, name, AT_REMOVEDIR);
+		if (unlinkat(q->in_cur, name, AT_REMOVEDIR) == 0)
+			sync_dir(q->in_cur);
+		r->engines++;
+	}
+	if (tmp >= 0)
+		close(tmp);
+	dkp_free(s.names);
+	return x.rc;
+}
+
+static int unlink_any(void *ctx, const char *name, int type)
+{
+	struct rec *x = ctx;
+
+	(void)type;
+	unlinkat(x->sub, name, 0);
+	return 0;
+}
+
+/* Claims of a dkimpress from before per-engine areas: in/cur/ID files. */
+static int rec_legacy(void *ctx, const char *name, int type)
+{
+	struct rec *x = ctx;
+	struct stat st;
+
+	if (type != DT_REG && type != DT_UNKNOWN)
+		return 0;
+	if (fstatat(x->q->in_cur, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+	    !dkp_qdir_id_ok(name))
+		return 0;
+	if (faccessat(x->q->out_new, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+		/* the old protocol's "published, not yet retired" */
+		if (unlinkat(x->q->in_cur, name, 0) == 0)
+			x->r->discarded++;
+		return 0;
+	}
+	x->claim = x->q->in_cur;
+	return rec_claim(x, name, type);
+}
+
+/* Temporary files of a dkimpress from before per-engine areas (out/tmp/wN
+ * and files in out/tmp): the old protocol never retired an input before
+ * its copy was published, so they are never the only copy. */
+static int rec_legacy_tmp(void *ctx, const char *name, int type)
+{
+	struct rec *x = ctx;
+	int fd;
+
+	(void)type;
+	if (engine_name_ok(name))
+		return 0;
+	if (unlinkat(x->q->out_tmp, name, 0) == 0 || errno != EISDIR)
+		return 0;
+	fd = openat(x->q->out_tmp, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0) {
+		x->sub = fd;
+		each_entry(fd, unlink_any, x);
+		close(fd);
+		unlinkat(x->q->out_tmp, name, AT_REMOVEDIR);
+	}
+	return 0;
+}
+
+static int qdir_recover(struct dkp_transport *t, struct dkp_recovery *r)
+{
+	struct dkp_qdir *q = (struct dkp_qdir *)t;
+	struct subs names = { NULL, 0, 0 };
+	struct rec x = { q, -1, -1, r, 0 };
+	size_t i;
+	int rc = 0, e;
+
+	memset(r, 0, sizeof(*r));
+	pthread_mutex_lock(&q->mu);
+	each_entry(q->in_cur, list_sub, &names);
+	for (i = 0; i < names.n; i++) {
+		const char *name = names.names[i];
+		const char *base = name[0] == '.' ? name + 1 : name;
+		struct stat st;
+		int fd;
+
+		if (!engine_name_ok(base) || strcmp(base, q->engine) == 0)
+			continue;
+		fd = openat(q->in_cur, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue;	/* gone meanwhile, or not a directory */
+		if (name[0] == '.' && (fstat(fd, &st) < 0 ||
+				       time(NULL) - st.st_ctime < STALE_HIDDEN_S)) {
+			close(fd);	/* an engine starting right now */
+			continue;
+		}
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			close(fd);	/* alive */
+			continue;
+		}
+		e = recover_engine(q, name, fd, r);
+		if (e < 0 && rc == 0)
+			rc = e;
+		close(fd);
+	}
+	/* claims in the old layout, then its temporary files */
+	x.claim = q->in_cur;
+	each_entry(q->in_cur, rec_legacy, &x);
+	each_entry(q->out_tmp, rec_legacy_tmp, &x);
+	if (x.rc < 0 && rc == 0)
+		rc = x.rc;
+	pthread_mutex_unlock(&q->mu);
+	dkp_free(names.names);
+	return rc;
+}
+
+static const struct dkp_transport_ops qdir_ops = {
+	.name = "queue directory",
+	.pulls = 0,
+	.worker_new = qdir_worker_new,
+	.worker_free = qdir_worker_free,
+	.worker_uring = qdir_worker_uring,
+	.fetch = qdir_fetch,
+	.commit = qdir_commit,
+	.scan = qdir_scan,
+	.recover = qdir_recover,
+};
