@@ -196,8 +196,7 @@ static void account(struct dkp_pool *p, struct dkp_tmsg *m, size_t n)
 				dkp_htab_put(p->deferred, m[i].id, len, d);
 			}
 			d->tries++;
-			d->retry = m[i].err.temp && (m[i].err.sys_errno == 0 ||
-						     is_temp_errno(m[i].err.sys_errno));
+			d->retry = m[i].err.sys_errno && is_temp_errno(m[i].err.sys_errno);
 			delay = p->cfg.once ? 0.2 * (double)(1u << (d->tries < 6 ? d->tries : 6))
 					    : (double)(1u << (d->tries < 8 ? d->tries : 8));
 			d->next = dkp_mono_now() + delay;

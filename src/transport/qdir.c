@@ -4,7 +4,7 @@
  * The protocol's steps are the named functions below, in the order a
  * batch meets them: claim, read_inputs (fetch); write_copies,
  * flush_copies, check_inputs, retire, publish, fail_one, defer (commit);
- * recover. Namespace operations (rename, unlink, link) are plain
+ * recover (qdir_recover.c). Namespace operations (rename, unlink, link) are plain
  * syscalls; opens, reads, writes and fsyncs of files go through the
  * worker's ring (uring.h).
  */
@@ -30,33 +30,8 @@
 #include "base/htab.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "transport/qdir_int.h"
 #include "transport/uring.h"
-
-#define DUP_MAX 100000		/* ID.dup1 .. ID.dup99999 */
-#define STALE_HIDDEN_S 60	/* a half-made engine area older than this is dead */
-
-struct dkp_qdir {
-	struct dkp_transport t;	/* first: the seam */
-	int in_tmp, in_new, in_cur, out_tmp, out_new, failed;
-	int claim;		/* in/cur/E, flock'ed for the life of the process */
-	int tmp;		/* out/tmp/E */
-	char engine[48];
-	char *in_path, *out_path, *failed_path, *new_path;
-	int flush_files;
-	pthread_mutex_t mu;	/* recover() and the bad-name set */
-	struct dkp_htab *bad;	/* names in in/new already reported */
-};
-
-struct dkp_tworker {
-	struct dkp_qdir *q;
-	unsigned id;
-	struct dkp_ring *ring;
-	int tmpdir;		/* out/tmp/E/wN */
-	struct dkp_rop *ops;
-	size_t nops;
-	struct dkp_budget *budget;
-	uint64_t taken;
-};
 
 void dkp_tmsg_reject(struct dkp_tmsg *m, const struct dkp_err *err)
 {
@@ -85,7 +60,7 @@ int dkp_qdir_id_ok(const char *s)
 }
 
 /* Is name an engine area ("e<pid>-<8 hex>")? */
-static int engine_name_ok(const char *s)
+int dkp_qdir_engine_name_ok(const char *s)
 {
 	size_t i = 1, d;
 
@@ -121,7 +96,7 @@ static void dup_name(char *out, const char *id, unsigned n)
 
 /* Rename src into dst under id, or id.dupN when that is taken; never
  * replaces anything. The name used goes to used (DKP_QID_MAX + 1). */
-static int move_unique(int sdir, const char *sname, int ddir, const char *id,
+int dkp_qdir_move_unique(int sdir, const char *sname, int ddir, const char *id,
 		       char *used)
 {
 	char name[DKP_QID_MAX + 1];
@@ -140,7 +115,7 @@ static int move_unique(int sdir, const char *sname, int ddir, const char *id,
 	return -EEXIST;
 }
 
-static int sync_dir(int fd)
+int dkp_qdir_sync_dir(int fd)
 {
 	return fsync(fd) < 0 ? -errno : 0;
 }
@@ -226,7 +201,7 @@ static int make_areas(struct dkp_qdir *q)
 				O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (q->tmp < 0)
 			return -errno;
-		if ((rc = sync_dir(q->in_cur)) < 0 || (rc = sync_dir(q->out_tmp)) < 0)
+		if ((rc = dkp_qdir_sync_dir(q->in_cur)) < 0 || (rc = dkp_qdir_sync_dir(q->out_tmp)) < 0)
 			return rc;
 		return 0;
 	}
@@ -293,7 +268,7 @@ static void remove_areas(struct dkp_qdir *q)
 	if (!empty || (q->tmp >= 0 && unlinkat(q->out_tmp, q->engine, AT_REMOVEDIR) < 0))
 		return;	/* peers recover what is left once the lock is gone */
 	if (unlinkat(q->in_cur, q->engine, AT_REMOVEDIR) == 0)
-		sync_dir(q->in_cur);
+		dkp_qdir_sync_dir(q->in_cur);
 }
 
 void dkp_qdir_close(struct dkp_qdir *q, int clean)
@@ -340,7 +315,7 @@ const char *dkp_qdir_new_path(const struct dkp_qdir *q)
 
 /* Call fn(ctx, name, d_type) for every entry of dirfd but . and ..;
  * stops when fn returns non-zero. */
-static int each_entry(int dirfd, int (*fn)(void *ctx, const char *name, int type),
+int dkp_qdir_each_entry(int dirfd, int (*fn)(void *ctx, const char *name, int type),
 		      void *ctx)
 {
 	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -403,13 +378,13 @@ static int qdir_scan(struct dkp_transport *t, int (*fn)(void *ctx, const char *i
 {
 	struct scan_ctx sc = { (struct dkp_qdir *)t, fn, ctx, 0 };
 
-	return each_entry(sc.q->in_new, scan_one, &sc);
+	return dkp_qdir_each_entry(sc.q->in_new, scan_one, &sc);
 }
 
 long dkp_qdir_count_new(struct dkp_qdir *q)
 {
 	struct scan_ctx sc = { q, NULL, NULL, 0 };
-	int rc = each_entry(q->in_new, scan_one, &sc);
+	int rc = dkp_qdir_each_entry(q->in_new, scan_one, &sc);
 
 	return rc < 0 ? rc : sc.count;
 }
@@ -589,6 +564,7 @@ static int read_inputs(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 		} else if (errno == EAGAIN) {
 			dkp_err_set(&m[i].err, DKP_E_IO, 1, "read",
 				    "still open for writing by another process (producers must write in in/tmp and rename into in/new)");
+			m[i].err.sys_errno = EAGAIN;	/* worth a retry soon */
 			m[i].outcome = DKP_OUT_DEFERRED;
 			continue;
 		}
@@ -731,7 +707,7 @@ static void flush_copies(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 		live |= ofd[i] >= 0 && publishable(&m[i]);
 	if (live) {
 		if (w->q->flush_files)
-			e = sync_dir(w->tmpdir) < 0 ? errno : 0;
+			e = dkp_qdir_sync_dir(w->tmpdir) < 0 ? errno : 0;
 		else if (syncfs(w->tmpdir) < 0)
 			e = errno;	/* reports write-back errors too */
 	}
@@ -765,6 +741,7 @@ static void check_inputs(struct dkp_tmsg *m, size_t n)
 			dkp_err_set(&m[i].err, DKP_E_IO, 1, "check",
 				    "changed after it was claimed (%lld bytes read, %lld now): a producer is writing into in/new directly",
 				    (long long)m[i].st_size, (long long)st.st_size);
+			m[i].err.sys_errno = EAGAIN;	/* worth a retry soon */
 			m[i].outcome = DKP_OUT_DEFERRED;
 		}
 	}
@@ -784,7 +761,7 @@ static void drop_copies(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
 			any = 1;
 		}
 	if (any)
-		sync_dir(w->tmpdir);
+		dkp_qdir_sync_dir(w->tmpdir);
 }
 
 /* Step 7, retire: unlink the inputs, then one flush of in/cur/E. From
@@ -805,7 +782,7 @@ static int retire(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
 		any = 1;
 	}
 	drop_copies(w, m, n);	/* those whose retire failed */
-	if (any && (rc = sync_dir(w->q->claim)) < 0) {
+	if (any && (rc = dkp_qdir_sync_dir(w->q->claim)) < 0) {
 		/* not known retired: neither publishing nor requeuing is
 		 * safe; the copies stay for recovery at the next start */
 		for (i = 0; i < n; i++)
@@ -830,7 +807,7 @@ static int publish(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
 	for (i = 0; i < n; i++) {
 		if (!publishable(&m[i]))
 			continue;
-		rc = move_unique(w->tmpdir, m[i].id, w->q->out_new, m[i].id, m[i].pub);
+		rc = dkp_qdir_move_unique(w->tmpdir, m[i].id, w->q->out_new, m[i].id, m[i].pub);
 		if (rc < 0) {
 			dkp_err_sys(&m[i].err, DKP_E_IO, 1, "publish", -rc,
 				    "cannot publish; recovery publishes it at the next start");
@@ -846,7 +823,7 @@ static int publish(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
 				 m[i].id, m[i].id, m[i].pub);
 		any = 1;
 	}
-	if (any && (rc = sync_dir(w->q->out_new)) < 0)
+	if (any && (rc = dkp_qdir_sync_dir(w->q->out_new)) < 0)
 		return rc;
 	return bad;
 }
@@ -894,14 +871,14 @@ static int fail_one(struct dkp_qdir *q, struct dkp_tmsg *m)
 		dkp_warn("%s: failed/%s exists already: failed as failed/%s", m->id,
 			 m->id, name);
 	}
-	return sync_dir(q->failed);
+	return dkp_qdir_sync_dir(q->failed);
 }
 
 /* Defer: back to in/new/ID (or ID.dupN). Its copy, if any, is gone
  * already (drop_copies). */
 static int defer(struct dkp_qdir *q, struct dkp_tmsg *m)
 {
-	int rc = move_unique(q->claim, m->id, q->in_new, m->id, m->pub);
+	int rc = dkp_qdir_move_unique(q->claim, m->id, q->in_new, m->id, m->pub);
 
 	if (rc < 0)
 		return rc;
@@ -961,231 +938,6 @@ static int qdir_commit(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
 	return rc;
 }
 
-/* ---- recovery ------------------------------------------------------- */
-
-struct rec {
-	struct dkp_qdir *q;
-	int claim;		/* the dead engine's in/cur/E */
-	int sub;		/* one of its out/tmp/E/wN */
-	struct dkp_recovery *r;
-	int rc;
-};
-
-/* A copy of a dead engine: input still claimed → drop; input retired →
- * publish. */
-static int rec_copy(void *ctx, const char *name, int type)
-{
-	struct rec *x = ctx;
-	char used[DKP_QID_MAX + 1];
-	int r;
-
-	(void)type;
-	if (x->claim >= 0 && faccessat(x->claim, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
-		if (unlinkat(x->sub, name, 0) == 0)
-			x->r->discarded++;
-		return 0;
-	}
-	if (!dkp_qdir_id_ok(name)) {
-		unlinkat(x->sub, name, 0);	/* not ours to publish */
-		return 0;
-	}
-	if ((r = move_unique(x->sub, name, x->q->out_new, name, used)) < 0) {
-		x->rc = r;
-		return 0;
-	}
-	if (strcmp(used, name) != 0)
-		dkp_warn("recovery: out/new/%s exists already: published as out/new/%s",
-			 name, used);
-	x->r->published++;
-	return 0;
-}
-
-/* Put a dead engine's claim back into in/new. */
-static int rec_claim(void *ctx, const char *name, int type)
-{
-	struct rec *x = ctx;
-	char used[DKP_QID_MAX + 1];
-	int r;
-
-	(void)type;
-	if (!dkp_qdir_id_ok(name))
-		return 0;
-	if ((r = move_unique(x->claim, name, x->q->in_new, name, used)) < 0) {
-		x->rc = r;
-		return 0;
-	}
-	if (strcmp(used, name) != 0)
-		dkp_warn("recovery: in/new/%s was queued again meanwhile: put back as in/new/%s",
-			 name, used);
-	x->r->requeued++;
-	return 0;
-}
-
-struct subs {
-	char (*names)[64];
-	size_t n, cap;
-};
-
-static int list_sub(void *ctx, const char *name, int type)
-{
-	struct subs *s = ctx;
-
-	(void)type;
-	if (strlen(name) >= 64)
-		return 0;
-	if (s->n == s->cap) {
-		s->cap = s->cap ? s->cap * 2 : 16;
-		s->names = dkp_realloc(s->names, s->cap * sizeof(*s->names));
-	}
-	snprintf(s->names[s->n++], 64, "%s", name);
-	return 0;
-}
-
-/* Recover one dead engine's areas; claimfd holds its lock. */
-static int recover_engine(struct dkp_qdir *q, const char *name, int claimfd,
-			  struct dkp_recovery *r)
-{
-	struct rec x = { q, claimfd, -1, r, 0 };
-	struct subs s = { NULL, 0, 0 };
-	int tmp, rc;
-	size_t i;
-
-	tmp = openat(q->out_tmp, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (tmp >= 0) {
-		each_entry(tmp, list_sub, &s);
-		for (i = 0; i < s.n; i++) {
-			x.sub = openat(tmp, s.names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (x.sub < 0) {
-				unlinkat(tmp, s.names[i], 0);	/* a stray file */
-				continue;
-			}
-			if ((rc = each_entry(x.sub, rec_copy, &x)) < 0 && x.rc == 0)
-				x.rc = rc;
-			sync_dir(x.sub);
-			close(x.sub);
-		}
-		if (r->published && (rc = sync_dir(q->out_new)) < 0 && x.rc == 0)
-			x.rc = rc;
-	}
-	if ((rc = each_entry(claimfd, rec_claim, &x)) < 0 && x.rc == 0)
-		x.rc = rc;
-	if ((rc = sync_dir(q->in_new)) < 0 && x.rc == 0)
-		x.rc = rc;
-	if (x.rc == 0) {
-		for (i = 0; tmp >= 0 && i < s.n; i++)
-			unlinkat(tmp, s.names[i], AT_REMOVEDIR);
-		if (tmp >= 0)
-			unlinkat(q->out_tmp, name, AT_REMOVEDIR);
-		if (unlinkat(q->in_cur, name, AT_REMOVEDIR) == 0)
-			sync_dir(q->in_cur);
-		r->engines++;
-	}
-	if (tmp >= 0)
-		close(tmp);
-	dkp_free(s.names);
-	return x.rc;
-}
-
-static int unlink_any(void *ctx, const char *name, int type)
-{
-	struct rec *x = ctx;
-
-	(void)type;
-	unlinkat(x->sub, name, 0);
-	return 0;
-}
-
-/* Claims of a dkimpress from before per-engine areas: in/cur/ID files. */
-static int rec_legacy(void *ctx, const char *name, int type)
-{
-	struct rec *x = ctx;
-	struct stat st;
-
-	if (type != DT_REG && type != DT_UNKNOWN)
-		return 0;
-	if (fstatat(x->q->in_cur, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
-	    !dkp_qdir_id_ok(name))
-		return 0;
-	if (faccessat(x->q->out_new, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
-		/* the old protocol's "published, not yet retired" */
-		if (unlinkat(x->q->in_cur, name, 0) == 0)
-			x->r->discarded++;
-		return 0;
-	}
-	x->claim = x->q->in_cur;
-	return rec_claim(x, name, type);
-}
-
-/* Temporary files of a dkimpress from before per-engine areas (out/tmp/wN
- * and files in out/tmp): the old protocol never retired an input before
- * its copy was published, so they are never the only copy. */
-static int rec_legacy_tmp(void *ctx, const char *name, int type)
-{
-	struct rec *x = ctx;
-	int fd;
-
-	(void)type;
-	if (engine_name_ok(name))
-		return 0;
-	if (unlinkat(x->q->out_tmp, name, 0) == 0 || errno != EISDIR)
-		return 0;
-	fd = openat(x->q->out_tmp, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0) {
-		x->sub = fd;
-		each_entry(fd, unlink_any, x);
-		close(fd);
-		unlinkat(x->q->out_tmp, name, AT_REMOVEDIR);
-	}
-	return 0;
-}
-
-static int qdir_recover(struct dkp_transport *t, struct dkp_recovery *r)
-{
-	struct dkp_qdir *q = (struct dkp_qdir *)t;
-	struct subs names = { NULL, 0, 0 };
-	struct rec x = { q, -1, -1, r, 0 };
-	size_t i;
-	int rc = 0, e;
-
-	memset(r, 0, sizeof(*r));
-	pthread_mutex_lock(&q->mu);
-	each_entry(q->in_cur, list_sub, &names);
-	for (i = 0; i < names.n; i++) {
-		const char *name = names.names[i];
-		const char *base = name[0] == '.' ? name + 1 : name;
-		struct stat st;
-		int fd;
-
-		if (!engine_name_ok(base) || strcmp(base, q->engine) == 0)
-			continue;
-		fd = openat(q->in_cur, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
-			continue;	/* gone meanwhile, or not a directory */
-		if (name[0] == '.' && (fstat(fd, &st) < 0 ||
-				       time(NULL) - st.st_ctime < STALE_HIDDEN_S)) {
-			close(fd);	/* an engine starting right now */
-			continue;
-		}
-		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-			close(fd);	/* alive */
-			continue;
-		}
-		e = recover_engine(q, name, fd, r);
-		if (e < 0 && rc == 0)
-			rc = e;
-		close(fd);
-	}
-	/* claims in the old layout, then its temporary files */
-	x.claim = q->in_cur;
-	each_entry(q->in_cur, rec_legacy, &x);
-	each_entry(q->out_tmp, rec_legacy_tmp, &x);
-	if (x.rc < 0 && rc == 0)
-		rc = x.rc;
-	pthread_mutex_unlock(&q->mu);
-	dkp_free(names.names);
-	return rc;
-}
-
 static const struct dkp_transport_ops qdir_ops = {
 	.name = "queue directory",
 	.pulls = 0,
@@ -1195,5 +947,5 @@ static const struct dkp_transport_ops qdir_ops = {
 	.fetch = qdir_fetch,
 	.commit = qdir_commit,
 	.scan = qdir_scan,
-	.recover = qdir_recover,
+	.recover = dkp_qdir_recover,
 };

@@ -1,0 +1,54 @@
+/*
+ * qdir_int.h — what qdir.c and qdir_recover.c share: the queue's state and
+ * the small helpers both use. Not for other modules (they use qdir.h).
+ */
+#ifndef DKP_QDIR_INT_H
+#define DKP_QDIR_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "transport/qdir.h"
+
+#define DUP_MAX 100000		/* ID.dup1 .. ID.dup99999 */
+#define STALE_HIDDEN_S 60	/* a half-made engine area older than this is dead */
+
+struct dkp_qdir {
+	struct dkp_transport t;	/* first: the seam */
+	int in_tmp, in_new, in_cur, out_tmp, out_new, failed;
+	int claim;		/* in/cur/E, flock'ed for the life of the process */
+	int tmp;		/* out/tmp/E */
+	char engine[48];
+	char *in_path, *out_path, *failed_path, *new_path;
+	int flush_files;
+	pthread_mutex_t mu;	/* recover() and the bad-name set */
+	struct dkp_htab *bad;	/* names in in/new already reported */
+};
+
+struct dkp_tworker {
+	struct dkp_qdir *q;
+	unsigned id;
+	struct dkp_ring *ring;
+	int tmpdir;		/* out/tmp/E/wN */
+	struct dkp_rop *ops;
+	size_t nops;
+	struct dkp_budget *budget;
+	uint64_t taken;
+};
+
+/* Is name an engine area ("e<pid>-<8 hex>")? */
+int dkp_qdir_engine_name_ok(const char *s);
+/* Rename src into dst under id, or id.dupN when that is taken; never
+ * replaces anything. The name used goes to used (DKP_QID_MAX + 1). */
+int dkp_qdir_move_unique(int sdir, const char *sname, int ddir, const char *id,
+			 char *used);
+/* fsync a directory: 0 or -errno. */
+int dkp_qdir_sync_dir(int fd);
+/* Call fn(ctx, name, d_type) for every entry of dirfd but . and ..;
+ * stops when fn returns non-zero. */
+int dkp_qdir_each_entry(int dirfd, int (*fn)(void *ctx, const char *name, int type),
+			void *ctx);
+/* The transport's recover operation (qdir_recover.c). */
+int dkp_qdir_recover(struct dkp_transport *t, struct dkp_recovery *r);
+
+#endif
