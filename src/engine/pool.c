@@ -140,7 +140,7 @@ static int claim_exit_code(int e)
  * failures once per cause; track claims failing with none succeeding. */
 static void report_batch(struct dkp_pool *p, struct dkp_tmsg *m, size_t n)
 {
-	size_t i, ok = 0, bad = 0;
+	size_t i, ok = 0, bad = 0, which = 0;
 	int e = 0;
 
 	for (i = 0; i < n; i++) {
@@ -150,6 +150,7 @@ static void report_batch(struct dkp_pool *p, struct dkp_tmsg *m, size_t n)
 		if (m[i].outcome == DKP_OUT_DEFERRED && !strcmp(m[i].err.step, "claim")) {
 			bad++;
 			e = m[i].err.sys_errno;
+			which = i;
 			continue;
 		}
 		if (m[i].outcome == DKP_OUT_FAILED)
@@ -170,9 +171,8 @@ static void report_batch(struct dkp_pool *p, struct dkp_tmsg *m, size_t n)
 			p->claim_logged |= 1ul << e;
 		pthread_mutex_unlock(&p->mu);
 		if (first)
-			dkp_error("%s (%s); retrying, stopping if no claim succeeds for %.0f s",
-				  m[0].err.msg[0] ? m[0].err.msg : "cannot claim",
-				  strerror(e), CLAIM_STOP_S);
+			dkp_error("%s; retrying, stopping if no claim succeeds for %.0f s",
+				  m[which].err.msg, CLAIM_STOP_S);
 		return;
 	}
 	pthread_mutex_unlock(&p->mu);
