@@ -33,7 +33,13 @@
 #      reference library, not dkimpress);
 #   f. command-line failures: key file mode 0644 -> exit 78 and no output
 #      file; two From: -> 65; no From: -> 65; and a few more from the
-#      documented exit codes.
+#      documented exit codes;
+#   g. envelope lines (x-sender, x-receiver; LF and CRLF, 1 and 3
+#      receivers) in front of 4 corpus messages, double-signed (RSA +
+#      Ed25519) in all 4 canonicalizations: the output starts with the
+#      envelope lines (CRLF) and h= never names them; with them stripped,
+#      dkimpy, Mail::DKIM (RSA) and libopendkim pass every signature, and
+#      dkimpress verify passes the file as it is; malformed envelopes -> 65.
 # One check = one assertion over a group (verifier x set-up x
 # canonicalization, ...); a failing check prints "FAIL: ..." with the files
 # and the verifier's reason.  The last line is "interop: N passed, N failed";
@@ -633,6 +639,128 @@ if [ "$rc" != 0 ] && ! grep -q '^pass' <<<"$out"; then
 else
 	bad "verify with the key missing from the dns-file: exit $rc: $out"
 fi
+
+# ---------------------------------------------------------------------------
+step "g. envelope lines (x-sender, x-receiver): sign, strip, verify"
+E=$WORK/envelope
+mkdir -p "$E/in" "$E/want"
+# envelope_msg CORPUS-NAME EOL LINE...: E/in/NAME is the LINEs, each ending
+# in EOL, then the corpus message; E/want/NAME is the LINEs with CRLF, as
+# they must open the signed output.  (The name stays the corpus name, so
+# check_signed.py finds the original of the stripped output.)
+envelope_msg() {
+	local name=$1 eol=$2 line
+	shift 2
+	: >"$E/in/$name"
+	: >"$E/want/$name"
+	for line in "$@"; do
+		printf '%s%s' "$line" "$eol" >>"$E/in/$name"
+		printf '%s\r\n' "$line" >>"$E/want/$name"
+	done
+	cat "$C/$name" >>"$E/in/$name"
+}
+envelope_msg 02-basic-lf.eml $'\n' 'x-sender: bounce-1@esp.example' \
+	'x-receiver: rcpt@receiver.example'
+envelope_msg 01-basic-crlf.eml $'\r\n' 'x-sender: <bounce-2@esp.example>' \
+	'x-receiver: <rcpt@receiver.example>'
+envelope_msg 26-multipart-mixed-base64-lf.eml $'\n' 'X-Sender: <>' \
+	'X-Receiver: one@receiver.example' 'x-receiver: <two@receiver.example>' \
+	'X-RECEIVER: three@other.example'
+envelope_msg 46-random-1-crlf.eml $'\r\n' 'X-Sender: bounce-4@esp.example' \
+	'x-Receiver: one@receiver.example' 'X-receiver: two@receiver.example' \
+	'x-receiver: three@other.example'
+NENV=$(find "$E/in" -name '*.eml' | wc -l)
+: >"$E/signed.list"
+: >"$E/stripped.list"
+for canon in $CANONS; do
+	cdir=${canon/\//-}
+	mkdir -p "$E/signed/env/$cdir" "$E/stripped/env/$cdir"
+	failures=""
+	for f in "$E/in"/*.eml; do
+		name=${f##*/}
+		out=$E/signed/env/$cdir/$name
+		"$DKIMPRESS" sign --key "$D1:rsa2048:$K/rsa2048.pem" --key "$D2:ed1:$K/ed1.pem" \
+			--canon "$canon" --time "$T0" -o "$out" "$f" 2>"$E/err"
+		rc=$?
+		n=$(wc -c <"$E/want/$name")
+		if [ "$rc" != 0 ] || [ ! -s "$out" ]; then
+			failures+="    $name: exit $rc: $(head -c 300 "$E/err" | tr '\n' ' ')"$'\n'
+		elif ! cmp -s -n "$n" "$out" "$E/want/$name" ||
+			[ "$(tail -c +$((n + 1)) "$out" | head -c 15)" != "DKIM-Signature:" ]; then
+			failures+="    $name: does not start with the envelope lines (CRLF) then DKIM-Signature: $(head -c 200 "$out" | tr '\r\n' '  ')"$'\n'
+		else
+			echo "$out" >>"$E/signed.list"
+			tail -c +$((n + 1)) "$out" >"$E/stripped/env/$cdir/$name"
+			echo "$E/stripped/env/$cdir/$name" >>"$E/stripped.list"
+		fi
+	done
+	if [ -z "$failures" ]; then
+		ok "sign with envelope lines $canon: exit 0 for all $NENV, output starts with the envelope lines (CRLF), then DKIM-Signature"
+	else
+		bad "sign with envelope lines $canon"
+		printf '%s' "$failures"
+	fi
+done
+for canon in $CANONS; do
+	cdir=${canon/\//-}
+	grep -F "/env/$cdir/" "$E/stripped.list" >"$E/stripped.$cdir.list"
+	"$PY" "$HERE/check_signed.py" --corpus "$C" --canon "$canon" --time "$T0" \
+		--sig "$D1:rsa2048:rsa-sha256" --sig "$D2:ed1:ed25519-sha256" \
+		--list "$E/stripped.$cdir.list" >"$E/shape.$cdir.out" 2>&1
+done
+cat "$E"/shape.*.out >"$E/shape.out"
+# h= of every signature: present, and never naming x-sender or x-receiver
+"$PY" - "$E/stripped.list" >"$E/h.out" 2>&1 <<'PYEOF'
+import re, sys
+for p in open(sys.argv[1]).read().splitlines():
+    head = open(p, 'rb').read().split(b'\r\n\r\n', 1)[0] + b'\r\n'
+    hs = []
+    for s in re.findall(rb'(?im)^DKIM-Signature:((?:[^\r\n]*\r\n)(?:[ \t][^\r\n]*\r\n)*)', head):
+        m = re.search(rb'(?:^|;)h=([^;]*)', re.sub(rb'\s+', b'', s))
+        hs.append(m.group(1).lower() if m else b'')
+    bad = [h for h in hs if not h or re.search(rb'(^|:)x-(sender|receiver)(:|$)', h)]
+    print('%s\t%s\t%d signatures; h=%s' % (p, 'fail' if bad or len(hs) != 2 else 'pass',
+          len(hs), ' | '.join(h.decode('ascii', 'replace') for h in hs)))
+PYEOF
+"$PY" "$HERE/verify_dkimpy.py" --dns-file "$WORK/dns.txt" --expect 2 \
+	--list "$E/stripped.list" >"$E/v.dkimpy" 2>&1 &
+"$PERL" "$HERE/verify_maildkim.pl" --dns-file "$WORK/dns.txt" --expect 1 --rsa-only \
+	--list "$E/stripped.list" >"$E/v.maildkim" 2>&1 &
+"$ODKIM_VERIFY" --dns-file "$WORK/dns.txt" --expect 2 \
+	--list "$E/stripped.list" >"$E/v.odkim" 2>&1 &
+dkimpress_verify_list "$E/signed.list" "$E/v.dkimpress" 2 &
+wait
+for canon in $CANONS; do
+	judge shape dkimpress env "$canon" "$E/shape.out" "$NENV" \
+		"sign output with envelope lines stripped, $canon: 2 DKIM-Signature fields (rsa-sha256, ed25519-sha256), then the message with LF->CRLF only"
+	judge hlist dkimpress env "$canon" "$E/h.out" "$NENV" \
+		"h= of both signatures never names x-sender or x-receiver: $canon"
+	judge dkimpy dkimpress env "$canon" "$E/v.dkimpy" "$NENV" \
+		"dkimpy verifies both signatures, envelope lines stripped: $canon"
+	judge maildkim dkimpress env "$canon" "$E/v.maildkim" "$NENV" \
+		"Mail::DKIM verifies the RSA signature, envelope lines stripped: $canon"
+	judge odkim dkimpress env "$canon" "$E/v.odkim" "$NENV" \
+		"libopendkim verifies both signatures, envelope lines stripped: $canon"
+	judge dkimpress dkimpress env "$canon" "$E/v.dkimpress" "$NENV" \
+		"dkimpress verify passes both signatures with the envelope lines still on: $canon"
+done
+# malformed envelopes: exit 65, the reason, no output file
+printf 'x-receiver: rcpt@receiver.example\r\nx-sender: bounce@esp.example\r\n' >"$E/bad-order.eml"
+printf 'x-sender: bounce@esp.example\n' >"$E/bad-norcpt.eml"
+printf 'x-sender: Bounce <bounce@esp.example>\r\nx-receiver: rcpt@receiver.example\r\n' >"$E/bad-space.eml"
+printf 'x-sender: bounce@esp.example\r\nx-receiver: rcpt@receiver.example,\r\n two@receiver.example\r\n' >"$E/bad-folded.eml"
+for t in order:"x-receiver before x-sender" norcpt:"without any x-receiver" \
+	space:"white space inside" folded:"continuation"; do
+	cat "$good" >>"$E/bad-${t%%:*}.eml"
+	"$DKIMPRESS" sign --key "$D1:rsa2048:$K/rsa2048.pem" -o "$E/bad-${t%%:*}.out" \
+		"$E/bad-${t%%:*}.eml" >/dev/null 2>"$E/bad.err"
+	rc=$?
+	if [ "$rc" = 65 ] && [ ! -e "$E/bad-${t%%:*}.out" ] && grep -qF "${t#*:}" "$E/bad.err"; then
+		ok "sign with a malformed envelope (${t#*:}): exit 65 with the reason, no output file"
+	else
+		bad "sign with a malformed envelope (${t#*:}): exit $rc (want 65): $(head -c 300 "$E/bad.err")"
+	fi
+done
 
 # ---------------------------------------------------------------------------
 step "expected disagreements seen (RFC 6376 decides; see QUIRKS in this script)"
