@@ -398,6 +398,9 @@ int main(int argc, char **argv)
 	struct dkp_err err;
 	int rc;
 
+	/* the engine's handlers before anything else (see dkp_run_signals) */
+	if (argc > 1 && strcmp(argv[1], "run") == 0)
+		dkp_run_signals();
 	dkp_err_clear(&err);
 	if (dkp_cli_parse(&c, argc, argv, &err) != DKP_OK) {
 		dkp_error("%s", err.msg);

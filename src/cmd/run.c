@@ -148,6 +148,20 @@ static void summary(struct dkp_pool *p, const unsigned long *n, unsigned long by
 	fflush(stdout);
 }
 
+void dkp_run_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGIO, SIG_IGN);	/* lease breaks (qdir.c probes read leases) */
+}
+
 int dkp_run(const struct dkp_run_opts *o)
 {
 	struct run r = { o, 0, 0, NULL };
@@ -158,7 +172,6 @@ int dkp_run(const struct dkp_run_opts *o)
 	struct dkp_qdir_opts qo;
 	struct dkp_recovery rec;
 	struct dkp_err err;
-	struct sigaction sa;
 	const struct dkp_config *c;
 	char why[4200];
 	unsigned long n[DKP_OUT_N], bytes;
@@ -166,10 +179,17 @@ int dkp_run(const struct dkp_run_opts *o)
 	long left = 0;
 	double el;
 
+	/* handlers before anything is loaded: a SIGHUP from a supervisor in
+	 * the first milliseconds must not kill the engine; one that came
+	 * during start-up is served by the first reload check (harmless) */
+	dkp_run_signals();
+
 	dkp_err_clear(&err);
 	if (dkp_snap_load(&snap, o->conf, o->sets, o->nsets, &err) != DKP_OK) {
 		dkp_error("%s", err.msg);
-		return err.code == DKP_E_IO && err.step[0] && !strcmp(err.step, "config") &&
+		/* no configuration file at all: EX_NOINPUT; anything else it
+		 * names or holds: EX_CONFIG */
+		return err.code == DKP_E_IO && !strcmp(err.step, "conffile") &&
 			       err.sys_errno == ENOENT ? 66 : 78;
 	}
 	c = snap->cfg;
@@ -208,15 +228,6 @@ int dkp_run(const struct dkp_run_opts *o)
 		return pc.require_uring ? 78 : 71;
 	}
 	dkp_snap_unref(snap);	/* the pool holds it now */
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGIO, SIG_IGN);	/* lease breaks (qdir.c probes read leases) */
 
 	dkp_info("run: engine %s, %u threads, batch %u, %s, flush %s, queue %s",
 		 dkp_qdir_engine(q), c->threads, c->batch,

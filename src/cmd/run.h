@@ -19,6 +19,12 @@ struct dkp_run_opts {
 	const char *stats_path;	/* write the run's figures here as JSON */
 };
 
+/* Install the engine's signal handlers (SIGHUP reload, SIGTERM/SIGINT
+ * stop; SIGPIPE, SIGIO ignored). main() calls it first thing for `run`,
+ * so that a SIGHUP from a supervisor in the first milliseconds cannot
+ * kill the process; dkp_run calls it again (harmless). */
+void dkp_run_signals(void);
+
 /* Run the engine; returns the process exit code. */
 int dkp_run(const struct dkp_run_opts *o);
 

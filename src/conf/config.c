@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/file.h"
 #include "base/mem.h"
 
 enum ckey {
@@ -334,7 +335,7 @@ static int parse_line(struct dkp_config *c, char *p, const char *where,
 int dkp_config_load(struct dkp_config **out, const char *path,
 		    const char *const *sets, size_t nsets, struct dkp_err *err)
 {
-	FILE *f = fopen(path, "re");
+	FILE *f = dkp_fopen_regular(path);
 	struct dkp_config *c;
 	char *line = NULL, *queue_dir = NULL, where[512];
 	size_t cap = 0, lineno = 0, j;
@@ -343,8 +344,9 @@ int dkp_config_load(struct dkp_config **out, const char *path,
 
 	*out = NULL;
 	if (f == NULL)
-		return dkp_err_sys(err, DKP_E_IO, 0, "config", errno,
-				   "cannot open configuration %s", path);
+		return dkp_err_sys(err, DKP_E_IO, 0, "conffile", errno,
+				   "cannot open configuration %s%s", path,
+				   dkp_open_note(errno));
 	c = dkp_calloc(1, sizeof(*c));
 	c->path = dkp_strdup(path);
 	c->hcanon = c->bcanon = DKP_CANON_RELAXED;

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "base/err.h"
+#include "base/file.h"
 #include "base/htab.h"
 #include "base/mem.h"
 
@@ -82,14 +83,14 @@ void dkp_route_free(struct dkp_route *r)
 static int load_keytable(struct dkp_route *r, const char *path,
 			 struct dkp_err *err)
 {
-	FILE *f = fopen(path, "re");
+	FILE *f = dkp_fopen_regular(path);
 	char *line = NULL, *name, *spec;
 	size_t cap = 0, lineno = 0, kcap = 0;
 	int rc = DKP_OK;
 
 	if (f == NULL)
 		return dkp_err_sys(err, DKP_E_IO, 0, "config", errno,
-				   "cannot open KeyTable %s", path);
+				   "cannot open KeyTable %s%s", path, dkp_open_note(errno));
 	r->byname = dkp_htab_new(1024);
 	while (getline(&line, &cap, f) >= 0) {
 		char *c1, *c2;
@@ -150,14 +151,14 @@ static int load_signing(struct dkp_route *r, const char *spec,
 {
 	int refile = strncmp(spec, "refile:", 7) == 0;
 	const char *path = refile ? spec + 7 : spec;
-	FILE *f = fopen(path, "re");
+	FILE *f = dkp_fopen_regular(path);
 	char *line = NULL, *key, *kname;
 	size_t cap = 0, lineno = 0, pcap = 0;
 	int rc = DKP_OK;
 
 	if (f == NULL)
 		return dkp_err_sys(err, DKP_E_IO, 0, "config", errno,
-				   "cannot open SigningTable %s", path);
+				   "cannot open SigningTable %s%s", path, dkp_open_note(errno));
 	if (!refile)
 		r->exact = dkp_htab_new(r->nkeys);
 	while (getline(&line, &cap, f) >= 0) {

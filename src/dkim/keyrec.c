@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "base/err.h"
+#include "base/file.h"
 #include "base/mem.h"
 
 struct dnsent {
@@ -116,7 +117,7 @@ void dkp_dnsfile_free(struct dkp_dnsfile *f)
 int dkp_dnsfile_load(struct dkp_dnsfile **out, const char *path,
 		     struct dkp_err *err)
 {
-	FILE *fp = fopen(path, "re");
+	FILE *fp = dkp_fopen_regular(path);
 	struct dkp_dnsfile *f;
 	char *line = NULL;
 	size_t cap = 0, lineno = 0;
@@ -125,7 +126,7 @@ int dkp_dnsfile_load(struct dkp_dnsfile **out, const char *path,
 	*out = NULL;
 	if (fp == NULL)
 		return dkp_err_sys(err, DKP_E_IO, 0, "dns-file", errno,
-				   "cannot open %s", path);
+				   "cannot open %s%s", path, dkp_open_note(errno));
 	f = dkp_calloc(1, sizeof(*f));
 	while ((len = getline(&line, &cap, fp)) >= 0) {
 		char *p = line, *q;

@@ -23,6 +23,7 @@
 #include <openssl/x509.h>
 
 #include "base/err.h"
+#include "base/file.h"
 #include "base/mem.h"
 
 #define MAX_KEY_FILE (64 * 1024)
@@ -147,9 +148,13 @@ int dkp_key_load(struct dkp_key **out, const char *path, unsigned flags,
 	int fd, rc;
 
 	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* never blocks: a FIFO or device is refused, not waited on */
+	fd = dkp_open_regular(path);
+	if (fd == -EINVAL || fd == -EISDIR)
+		return dkp_err_set(err, DKP_E_KEY, 0, "key",
+				   "key file %s is not a regular file", path);
 	if (fd < 0)
-		return dkp_err_sys(err, DKP_E_KEY, 0, "key", errno,
+		return dkp_err_sys(err, DKP_E_KEY, 0, "key", -fd,
 				   "cannot open key file %s", path);
 	if (fstat(fd, &st) < 0) {
 		rc = errno;

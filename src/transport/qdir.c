@@ -839,7 +839,13 @@ static int fail_one(struct dkp_qdir *q, struct dkp_tmsg *m)
 	int fd, rc = 0;
 
 	snprintf(tname, sizeof(tname), ".%s.reason.tmp", m->id);
-	fd = openat(q->failed, tname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	/* never follow or reuse what is there: a leftover of a crash, or a
+	 * symlink planted to make us overwrite its target, is removed (the
+	 * name itself, not what it points to) */
+	fd = openat(q->failed, tname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0 && errno == EEXIST && unlinkat(q->failed, tname, 0) == 0)
+		fd = openat(q->failed, tname,
+			    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -errno;
 	if (write(fd, reason, len) != (ssize_t)len || write(fd, "\n", 1) != 1 ||
@@ -871,7 +877,13 @@ static int fail_one(struct dkp_qdir *q, struct dkp_tmsg *m)
 		dkp_warn("%s: failed/%s exists already: failed as failed/%s", m->id,
 			 m->id, name);
 	}
-	return dkp_qdir_sync_dir(q->failed);
+	/* moved: the message is failed whatever the flush says; a crash
+	 * before the flush lands may bring it back to in/cur/E, and
+	 * recovery then fails it again */
+	if ((rc = dkp_qdir_sync_dir(q->failed)) < 0)
+		dkp_error("%s: moved to %s/%s, but flushing that directory failed (%s)",
+			  m->id, q->failed_path, name, strerror(-rc));
+	return 0;
 }
 
 /* Defer: back to in/new/ID (or ID.dupN). Its copy, if any, is gone

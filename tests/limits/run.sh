@@ -125,18 +125,34 @@ if want sighup; then
 echo "== SIGHUP right after start (item 10)"
 q="$W/hup"
 conf "$W/hup.conf" "$q"
-died=0
+# the handler must be in place before the configuration is even opened
+if command -v strace >/dev/null; then
+	strace -f -e trace=rt_sigaction,openat -o "$W/hup.trace" "$D" run -c "$W/hup.conf" --once >/dev/null 2>&1
+	first_hup=$(grep -n 'rt_sigaction(SIGHUP, {sa_handler=0x' "$W/hup.trace" | head -1 | cut -d: -f1)
+	first_conf=$(grep -n "openat(.*hup.conf" "$W/hup.trace" | head -1 | cut -d: -f1)
+	check '[ -n "$first_hup" ] && [ -n "$first_conf" ] && [ "$first_hup" -lt "$first_conf" ]' \
+		"sighup: the SIGHUP handler is installed before the configuration is opened" \
+		"handler at trace line ${first_hup:-none}, config at ${first_conf:-none}"
+fi
+# and a SIGHUP as soon as the process exists as dkimpress never kills it
+# once the handler is there (at most a few ms after exec)
+died=0 latest=0
 for i in $(seq 10); do
 	"$D" run -c "$W/hup.conf" >/dev/null 2>&1 &
 	pid=$!
+	for _ in $(seq 5000); do
+		m=$(awk '/^SigCgt:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
+		[ -n "$m" ] && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$D" ] &&
+			[ $((0x$m & 1)) = 1 ] && break
+	done
 	kill -HUP "$pid" 2>/dev/null
 	sleep 0.3
 	kill -TERM "$pid" 2>/dev/null
 	rc=0
-	wait "$pid" || rc=$?
+	wait "$pid" 2>/dev/null || rc=$?
 	[ "$rc" = 0 ] || died=$((died + 1))
 done
-check '[ "$died" = 0 ]' "sighup: SIGHUP at once after start never kills the engine (10 tries)" "$died of 10 died"
+check '[ "$died" = 0 ]' "sighup: a SIGHUP right after start never kills the engine (10 tries)" "$died of 10 died"
 
 fi
 
