@@ -344,6 +344,23 @@ int dkp_qdir_each_entry(int dirfd, int (*fn)(void *ctx, const char *name, int ty
 	return rc;
 }
 
+/* A file name fit for one log line: bytes outside printable ASCII, and
+ * the backslash, as \xHH (a newline in a name must not forge a line). */
+static void escape_name(char *out, size_t outsz, const char *in)
+{
+	size_t o = 0;
+
+	for (; *in && o + 5 < outsz; in++) {
+		unsigned char c = (unsigned char)*in;
+
+		if (c >= 0x20 && c < 0x7f && c != '\\')
+			out[o++] = (char)c;
+		else
+			o += (size_t)snprintf(out + o, outsz - o, "\\x%02x", c);
+	}
+	out[o] = '\0';
+}
+
 struct scan_ctx {
 	struct dkp_qdir *q;
 	int (*fn)(void *ctx, const char *id);
@@ -362,9 +379,12 @@ static int scan_one(void *ctx, const char *name, int type)
 		pthread_mutex_lock(&sc->q->mu);
 		if (dkp_htab_get(sc->q->bad, name, len) == NULL &&
 		    dkp_htab_count(sc->q->bad) < 10000) {
+			char shown[4 * 256 + 1];
+
 			dkp_htab_put(sc->q->bad, name, len, (void *)1);
-			dkp_warn("%s/%s: not a valid queue ID; left alone",
-				 sc->q->new_path, name);
+			escape_name(shown, sizeof(shown), name);
+			dkp_warn("%s/%s: not a valid queue ID; left alone (warned once)",
+				 sc->q->new_path, shown);
 		}
 		pthread_mutex_unlock(&sc->q->mu);
 		return 0;
