@@ -24,6 +24,18 @@ void dkp_budget_take(struct dkp_budget *b, uint64_t n)
 	pthread_mutex_unlock(&b->mu);
 }
 
+int dkp_budget_try(struct dkp_budget *b, uint64_t n)
+{
+	int ok;
+
+	pthread_mutex_lock(&b->mu);
+	ok = b->used + n <= b->cap;
+	if (ok)
+		b->used += n;
+	pthread_mutex_unlock(&b->mu);
+	return ok;
+}
+
 void dkp_budget_give(struct dkp_budget *b, uint64_t n)
 {
 	pthread_mutex_lock(&b->mu);

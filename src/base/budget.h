@@ -19,6 +19,8 @@ void dkp_budget_init(struct dkp_budget *b, uint64_t cap);
 void dkp_budget_fini(struct dkp_budget *b);
 /* Take n bytes, waiting while others hold too much. */
 void dkp_budget_take(struct dkp_budget *b, uint64_t n);
+/* Take n bytes only if they fit under the cap now; 1 taken, 0 not. */
+int dkp_budget_try(struct dkp_budget *b, uint64_t n);
 /* Give back n bytes taken before. */
 void dkp_budget_give(struct dkp_budget *b, uint64_t n);
 

@@ -178,6 +178,22 @@ static void sign_one(struct dkp_job *j, struct dkp_snap *s, struct dkp_tmsg *m,
 	dkp_key_unref(ckey);
 }
 
+void dkp_job_trim(struct dkp_job *j, size_t keep)
+{
+	size_t i;
+
+	for (i = 0; i < j->cap; i++) {
+		if (j->msg[i].own_cap > keep || j->msg[i].fields_cap > keep / 16) {
+			dkp_msg_fini(&j->msg[i]);
+			dkp_msg_init(&j->msg[i]);
+		}
+		if (j->sigs[i].cap > keep) {
+			dkp_buf_free(&j->sigs[i]);
+			dkp_buf_init(&j->sigs[i]);
+		}
+	}
+}
+
 void dkp_job_sign(struct dkp_job *j, struct dkp_snap *s, struct dkp_tmsg *m,
 		  size_t n)
 {

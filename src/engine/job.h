@@ -30,6 +30,10 @@ void dkp_job_set_hook(struct dkp_job *j, dkp_job_esp_only_fn *fn, void *ctx);
 /* nosign = 1: copy messages through unsigned (to measure the queue path). */
 void dkp_job_set_nosign(struct dkp_job *j, int nosign);
 
+/* Drop scratch buffers over keep bytes (the CRLF copies of big
+ * messages), so an idle worker holds little. */
+void dkp_job_trim(struct dkp_job *j, size_t keep);
+
 /* Sign every message of m[0..n) (n <= cap) still open (outcome < 0)
  * with snapshot s. The out vectors point into m[i].buf and the job's own
  * buffers: valid until the next call. */

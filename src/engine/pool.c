@@ -291,6 +291,7 @@ static void *worker_main(void *arg)
 		pthread_cond_broadcast(&p->idle);
 		pthread_mutex_unlock(&p->mu);
 		/* keep small buffers for the next batch, not a rare big one */
+		dkp_job_trim(w->job, KEEP_BUF);
 		for (i = 0; i < n; i++)
 			if (w->m[i].cap > KEEP_BUF) {
 				dkp_free(w->m[i].buf);

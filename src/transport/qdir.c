@@ -523,13 +523,51 @@ static int64_t ts_ns(const struct timespec *ts)
 	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
 }
 
+/* Bytes for the signature fields and the engine's bookkeeping of one
+ * message, on top of the message itself. */
+#define BUDGET_SLACK 4096
+
+/* Size of the CRLF copy dkp_msg_parse makes of a message with bare LFs
+ * (0 when every LF follows a CR). */
+static uint64_t crlf_copy_bytes(const char *p, size_t n)
+{
+	const char *e = p + n, *q = p;
+	uint64_t bare = 0;
+
+	while (q < e && (q = memchr(q, '\n', (size_t)(e - q))) != NULL) {
+		if (q == p || q[-1] != '\r')
+			bare++;
+		q++;
+	}
+	return bare ? (uint64_t)n + bare : 0;
+}
+
+/* A claimed message this batch cannot hold now: back to in/new at once,
+ * unread, to be claimed again (by this engine or another); not a
+ * deferral, so no delay and no log line. */
+static void put_back(struct dkp_qdir *q, struct dkp_tmsg *m)
+{
+	int rc;
+
+	if (m->fd >= 0) {
+		close(m->fd);
+		m->fd = -1;
+	}
+	if ((rc = dkp_qdir_move_unique(q->claim, m->id, q->in_new, m->id, m->pub)) < 0) {
+		defer_sys(m, "read", -rc, "cannot put back a message the budget cannot hold now");
+		return;
+	}
+	m->claimed = 0;
+	m->pub[0] = '\0';
+	m->outcome = DKP_OUT_GONE;
+}
+
 /* Step 2, read: open each claimed input, check it is a whole regular file
  * nobody is still writing, then read it into its buffer. */
 static int read_inputs(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 		       uint64_t max_bytes, struct dkp_budget *budget)
 {
 	struct dkp_qdir *q = w->q;
-	uint64_t want = 0;
 	size_t i, k;
 	int rc;
 
@@ -592,11 +630,30 @@ static int read_inputs(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 		m[i].st_mtime_ns = ts_ns(&st.st_mtim);
 		m[i].st_ctime_ns = ts_ns(&st.st_ctim);
 		m[i].len = (size_t)st.st_size;
-		want += m[i].len;
 	}
-	dkp_budget_take(budget, want);
+	/* the budget: a worker that holds nothing waits for its first
+	 * message (which runs alone if it is bigger than the cap); later
+	 * ones are taken only if they fit now, else put back for later, so
+	 * no worker waits while holding bytes (no deadlock) and the cap
+	 * holds */
 	w->budget = budget;
-	w->taken = want;
+	w->taken = 0;
+	for (i = 0; i < n; i++) {
+		uint64_t need;
+
+		m[i].held = 0;
+		if (!(m[i].fd >= 0 && m[i].outcome < 0))
+			continue;
+		need = m[i].len + BUDGET_SLACK;
+		if (w->taken == 0) {
+			dkp_budget_take(budget, need);
+		} else if (!dkp_budget_try(budget, need)) {
+			put_back(w->q, &m[i]);
+			continue;
+		}
+		m[i].held = need;
+		w->taken += need;
+	}
 	for (i = k = 0; i < n; i++)
 		if (m[i].fd >= 0 && m[i].outcome < 0) {
 			struct dkp_rop *o = op(w, k++, DKP_ROP_READ);
@@ -625,6 +682,29 @@ static int read_inputs(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 				  "short read: the message changed while being read");
 		else
 			m[i].buf[m[i].len] = '\0';
+	}
+	/* a message with bare LFs is parsed from a CRLF copy: count it too */
+	for (i = 0; i < n; i++) {
+		uint64_t extra;
+
+		if (!(m[i].held && m[i].outcome < 0))
+			continue;
+		extra = crlf_copy_bytes(m[i].buf, m[i].len);
+		if (extra == 0)
+			continue;
+		if (w->taken == m[i].held) {
+			/* alone: wait holding nothing, then take both */
+			dkp_budget_give(budget, m[i].held);
+			dkp_budget_take(budget, m[i].held + extra);
+		} else if (!dkp_budget_try(budget, extra)) {
+			dkp_budget_give(budget, m[i].held);
+			w->taken -= m[i].held;
+			m[i].held = 0;
+			put_back(w->q, &m[i]);
+			continue;
+		}
+		m[i].held += extra;
+		w->taken += extra;
 	}
 	return 0;
 }

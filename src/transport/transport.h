@@ -65,6 +65,7 @@ struct dkp_tmsg {
 	/* transport-private */
 	int fd;				/* the claimed input, open until commit */
 	int copy;			/* a signed copy exists in the temp area */
+	uint64_t held;			/* bytes taken from the budget for it */
 	int64_t st_size, st_mtime_ns, st_ctime_ns;
 };
 
