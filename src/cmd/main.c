@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +38,13 @@ static int report(const struct dkp_err *err)
 	return dkp_err_exit_code(err);
 }
 
-/* Read all of path (or stdin for NULL / "-") into b. */
-static int read_input(const char *path, struct dkp_buf *b, struct dkp_err *err)
+/*
+ * Read all of path (or stdin for NULL / "-") into b, but never more than
+ * max bytes: a bigger input (a 2 GB file, /dev/zero) is refused with
+ * DKP_E_LIMIT (exit 65) as soon as that is known, without reading it.
+ */
+static int read_input(const char *path, struct dkp_buf *b, size_t max,
+		      struct dkp_err *err)
 {
 	int fd = STDIN_FILENO;
 	const char *name = "standard input";
@@ -50,14 +57,25 @@ static int read_input(const char *path, struct dkp_buf *b, struct dkp_err *err)
 		if (fd < 0)
 			return dkp_err_sys(err, DKP_E_IO, 0, "read", errno,
 					   "cannot open %s", path);
-		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+			if ((uint64_t)st.st_size > max) {
+				close(fd);
+				return dkp_err_set(err, DKP_E_LIMIT, 0, "read",
+						   "%s: %llu bytes, over the %zu-byte message limit",
+						   path, (unsigned long long)st.st_size, max);
+			}
 			dkp_buf_reserve(b, (size_t)st.st_size);
+		}
 	}
 	for (;;) {
 		ssize_t n;
+		size_t room;
 
 		dkp_buf_reserve(b, 65536);
-		n = read(fd, b->p + b->len, b->cap - b->len - 1);
+		room = b->cap - b->len - 1;
+		if (room > max + 1 - b->len)
+			room = max + 1 - b->len;	/* one byte past: "too big" */
+		n = read(fd, b->p + b->len, room);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -73,6 +91,12 @@ static int read_input(const char *path, struct dkp_buf *b, struct dkp_err *err)
 		if (n == 0)
 			break;
 		b->len += (size_t)n;
+		if (b->len > max) {
+			if (fd != STDIN_FILENO)
+				close(fd);
+			return dkp_err_set(err, DKP_E_LIMIT, 0, "read",
+					   "%s: over the %zu-byte message limit", name, max);
+		}
 	}
 	b->p[b->len] = '\0';
 	if (fd != STDIN_FILENO)
@@ -95,6 +119,20 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
+/* The temporary output file while it exists, for the signal handler. */
+static char out_tmp[PATH_MAX];
+static volatile sig_atomic_t out_tmp_live;
+
+/* SIGTERM, SIGINT or SIGHUP while the temporary output exists: remove it,
+ * then die of the signal as usual (async-signal-safe calls only). */
+static void on_signal_unlink_tmp(int sig)
+{
+	if (out_tmp_live)
+		unlink(out_tmp);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 /*
  * Write the two parts to path atomically: a uniquely named temporary file
  * in the same directory, fsync, rename over path. No partial file is left
@@ -115,8 +153,21 @@ static int write_atomic(const char *path, const struct dkp_buf *a,
 			     rnd[4], rnd[5]) >= sizeof(tmp))
 		return dkp_err_set(err, DKP_E_USAGE, 0, "write",
 				   "output path too long") ? EX_USAGE_ : 0;
+	{
+		struct sigaction sa;
+
+		memcpy(out_tmp, tmp, sizeof(out_tmp));
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_signal_unlink_tmp;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGHUP, &sa, NULL);
+	}
+	out_tmp_live = 1;	/* before the create: no window without it */
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
 	if (fd < 0) {
+		out_tmp_live = 0;
 		dkp_err_sys(err, DKP_E_IO, 0, "create", errno,
 			    "cannot create %s (as %s)", path, tmp);
 		return EX_CANTCREAT_;
@@ -126,15 +177,18 @@ static int write_atomic(const char *path, const struct dkp_buf *a,
 		e = errno;
 		close(fd);
 		unlink(tmp);
+		out_tmp_live = 0;
 		dkp_err_sys(err, DKP_E_IO, 0, "write", e, "cannot write %s", path);
 		return EX_IOERR_;
 	}
 	if (close(fd) < 0 || rename(tmp, path) < 0) {
 		e = errno;
 		unlink(tmp);
+		out_tmp_live = 0;
 		dkp_err_sys(err, DKP_E_IO, 0, "write", e, "cannot write %s", path);
 		return EX_IOERR_;
 	}
+	out_tmp_live = 0;	/* renamed: nothing to remove any more */
 	return 0;
 }
 
@@ -210,7 +264,7 @@ static int cmd_sign(const struct dkp_cli *c)
 	}
 	/* envelope lines are not part of the message: never parsed as
 	 * header fields, never signed, kept on top of the output */
-	if (read_input(c->in, &in, &err) != DKP_OK ||
+	if (read_input(c->in, &in, DKP_DEFAULT_MAX_MESSAGE_BYTES, &err) != DKP_OK ||
 	    dkp_envelope_split(in.p, in.len, &env, &err) != DKP_OK ||
 	    dkp_msg_parse(&m, in.p + env.len, in.len - env.len, NULL,
 			  &err) != DKP_OK) {
@@ -264,7 +318,7 @@ static int cmd_verify(const struct dkp_cli *c)
 		dkp_error("%s", err.msg);
 		goto done;
 	}
-	if (read_input(c->in, &in, &err) != DKP_OK) {
+	if (read_input(c->in, &in, DKP_DEFAULT_MAX_MESSAGE_BYTES, &err) != DKP_OK) {
 		rc = report(&err);
 		goto done;
 	}

@@ -17,7 +17,12 @@
 #   names:    a file name with a newline is logged escaped, once, however
 #             many scans see it (before: raw, on every scan);
 #   failed-eio: an EIO while flushing failed/ leaves the message counted
-#             and logged as failed, not "leaving it queued"/deferred.
+#             and logged as failed, not "leaving it queued"/deferred;
+#   input:    sign and verify stop reading at the message limit: a 2 GB
+#             sparse file and /dev/zero exit 65 at once with little memory
+#             (item 7; before: 2.1 GB and 16 s, or "out of memory");
+#   sign-o:   SIGTERM while `sign -o` writes leaves no OUT.tmp.* behind
+#             (item 13).
 # Ends with "limits: N passed, N failed". Env: DKIMPRESS.
 set -u
 export LC_ALL=C
@@ -215,6 +220,56 @@ else
 	bad "failed-eio: cannot build the fsync shim: $(head -1 "$W/cc.log")"
 fi
 
+fi
+
+# ---------------------------------------------------------------- input
+if want input; then
+echo "== sign and verify stop reading at the limit (item 7)"
+truncate -s 2G "$W/sparse.eml"
+for cmd in sign verify; do
+	if [ "$cmd" = sign ]; then args=(sign --key "esp.example:e:$W/k/e.private"); else args=(verify); fi
+	for src in "$W/sparse.eml" /dev/zero; do
+		rc=0
+		/usr/bin/time -f '%e %M' -o "$W/in.time" timeout 30 "$D" "${args[@]}" "$src" \
+			>/dev/null 2>"$W/in.log" || rc=$?
+		# the last line (time prints "Command exited..." first)
+		secs=$(tail -1 "$W/in.time" | awk '{ print $1 }')
+		rss=$(tail -1 "$W/in.time" | awk '{ print $2 }')
+		secs=${secs:-99} rss=${rss:-0}
+		check '[ "$rc" = 65 ] && [ "$rss" -lt 204800 ] && awk "BEGIN { exit !($secs < 5) }"' \
+			"input: $cmd $(basename "$src"): exit $rc (want 65) in ${secs} s, peak RSS $((rss / 1024)) MB" \
+			"exit $rc; $(tail -1 "$W/in.log")"
+	done
+done
+rm -f "$W/sparse.eml"
+fi
+
+# ---------------------------------------------------------------- sign-o
+if want signo; then
+echo "== SIGTERM during sign -o (item 13)"
+if command -v strace >/dev/null; then
+	/usr/bin/python3 -c "
+import sys
+sys.stdout.write('From: a@esp.example\r\nSubject: big\r\n\r\n' + ('y' * 998 + '\r\n') * 60000)
+" >"$W/big.eml"
+	mkdir -p "$W/outdir"
+	# hold the process in its fsync of the temporary file, then SIGTERM
+	strace -f -o /dev/null -e trace=fsync -e inject=fsync:delay_enter=3000000 \
+		"$D" sign --key "esp.example:e:$W/k/e.private" -o "$W/outdir/out.eml" "$W/big.eml" \
+		2>/dev/null &
+	spid=$!
+	for _ in $(seq 100); do
+		ls "$W/outdir"/out.eml.tmp.* >/dev/null 2>&1 && break
+		sleep 0.05
+	done
+	sleep 0.5
+	dpid=$(pgrep -f -n "dkimpress sign --key esp.example:e:$W/k/e.private -o $W/outdir/out.eml")
+	[ -n "$dpid" ] && kill -TERM "$dpid"
+	wait "$spid" 2>/dev/null
+	check '[ -z "$(ls -A "$W/outdir")" ]' "sign-o: SIGTERM while writing leaves nothing behind" "$(ls "$W/outdir")"
+else
+	echo "skip sign-o: no strace"
+fi
 fi
 
 echo "limits: $pass passed, $fail failed"
