@@ -201,7 +201,12 @@ int dkp_run(const struct dkp_run_opts *o)
 	if ((rc = dkp_qdir_open(&q, &qo, why, sizeof(why))) < 0) {
 		dkp_error("cannot open the queue (%s): %s", why, strerror(-rc));
 		dkp_snap_unref(snap);
-		return rc == -EACCES || rc == -EPERM ? 77 : rc == -EROFS || rc == -EIO ? 74 : 78;
+		/* permissions 77, a full disk 75 (retry later), a path that is
+		 * not there or not a directory 78, any other I/O error 74 */
+		return rc == -EACCES || rc == -EPERM ? 77
+		     : rc == -ENOSPC || rc == -EDQUOT || rc == -EINTR || rc == -EAGAIN ? 75
+		     : rc == -ENOENT || rc == -ENOTDIR || rc == -ELOOP ||
+		       rc == -ENAMETOOLONG ? 78 : 74;
 	}
 	/* what crashed engines left, before taking anything new */
 	if ((rc = dkp_qdir_transport(q)->ops->recover(dkp_qdir_transport(q), &rec)) < 0)

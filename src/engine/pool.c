@@ -95,6 +95,8 @@ struct dkp_pool {
 	double retry_due;		/* once: latest pending retry */
 	unsigned backoff_ms;
 	double claim_fail_since;	/* claims failing, none succeeding */
+	double scan_fail_since;		/* the queue cannot be listed */
+	int scan_errno;
 	int claim_errno;
 	unsigned long claim_logged;	/* bit per errno < 64 already logged */
 	int fatal;			/* sysexits code, 0 while healthy */
@@ -435,8 +437,18 @@ static size_t scan(struct dkp_pool *p, const struct dkp_pool_hooks *h)
 	struct scan_ctx sc = { p, h, 0, dkp_mono_now() };
 	int rc = p->t->ops->scan(p->t, push_id, &sc);
 
-	if (rc < 0)
-		dkp_error("cannot list the queue: %s", strerror(-rc));
+	pthread_mutex_lock(&p->mu);
+	if (rc < 0 && p->scan_fail_since == 0) {
+		p->scan_fail_since = dkp_mono_now();
+		p->scan_errno = -rc;
+		pthread_mutex_unlock(&p->mu);
+		dkp_error("cannot list the queue (%s); retrying, stopping if it lasts %.0f s",
+			  strerror(-rc), CLAIM_STOP_S);
+		return sc.pushed;
+	}
+	if (rc == 0)
+		p->scan_fail_since = 0;
+	pthread_mutex_unlock(&p->mu);
 	return sc.pushed;
 }
 
@@ -455,10 +467,18 @@ static size_t recover(struct dkp_pool *p)
 	return r.published + r.requeued;
 }
 
-/* Check for claims failing too long; sets p->fatal. */
+/* Check for claims (or listings) failing too long; sets p->fatal. */
 static void check_claims(struct dkp_pool *p, int final)
 {
 	pthread_mutex_lock(&p->mu);
+	if (!p->fatal && p->scan_fail_since > 0 &&
+	    (final || dkp_mono_now() - p->scan_fail_since >= CLAIM_STOP_S)) {
+		p->fatal = claim_exit_code(p->scan_errno);
+		pthread_mutex_unlock(&p->mu);
+		dkp_error("the queue could not be listed for %.1f s (%s): stopping",
+			  dkp_mono_now() - p->scan_fail_since, strerror(p->scan_errno));
+		return;
+	}
 	if (!p->fatal && p->claim_fail_since > 0 &&
 	    (final || dkp_mono_now() - p->claim_fail_since >= CLAIM_STOP_S)) {
 		p->fatal = claim_exit_code(p->claim_errno);
@@ -532,7 +552,16 @@ int dkp_pool_dispatch(struct dkp_pool *p, const struct dkp_pool_hooks *h)
 			pushed += recover(p);
 		}
 		if (p->cfg.once) {
+			int listing_fails;
+
 			wait_idle(p, h);
+			pthread_mutex_lock(&p->mu);
+			listing_fails = p->scan_fail_since > 0;
+			pthread_mutex_unlock(&p->mu);
+			if (listing_fails) {
+				usleep(200000);	/* retried; check_claims ends it */
+				continue;
+			}
 			if (pushed == 0) {
 				/* done, unless a transient deferral awaits a retry
 				 * or a crashed peer left something */

@@ -334,8 +334,13 @@ int dkp_qdir_each_entry(int dirfd, int (*fn)(void *ctx, const char *name, int ty
 	while ((e = readdir(d)) != NULL) {
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
-		if (fn(ctx, e->d_name, e->d_type) != 0)
+		int r = fn(ctx, e->d_name, e->d_type);
+
+		if (r != 0) {
+			if (r < 0)
+				rc = r;	/* fn's own error */
 			break;
+		}
 		errno = 0;
 	}
 	if (e == NULL && errno)

@@ -45,7 +45,7 @@ int dkp_qdir_move_unique(int sdir, const char *sname, int ddir, const char *id,
 /* fsync a directory: 0 or -errno. */
 int dkp_qdir_sync_dir(int fd);
 /* Call fn(ctx, name, d_type) for every entry of dirfd but . and ..;
- * stops when fn returns non-zero. */
+ * stops when fn returns non-zero (a negative value is then returned). */
 int dkp_qdir_each_entry(int dirfd, int (*fn)(void *ctx, const char *name, int type),
 			void *ctx);
 /* The transport's recover operation (qdir_recover.c). */

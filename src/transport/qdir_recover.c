@@ -39,12 +39,17 @@ static int rec_copy(void *ctx, const char *name, int type)
 
 	(void)type;
 	if (x->claim >= 0 && faccessat(x->claim, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+		/* the claim goes back to in/new only once this copy is gone:
+		 * both would be signed and published */
 		if (unlinkat(x->sub, name, 0) == 0)
 			x->r->discarded++;
+		else if (errno != ENOENT)
+			x->rc = -errno;
 		return 0;
 	}
 	if (!dkp_qdir_id_ok(name)) {
-		unlinkat(x->sub, name, 0);	/* not ours to publish */
+		if (unlinkat(x->sub, name, 0) < 0 && errno != ENOENT)
+			x->rc = -errno;	/* not ours to publish, but in the way */
 		return 0;
 	}
 	if ((r = dkp_qdir_move_unique(x->sub, name, x->q->out_new, name, used)) < 0) {
@@ -82,6 +87,7 @@ static int rec_claim(void *ctx, const char *name, int type)
 struct subs {
 	char (*names)[64];
 	size_t n, cap;
+	int strict;	/* 1: a longer name is an error; 0: skipped */
 };
 
 static int list_sub(void *ctx, const char *name, int type)
@@ -89,8 +95,8 @@ static int list_sub(void *ctx, const char *name, int type)
 	struct subs *s = ctx;
 
 	(void)type;
-	if (strlen(name) >= 64)
-		return 0;
+	if (strlen(name) >= 64)	/* not an engine's or a worker's area */
+		return s->strict ? -ENAMETOOLONG : 0;
 	if (s->n == s->cap) {
 		s->cap = s->cap ? s->cap * 2 : 16;
 		s->names = dkp_realloc(s->names, s->cap * sizeof(*s->names));
@@ -99,35 +105,50 @@ static int list_sub(void *ctx, const char *name, int type)
 	return 0;
 }
 
-/* Recover one dead engine's areas; claimfd holds its lock. */
+/*
+ * Recover one dead engine's areas; claimfd holds its lock. Every copy is
+ * dealt with (published, or dropped because its claim is still there)
+ * and that made durable before any claim goes back to in/new; on any
+ * error nothing more is done and the areas stay for the next attempt, so
+ * no copy is ever left behind while its message is signed again.
+ */
 static int recover_engine(struct dkp_qdir *q, const char *name, int claimfd,
 			  struct dkp_recovery *r)
 {
 	struct rec x = { q, claimfd, -1, r, 0 };
-	struct subs s = { NULL, 0, 0 };
+	struct subs s = { NULL, 0, 0, 1 };
+	size_t i, published = r->published;
 	int tmp, rc;
-	size_t i;
 
 	tmp = openat(q->out_tmp, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (tmp >= 0) {
-		dkp_qdir_each_entry(tmp, list_sub, &s);
-		for (i = 0; i < s.n; i++) {
-			x.sub = openat(tmp, s.names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (x.sub < 0) {
-				unlinkat(tmp, s.names[i], 0);	/* a stray file */
-				continue;
-			}
-			if ((rc = dkp_qdir_each_entry(x.sub, rec_copy, &x)) < 0 && x.rc == 0)
-				x.rc = rc;
-			dkp_qdir_sync_dir(x.sub);
-			close(x.sub);
-		}
-		if (r->published && (rc = dkp_qdir_sync_dir(q->out_new)) < 0 && x.rc == 0)
-			x.rc = rc;
-	}
-	if ((rc = dkp_qdir_each_entry(claimfd, rec_claim, &x)) < 0 && x.rc == 0)
+	if (tmp < 0 && errno != ENOENT)
+		x.rc = -errno;		/* copies may be there: do not go on */
+	if (tmp >= 0 && (rc = dkp_qdir_each_entry(tmp, list_sub, &s)) < 0)
 		x.rc = rc;
-	if ((rc = dkp_qdir_sync_dir(q->in_new)) < 0 && x.rc == 0)
+	for (i = 0; tmp >= 0 && x.rc == 0 && i < s.n; i++) {
+		x.sub = openat(tmp, s.names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (x.sub < 0) {
+			if (errno == ENOTDIR || errno == ELOOP) {
+				if (unlinkat(tmp, s.names[i], 0) < 0 && errno != ENOENT)
+					x.rc = -errno;	/* a stray file */
+			} else if (errno != ENOENT) {
+				x.rc = -errno;
+			}
+			continue;
+		}
+		if ((rc = dkp_qdir_each_entry(x.sub, rec_copy, &x)) < 0 && x.rc == 0)
+			x.rc = rc;
+		if ((rc = dkp_qdir_sync_dir(x.sub)) < 0 && x.rc == 0)
+			x.rc = rc;	/* the drops must be durable first */
+		close(x.sub);
+	}
+	if (x.rc == 0 && r->published > published &&
+	    (rc = dkp_qdir_sync_dir(q->out_new)) < 0)
+		x.rc = rc;
+	/* only now may the claims go back to be signed again */
+	if (x.rc == 0 && (rc = dkp_qdir_each_entry(claimfd, rec_claim, &x)) < 0)
+		x.rc = rc;
+	if (x.rc == 0 && (rc = dkp_qdir_sync_dir(q->in_new)) < 0)
 		x.rc = rc;
 	if (x.rc == 0) {
 		for (i = 0; tmp >= 0 && i < s.n; i++)
@@ -200,7 +221,7 @@ static int rec_legacy_tmp(void *ctx, const char *name, int type)
 int dkp_qdir_recover(struct dkp_transport *t, struct dkp_recovery *r)
 {
 	struct dkp_qdir *q = (struct dkp_qdir *)t;
-	struct subs names = { NULL, 0, 0 };
+	struct subs names = { NULL, 0, 0, 0 };
 	struct rec x = { q, -1, -1, r, 0 };
 	size_t i;
 	int rc = 0, e;

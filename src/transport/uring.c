@@ -20,7 +20,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -36,6 +38,25 @@ struct dkp_ring {
 	struct statx *stx;	/* one per slot, for DKP_ROP_SIZE */
 };
 
+/* Test hook (tests/fault/run.sh): DKP_FAULT_URING="N:E" makes the Nth
+ * io_uring completion of the process (1-based, all rings) report -E, as if
+ * the kernel had failed that operation. Read once, when the first ring is
+ * made (before the workers start); unset, it costs one branch per CQE. */
+static long fault_at = -1;
+static int fault_errno;
+static atomic_long fault_seen;
+
+static int fault_cqe(const struct dkp_rop *op, int res)
+{
+	if (fault_at <= 0 || atomic_fetch_add(&fault_seen, 1) + 1 != fault_at)
+		return res;
+	fprintf(stderr, "dkimpress: DKP_FAULT_URING: completion %ld (op %d, res %d) fails with %d\n",
+		fault_at, (int)op->kind, res, -fault_errno);
+	if (op->kind == DKP_ROP_OPEN_RD && res >= 0)
+		close(res);	/* as if the open had not been made */
+	return -fault_errno;
+}
+
 int dkp_ring_new(struct dkp_ring **out, unsigned depth, int want_uring)
 {
 	struct dkp_ring *r = dkp_calloc(1, sizeof(*r));
@@ -44,6 +65,12 @@ int dkp_ring_new(struct dkp_ring **out, unsigned depth, int want_uring)
 	*out = NULL;
 	r->depth = depth;
 	if (want_uring) {
+		if (fault_at < 0) {
+			const char *f = getenv("DKP_FAULT_URING");
+
+			if (f == NULL || sscanf(f, "%ld:%d", &fault_at, &fault_errno) != 2)
+				fault_at = 0;
+		}
 		rc = io_uring_queue_init(depth, &r->ring, 0);
 		if (rc < 0) {
 			dkp_free(r);
@@ -293,7 +320,7 @@ int dkp_ring_run(struct dkp_ring *r, struct dkp_rop *ops, size_t n)
 				size_t idx = (size_t)io_uring_cqe_get_data64(cqe);
 
 				complete(r, &ops[idx], (unsigned)(idx - start),
-					 cqe->res);
+					 fault_cqe(&ops[idx], cqe->res));
 				io_uring_cqe_seen(&r->ring, cqe);
 				inflight--;
 			}
