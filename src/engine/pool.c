@@ -173,7 +173,7 @@ static void report_batch(struct dkp_pool *p, struct dkp_tmsg *m, size_t n)
 			p->claim_logged |= 1ul << e;
 		pthread_mutex_unlock(&p->mu);
 		if (first)
-			dkp_error("%s; retrying, stopping if no claim succeeds for %.0f s",
+			dkp_error("%s; retrying, stopping if claims keep failing (%.0f s, or sooner with --once when nothing else is left)",
 				  m[which].err.msg, CLAIM_STOP_S);
 		return;
 	}

@@ -187,8 +187,11 @@ static int rec_legacy(void *ctx, const char *name, int type)
 		return 0;
 	if (faccessat(x->q->out_new, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
 		/* the old protocol's "published, not yet retired" */
-		if (unlinkat(x->q->in_cur, name, 0) == 0)
+		if (unlinkat(x->q->in_cur, name, 0) == 0) {
 			x->r->discarded++;
+			dkp_warn("recovery: in/cur/%s (an older dkimpress's claim) removed: out/new/%s exists, so the old protocol had published it",
+				 name, name);
+		}
 		return 0;
 	}
 	x->claim = x->q->in_cur;

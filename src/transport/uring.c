@@ -148,7 +148,7 @@ static int64_t sys_one(struct dkp_rop *op)
 
 	switch (op->kind) {
 	case DKP_ROP_OPEN_RD:
-		n = openat(op->dirfd, op->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		n = openat(op->dirfd, op->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 		return n < 0 ? -errno : n;
 	case DKP_ROP_OPEN_EXCL:
 		n = openat(op->dirfd, op->name,
@@ -201,7 +201,7 @@ static void prep(struct dkp_ring *r, struct io_uring_sqe *sqe,
 	switch (op->kind) {
 	case DKP_ROP_OPEN_RD:
 		io_uring_prep_openat(sqe, op->dirfd, op->name,
-				     O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+				     O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0);
 		break;
 	case DKP_ROP_OPEN_EXCL:
 		io_uring_prep_openat(sqe, op->dirfd, op->name,

@@ -20,7 +20,8 @@
 #include <sys/uio.h>
 
 enum dkp_rop_kind {
-	DKP_ROP_OPEN_RD,	/* dirfd/name → res = fd */
+	DKP_ROP_OPEN_RD,	/* dirfd/name → res = fd (O_NOFOLLOW, and
+				 * O_NONBLOCK: a FIFO never blocks the open) */
 	DKP_ROP_OPEN_EXCL,	/* dirfd/name, O_CREAT|O_EXCL|O_WRONLY, 0600 */
 	DKP_ROP_SIZE,		/* dirfd/name → size (statx) */
 	DKP_ROP_READ,		/* fd, buf, len at offset 0 → bytes */
