@@ -11,7 +11,9 @@
 # written with its input still claimed, R copy flushed with its input
 # retired, not yet published) is read off the directories while the
 # process is dead; the next start's recovery must put C and W back and
-# publish R. Then a last run drains the queue and the checks run:
+# publish R. Then four kills aimed at protocol steps (the first retire
+# unlink, the flush of in/cur/E, a publish rename) must leave states W and
+# R, so both are asserted, not left to chance. Then a last run drains the queue and the checks run:
 #   - every input ID is in out/new exactly once, none in failed/;
 #   - in/new, in/cur and out/tmp are empty;
 #   - each output is its input plus 2 DKIM-Signature fields (1 for the
@@ -97,9 +99,54 @@ if [ "$kills" -ge 20 ]; then
 else
 	bad "only $kills kills landed mid-run (want >= 20): use a larger CRASH_N"
 fi
-# were the interesting states hit?
+# were the interesting states hit at random? (reported; asserted below
+# with kills aimed at each step)
 awk 'NR > 1 && $5 > 0 { w++ } NR > 1 && $6 > 0 { r++ } END {
-	printf "kills with messages in state W (copy written, input claimed): %d, in state R (input retired, copy not yet published): %d\n", w, r }' "$W/table"
+	printf "random kills with messages in state W (copy written, input claimed): %d, in state R (input retired, copy not yet published): %d\n", w, r }' "$W/table"
+
+# kills aimed at each step of the protocol (tests/fault/inject.c with
+# FAULT_KILL: SIGKILL at the Nth call touching a path), each followed by
+# the state it must leave; the next run recovers it
+INJECT=${FAULT_INJECT:-$TOP/${BUILD:-build}/tests/fault_inject.so}
+states() {	# claims and copies now: sets cur st_w st_r
+	find "$W/q/in/cur" -mindepth 2 -type f -printf '%f\n' | sort >"$W/claims"
+	find "$W/q/out/tmp" -mindepth 3 -type f -printf '%f\n' | sort >"$W/copies"
+	cur=$(wc -l <"$W/claims")
+	st_w=$(comm -12 "$W/claims" "$W/copies" | wc -l)
+	st_r=$(comm -13 "$W/claims" "$W/copies" | wc -l)
+}
+recover_only() {	# let a run recover the dead engines, with in/new set aside
+	mv "$W/q/in/new" "$W/q/in/new.hold" && mkdir "$W/q/in/new"
+	"$DKIMPRESS" run -c "$W/conf" --once >/dev/null 2>>"$W/log"
+	find "$W/q/in/new" -mindepth 1 -maxdepth 1 -exec mv -t "$W/q/in/new.hold/" {} +
+	rmdir "$W/q/in/new" && mv "$W/q/in/new.hold" "$W/q/in/new"
+}
+aimed() {	# aimed KIND PATH N WANT DESC: kill at the Nth KIND call on PATH
+	local kind=$1 path=$2 n=$3 want=$4 desc=$5 rc=0
+	# no dead engine left, so the count reaches this run's own steps
+	recover_only
+	[ -n "$(ls -A "$W/q/in/new")" ] || { bad "aimed kill ($desc): the queue ran dry first (use a larger CRASH_N)"; return; }
+	LD_PRELOAD="$INJECT" FAULT_OP="$kind" FAULT_PATH="$path" FAULT_N="$n" FAULT_KILL=1 \
+		"$DKIMPRESS" run -c "$W/conf" --once >/dev/null 2>>"$W/log" || rc=$?
+	states
+	case $want in
+	W) [ "$rc" = 137 ] && [ "$st_w" -gt 0 ] ;;
+	R) [ "$rc" = 137 ] && [ "$st_r" -gt 0 ] ;;	# other workers may be in W
+	esac && ok "aimed kill -9 $desc: left $st_w in state W, $st_r in state R" ||
+		bad "aimed kill -9 $desc: exit $rc, $st_w in state W, $st_r in state R (want $want)"
+}
+if [ -f "$INJECT" ]; then
+	# the first unlink of a claim: copies flushed, no input retired yet
+	aimed unlink /in/cur/e 1 W "at the first retire (unlink of a claim)"
+	# the flush of in/cur/E: the batch's inputs unlinked, copies unpublished
+	aimed dirsync /in/cur/e 1 R "at the flush of the claim area after the unlinks"
+	# the first rename into out/new: retired, not yet visible
+	aimed rename /out/new/ 1 R "at the first publish rename"
+	# a later batch's publish, with earlier batches done
+	aimed rename /out/new/ 40 R "at a later publish rename"
+else
+	echo "skip aimed kills: $INJECT not built (make unit-tests builds it)"
+fi
 
 # recovery and the rest
 rc=0

@@ -17,6 +17,10 @@
  *                     backtrace offsets for addr2line)
  *   FAULT_TRACE=FILE  append one line per counted call (slow; to map N to
  *                     an operation)
+ *   FAULT_PATH=S      count only calls whose path (or the fd's target)
+ *                     contains S (tests/crash: a kill at one protocol step)
+ *   FAULT_KILL=1      at the Nth call, SIGKILL the process instead of
+ *                     failing the call (the call is not made)
  *
  * What a failure does: the call is not made (rename, unlink, link, mkdir,
  * open, read, fsync, syncfs: nothing happens, as when the kernel refuses
@@ -69,7 +73,8 @@ static atomic_long counts[K_N];
 static int target = -1;		/* kind to fail, -1 none */
 static long target_n;
 static int target_errno = EIO;
-static const char *count_file, *log_file, *trace_file;
+static const char *count_file, *log_file, *trace_file, *path_filter;
+static int kill_instead;
 static atomic_int ready;
 static __thread int inside;	/* no counting inside the shim itself */
 
@@ -95,6 +100,10 @@ __attribute__((constructor)) static void fault_init(void)
 	count_file = getenv("FAULT_COUNT");
 	log_file = getenv("FAULT_LOG");
 	trace_file = getenv("FAULT_TRACE");
+	path_filter = getenv("FAULT_PATH");
+	if (path_filter && !*path_filter)
+		path_filter = NULL;
+	kill_instead = getenv("FAULT_KILL") && atoi(getenv("FAULT_KILL")) == 1;
 	if (op && *op) {
 		for (k = 0; k < K_N; k++)
 			if (strcmp(op, kind_name[k]) == 0)
@@ -171,8 +180,20 @@ static int hit(int k, const char *fn, int dirfd, const char *path, int fd,
 
 	if (!atomic_load(&ready) || inside)
 		return 0;
+	if (path_filter) {
+		char d[1200];
+
+		inside = 1;
+		describe(d, sizeof(d), dirfd, path, fd);
+		inside = 0;
+		if (strstr(d, path_filter) == NULL &&
+		    (path2 == NULL || strstr(path2, path_filter) == NULL))
+			return 0;
+	}
 	n = atomic_fetch_add(&counts[k], 1) + 1;
 	fail = k == target && n == target_n;
+	if (fail && kill_instead)
+		(void)!syscall(SYS_kill, (long)getpid(), 9L);	/* SIGKILL, at once */
 	if (trace_file || (fail && log_file)) {
 		char d[1200], d2[600] = "";
 		FILE *f;
