@@ -120,6 +120,7 @@ struct dkp_msg {
 	size_t fields_cap;
 	char *own;		/* CRLF-normalised copy when input had bare LF */
 	size_t own_cap;
+	struct dkp_limits lim;	/* as parsed with; dkp_sign keeps within */
 };
 
 void dkp_msg_init(struct dkp_msg *m);
@@ -127,9 +128,13 @@ void dkp_msg_fini(struct dkp_msg *m);
 /*
  * Parse a message. If buf uses CRLF throughout, m->data points into buf
  * (buf must outlive m); otherwise each bare LF becomes CRLF in a copy owned
- * by m. Refuses (DKP_E_SYNTAX) an empty header block, a line that is not a
- * field, a NUL in the header block; (DKP_E_FROM) zero or several From;
- * (DKP_E_LIMIT) anything over lim. Reusable: parse again to reuse storage.
+ * by m. A message of header fields only gets, in that copy, the CRLF its
+ * last line may lack and the empty line after them (as it travels: see
+ * msg_parse.c). Refuses (DKP_E_SYNTAX) an empty header block, a line that
+ * is not a field, white space between a field name and its colon
+ * (obsolete RFC 5322 4.5 syntax), a NUL in the header block; (DKP_E_FROM)
+ * zero or several From; (DKP_E_LIMIT) anything over lim. Reusable: parse
+ * again to reuse storage.
  */
 int dkp_msg_parse(struct dkp_msg *m, const char *buf, size_t len,
 		  const struct dkp_limits *lim, struct dkp_err *err);
@@ -145,8 +150,9 @@ int dkp_msg_from_address(const struct dkp_msg *m, char *local,
 			 size_t localsz, char *out, size_t outsz,
 			 struct dkp_err *err);
 
-/* Is s/n a usable domain name or selector: dot-separated labels of
- * letters, digits, '-' and '_', each 1..63 long, 253 in all? */
+/* Is s/n a usable selector, or domain name: dot-separated labels of
+ * letters, digits and '-', not starting or ending with '-', each 1..63
+ * long, 253 in all (RFC 6376 3.1 selector; a d= also needs two labels)? */
 int dkp_domain_ok(const char *s, size_t n);
 
 /* ---- keys ------------------------------------------------------------- */
@@ -228,6 +234,11 @@ void dkp_signer_free(struct dkp_signer *s);
  * List-Unsubscribe-Post and Feedback-ID, each only when present, each
  * named once more than it occurs (oversigned). DKIM-Signature, Received
  * and Return-Path are never in the default list.
+ *
+ * Refuses (DKP_E_USAGE) a d=, s=, i= or h= name outside the RFC 6376
+ * grammar (see dkim/sigfmt.h), and (DKP_E_LIMIT, out unchanged) a signed
+ * message that would exceed the limits m was parsed with: more than
+ * max_fields fields, or a header block over max_header_bytes.
  */
 int dkp_sign(struct dkp_signer *s, const struct dkp_msg *m,
 	     const struct dkp_sig_spec *specs, size_t n, struct dkp_buf *out,
@@ -247,7 +258,7 @@ const char *dkp_vres_name(enum dkp_vres r);
 struct dkp_vresult {
 	enum dkp_vres res;
 	char domain[256];
-	char selector[128];
+	char selector[256];	/* a DNS name: never truncated */
 	char alg[32];
 	char reason[160];
 };
@@ -260,10 +271,17 @@ struct dkp_vresult {
 typedef int (*dkp_keyfetch_fn)(void *ctx, const char *qname,
 			       struct dkp_buf *txt, struct dkp_err *err);
 
+/* Signatures dkp_verify checks; those below them are not checked. */
+#define DKP_VERIFY_MAX_SIGS 50
+
 /*
  * Verify every DKIM-Signature field of m (top first). Writes up to maxres
  * results and the number of signatures found in *nres. now is the current
- * time for x= (pass 0 to use the clock).
+ * time for x= (pass 0 to use the clock). Only the first
+ * DKP_VERIFY_MAX_SIGS are checked; each one after them is a permerror
+ * "not checked". A body is hashed once per (body canonicalization, l=).
+ * d=, s=, a= and the reason are printable: bytes outside printable
+ * US-ASCII (and '\') are written \xHH.
  */
 int dkp_verify(const struct dkp_msg *m, dkp_keyfetch_fn fetch, void *fctx,
 	       int64_t now, struct dkp_vresult *res, size_t maxres,

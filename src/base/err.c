@@ -52,6 +52,9 @@ void dkp_err_clear(struct dkp_err *err)
 	memset(err, 0, sizeof(*err));
 }
 
+/* The va_list twin of dkp_err_set: the attribute lets the compiler check
+ * the callers' format strings, and accept the non-literal one here. */
+__attribute__((format(printf, 5, 0)))
 static void vset(struct dkp_err *err, enum dkp_status code, int temp,
 		 const char *step, const char *fmt, va_list ap)
 {

@@ -19,6 +19,9 @@ void dkp_log_set_progname(const char *name)
 	progname = name;
 }
 
+/* Format one line and write it; format(printf, 3, 0) has the compiler
+ * check every caller's format string against its arguments. */
+__attribute__((format(printf, 3, 0)))
 static void vlog(enum dkp_log_level lvl, const char *tag, const char *fmt,
 		 va_list ap)
 {

@@ -7,7 +7,14 @@
  *    its own struct dkp_signer — the calls dkp_sign makes, nothing else;
  *  - io: `run --once --no-sign`, a process of its own, on a scratch queue:
  *    the queue path (claim, read, write, flush, publish, retire) alone;
- *  - engine: `run --once` the same way.
+ *  - engine: `run --once` the same way;
+ *  - engineN: N `run --once` processes on one scratch queue, released
+ *    together from a pipe after all are forked: messages/s over the wall
+ *    time from the release to the last exit, CPU and peak RSS summed over
+ *    the N, p50 the median of their p50s, p99 the largest of their p99s
+ *    (the pooled p99 cannot be above it); every process must exit 0, their
+ *    counts must add up to the queue, and out/new must hold exactly one
+ *    file per queued message.
  * Children report through run --stats; CPU time and peak RSS come from
  * wait4(). Scratch queues are filled with hard links to the corpus, so
  * filling one writes no data, and are removed only at the end: on ext4,
@@ -21,6 +28,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,15 +46,39 @@
 #include "dkim/sign.h"
 #include "conf/snap.h"
 
-enum { PH_CRYPTO, PH_IO, PH_ENGINE, PH_COUNT };
+/* PH_ENGINES + N - 1: N engines on one queue (engineN) */
+enum { PH_CRYPTO, PH_IO, PH_ENGINE, PH_ENGINES,
+       PH_COUNT = PH_ENGINES + DKP_BENCH_MAX_ENGINES };
 #define CRYPTO_MAX_KEYS 1000	/* customer keys the crypto phase loads */
-static const char *const ph_name[PH_COUNT] = { "crypto", "io", "engine" };
 
 struct row {
 	int done, ok;
-	double msgs, seconds, bytes, cpu, rss_mb, p50, p99;
+	unsigned engines;	/* processes (engineN: N; 1 for io, engine) */
+	double msgs, seconds, bytes, cpu, rss_mb, rss_max_mb, p50, p99;
 	double sigs_per_s, msgs_per_s;
 };
+
+/* Engines of phase ph: N for engineN, 0 for the others. */
+static unsigned ph_engines(unsigned ph)
+{
+	return ph >= PH_ENGINES ? ph - PH_ENGINES + 1 : 0;
+}
+
+static unsigned ph_bit(unsigned ph)
+{
+	return ph >= PH_ENGINES ? DKP_PHASE_ENGINES(ph_engines(ph)) : 1u << ph;
+}
+
+static const char *ph_name(unsigned ph)
+{
+	static const char *const name[PH_ENGINES] = { "crypto", "io", "engine" };
+	static char multi[DKP_BENCH_MAX_ENGINES][24];	/* "engine" + a %u */
+
+	if (ph < PH_ENGINES)
+		return name[ph];
+	snprintf(multi[ph - PH_ENGINES], sizeof(multi[0]), "engine%u", ph_engines(ph));
+	return multi[ph - PH_ENGINES];
+}
 
 /* User + system CPU seconds of ru. */
 static double cpu_of(const struct rusage *ru)
@@ -258,6 +290,9 @@ static int copy_file(int sdir, const char *sname, int ddir, const char *dname)
 		close(in);
 		return -1;
 	}
+	/* in the kernel where it can; from where it stopped otherwise */
+	while ((n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0)) > 0)
+		;
 	while ((n = read(in, buf, sizeof(buf))) > 0)
 		if (write(out, buf, (size_t)n) != n) {
 			rc = -1;
@@ -271,7 +306,11 @@ static int copy_file(int sdir, const char *sname, int ddir, const char *dname)
 	return rc;
 }
 
-/* Queue msgs messages into QDIR/in/new as links to the corpus. */
+/* Queue msgs messages into QDIR/in/new as links to the corpus, the first
+ * pass over it; further passes (msgs > corpus) as copies: the engine
+ * checks each input's ctime between its read and its retire, and a
+ * claim or unlink of another link of the same inode changes it (the
+ * message would be put back, as if a producer were still writing it). */
 static int fill_queue(const struct corpus *k, const char *qdir, size_t msgs,
 		      uint64_t *bytes)
 {
@@ -305,16 +344,18 @@ static int fill_queue(const struct corpus *k, const char *qdir, size_t msgs,
 			snprintf(name, sizeof(name), "%s", k->m[i].name);
 		else
 			snprintf(name, sizeof(name), "%s.%zu", k->m[i].name, m / k->n);
-		if (linked && linkat(sfd, k->m[i].name, dfd, name, 0) == 0) {
-			*bytes += k->m[i].size;
-			continue;
+		if (linked && m < k->n) {
+			if (linkat(sfd, k->m[i].name, dfd, name, 0) == 0) {
+				*bytes += k->m[i].size;
+				continue;
+			}
+			if (errno != EXDEV && errno != EPERM) {
+				dkp_error("bench: cannot link %s into %s: %s",
+					  k->m[i].name, path, strerror(errno));
+				goto fail;
+			}
+			linked = 0;	/* another filesystem: copy */
 		}
-		if (linked && errno != EXDEV && errno != EPERM) {
-			dkp_error("bench: cannot link %s into %s: %s", k->m[i].name,
-				  path, strerror(errno));
-			goto fail;
-		}
-		linked = 0;	/* another filesystem: copy */
 		if (copy_file(sfd, k->m[i].name, dfd, name) < 0) {
 			dkp_error("bench: cannot copy %s into %s: %s", k->m[i].name,
 				  path, strerror(errno));
@@ -344,35 +385,45 @@ static double json_num(const char *js, const char *key)
 	return p ? strtod(p + strlen(pat), NULL) : -1;
 }
 
-static int phase_queue(const struct dkp_cli *c, const struct corpus *k,
-		       const char *work, int ph, unsigned rep, size_t msgs,
-		       struct row *r)
+/* Queue IDs in DIR (dot names left out); -1 if it cannot be read. */
+static long count_ids(const char *dir)
 {
-	char qdir[3900], log[4000], stats[4000], js[1024];
-	char set_in[4300], set_out[4300], set_failed[4300];
-	const char *sets[DKP_CLI_MAX_SETS + 3];
-	struct rusage ru;
-	uint64_t bytes = 0;
-	size_t nsets = 0, i;
-	int st, fd;
-	pid_t pid;
-	FILE *f;
+	struct dirent *de;
+	long n = 0;
+	DIR *d = opendir(dir);
 
-	memset(r, 0, sizeof(*r));
-	r->done = 1;
-	snprintf(qdir, sizeof(qdir), "%s/%s-%u", work, ph_name[ph], rep);
-	snprintf(log, sizeof(log), "%s.log", qdir);
-	snprintf(stats, sizeof(stats), "%s.json", qdir);
-	if (fill_queue(k, qdir, msgs, &bytes) < 0)
+	if (d == NULL)
 		return -1;
-	for (i = 0; i < c->nsets; i++)
-		sets[nsets++] = c->sets[i];
-	snprintf(set_in, sizeof(set_in), "in_dir=%s/in", qdir);
-	snprintf(set_out, sizeof(set_out), "out_dir=%s/out", qdir);
-	snprintf(set_failed, sizeof(set_failed), "failed_dir=%s/failed", qdir);
-	sets[nsets++] = set_in;
-	sets[nsets++] = set_out;
-	sets[nsets++] = set_failed;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* One child's figures from its --stats file and wait4(). */
+struct child {
+	pid_t pid;
+	int status;
+	struct rusage ru;
+	double msgs, seconds, bytes, p50, p99, renamed;
+	char log[4100], stats[4100];
+};
+
+static int p50_cmp(const void *a, const void *b)
+{
+	double x = ((const struct child *)a)->p50, y = ((const struct child *)b)->p50;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Fork `dkimpress run --once` for one engine of the phase; the child waits
+ * until gate (a pipe's read end) reads end-of-file, then execs. */
+static pid_t spawn_run(const struct dkp_cli *c, int io, const char *const *sets,
+		       size_t nsets, struct child *ch, const int gate[2])
+{
+	pid_t pid;
+
 	fflush(stdout);
 	fflush(stderr);
 	pid = fork();
@@ -384,9 +435,14 @@ static int phase_queue(const struct dkp_cli *c, const struct corpus *k,
 		/* a fresh `dkimpress run`, so its peak RSS is its own, not
 		 * this process's keys and corpus list as well */
 		const char *av[2 * (DKP_CLI_MAX_SETS + 3) + 10];
-		size_t n = 0;
+		size_t n = 0, i;
+		char b;
+		int fd;
 
-		fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		close(gate[1]);
+		while (read(gate[0], &b, 1) < 0 && errno == EINTR)
+			;
+		fd = open(ch->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		if (fd >= 0) {
 			dup2(fd, STDOUT_FILENO);
 			dup2(fd, STDERR_FILENO);
@@ -397,8 +453,8 @@ static int phase_queue(const struct dkp_cli *c, const struct corpus *k,
 		av[n++] = c->conf;
 		av[n++] = "--once";
 		av[n++] = "--stats";
-		av[n++] = stats;
-		if (ph == PH_IO)
+		av[n++] = ch->stats;
+		if (io)
 			av[n++] = "--no-sign";
 		for (i = 0; i < nsets; i++) {
 			av[n++] = "--set";
@@ -409,32 +465,141 @@ static int phase_queue(const struct dkp_cli *c, const struct corpus *k,
 		fprintf(stderr, "bench: cannot run /proc/self/exe: %s\n", strerror(errno));
 		_exit(71);
 	}
-	while (wait4(pid, &st, 0, &ru) < 0)
-		if (errno != EINTR) {
-			dkp_error("bench: wait: %s", strerror(errno));
-			return -1;
-		}
-	r->cpu = cpu_of(&ru);
-	r->rss_mb = (double)ru.ru_maxrss / 1024.0;
-	js[0] = '\0';
-	if ((f = fopen(stats, "re")) != NULL) {
-		size_t n = fread(js, 1, sizeof(js) - 1, f);
+	return pid;
+}
 
-		js[n] = '\0';
-		fclose(f);
+static int phase_queue(const struct dkp_cli *c, const struct corpus *k,
+		       const char *work, unsigned ph, unsigned rep, size_t msgs,
+		       struct row *r)
+{
+	char qdir[3900], path[4000], js[1024];
+	char set_in[4300], set_out[4300], set_failed[4300];
+	const char *sets[DKP_CLI_MAX_SETS + 3];
+	unsigned ne = ph_engines(ph), nproc = ne ? ne : 1, e, started = 0;
+	struct child ch[DKP_BENCH_MAX_ENGINES];
+	uint64_t bytes = 0;
+	size_t nsets = 0, i;
+	double t0, t1, renamed = 0;
+	long in_out = -1;
+	int gate[2], bad = 0;
+	FILE *f;
+
+	memset(r, 0, sizeof(*r));
+	memset(ch, 0, sizeof(ch));
+	r->done = 1;
+	r->engines = nproc;
+	snprintf(qdir, sizeof(qdir), "%s/%s-%u", work, ph_name(ph), rep);
+	for (e = 0; e < nproc; e++) {
+		if (ne) {
+			snprintf(ch[e].log, sizeof(ch[e].log), "%s.%u.log", qdir, e + 1);
+			snprintf(ch[e].stats, sizeof(ch[e].stats), "%s.%u.json", qdir, e + 1);
+		} else {
+			snprintf(ch[e].log, sizeof(ch[e].log), "%s.log", qdir);
+			snprintf(ch[e].stats, sizeof(ch[e].stats), "%s.json", qdir);
+		}
 	}
-	r->msgs = json_num(js, "signed") + json_num(js, "esp_only");
-	r->seconds = json_num(js, "seconds");
-	r->bytes = json_num(js, "bytes");
-	r->p50 = json_num(js, "p50_ms");
-	r->p99 = json_num(js, "p99_ms");
-	r->msgs_per_s = r->seconds > 0 ? r->msgs / r->seconds : 0;
-	r->ok = WIFEXITED(st) && WEXITSTATUS(st) == 0 && r->msgs == (double)msgs;
-	if (!r->ok) {
-		dkp_error("bench: the %s phase signed %.0f of %zu messages (exit %d); see %s",
-			  ph_name[ph], r->msgs < 0 ? 0 : r->msgs, msgs,
-			  WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), log);
+	if (fill_queue(k, qdir, msgs, &bytes) < 0)
 		return -1;
+	for (i = 0; i < c->nsets; i++)
+		sets[nsets++] = c->sets[i];
+	snprintf(set_in, sizeof(set_in), "in_dir=%s/in", qdir);
+	snprintf(set_out, sizeof(set_out), "out_dir=%s/out", qdir);
+	snprintf(set_failed, sizeof(set_failed), "failed_dir=%s/failed", qdir);
+	sets[nsets++] = set_in;
+	sets[nsets++] = set_out;
+	sets[nsets++] = set_failed;
+	if (pipe2(gate, O_CLOEXEC) < 0) {
+		dkp_error("bench: pipe: %s", strerror(errno));
+		return -1;
+	}
+	/* all forked first, then released at once by closing the gate */
+	for (e = 0; e < nproc; e++) {
+		if ((ch[e].pid = spawn_run(c, ph == PH_IO, sets, nsets, &ch[e], gate)) < 0)
+			break;
+		started++;
+	}
+	close(gate[0]);
+	if (started < nproc)
+		for (e = 0; e < started; e++)
+			kill(ch[e].pid, SIGTERM);
+	t0 = dkp_mono_now();
+	close(gate[1]);
+	for (e = 0; e < started; e++)
+		while (wait4(ch[e].pid, &ch[e].status, 0, &ch[e].ru) < 0)
+			if (errno != EINTR) {
+				dkp_error("bench: wait: %s", strerror(errno));
+				return -1;
+			}
+	t1 = dkp_mono_now();
+	if (started < nproc)
+		return -1;
+	for (e = 0; e < nproc; e++) {
+		struct child *x = &ch[e];
+		int st = x->status;
+
+		js[0] = '\0';
+		if ((f = fopen(x->stats, "re")) != NULL) {
+			size_t n = fread(js, 1, sizeof(js) - 1, f);
+
+			js[n] = '\0';
+			fclose(f);
+		}
+		x->msgs = json_num(js, "signed") + json_num(js, "esp_only");
+		x->seconds = json_num(js, "seconds");
+		x->bytes = json_num(js, "bytes");
+		x->p50 = json_num(js, "p50_ms");
+		x->p99 = json_num(js, "p99_ms");
+		x->renamed = json_num(js, "renamed");
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || x->msgs < 0 || x->seconds < 0) {
+			dkp_error("bench: the %s phase: engine %u of %u exited %d; see %s",
+				  ph_name(ph), e + 1, nproc,
+				  WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), x->log);
+			bad = 1;
+			continue;
+		}
+		r->msgs += x->msgs;
+		r->bytes += x->bytes;
+		r->cpu += cpu_of(&x->ru);
+		r->rss_mb += (double)x->ru.ru_maxrss / 1024.0;
+		if ((double)x->ru.ru_maxrss / 1024.0 > r->rss_max_mb)
+			r->rss_max_mb = (double)x->ru.ru_maxrss / 1024.0;
+		if (x->p99 > r->p99)
+			r->p99 = x->p99;
+		renamed += x->renamed;
+	}
+	if (bad)
+		return -1;
+	if (ne == 0) {
+		/* io, engine: the run's own clock, from its start to drained */
+		r->seconds = ch[0].seconds;
+		r->p50 = ch[0].p50;
+	} else {
+		/* engineN: the wall time from the release to the last exit */
+		r->seconds = t1 - t0;
+		qsort(ch, nproc, sizeof(ch[0]), p50_cmp);
+		r->p50 = nproc % 2 ? ch[nproc / 2].p50
+				   : (ch[nproc / 2 - 1].p50 + ch[nproc / 2].p50) / 2;
+	}
+	r->msgs_per_s = r->seconds > 0 ? r->msgs / r->seconds : 0;
+	snprintf(path, sizeof(path), "%s/out/new", qdir);
+	in_out = count_ids(path);
+	r->ok = r->msgs == (double)msgs && in_out == (long)msgs && renamed == 0;
+	if (!r->ok) {
+		dkp_error("bench: the %s phase published %.0f of %zu messages, "
+			  "%.0f under a new name, out/new holds %ld; see %s",
+			  ph_name(ph), r->msgs, msgs, renamed, in_out, ch[0].log);
+		return -1;
+	}
+	if (ne) {
+		char line[16 * DKP_BENCH_MAX_ENGINES + 64];
+		size_t n = 0;
+
+		/* how the queue was shared (in the order of the p50s) */
+		for (e = 0; e < nproc && n < sizeof(line) - 20; e++)
+			n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%.0f",
+					      e ? "+" : "", ch[e].msgs);
+		dkp_info("bench: %s: %s messages in %.2f s", ph_name(ph), line,
+			 r->seconds);
 	}
 	return 0;
 }
@@ -456,7 +621,7 @@ static int row_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static void print_row(FILE *f, const char *label, int ph, const struct row *r,
+static void print_row(FILE *f, const char *label, unsigned ph, const struct row *r,
 		      double bound)
 {
 	char ratio[32] = "-";
@@ -464,40 +629,42 @@ static void print_row(FILE *f, const char *label, int ph, const struct row *r,
 	if (bound > 0)
 		snprintf(ratio, sizeof(ratio), "%.2f", r->msgs_per_s / bound);
 	if (ph == PH_CRYPTO) {
-		fprintf(f, "%-12s %-7s %8.0f %7s %9.2f %7s %7s %7s %6s  (%.0f signatures/s)\n",
-			label, ph_name[ph], r->msgs_per_s, "-",
+		fprintf(f, "%-12s %-8s %8.0f %7s %9.2f %7s %7s %7s %6s  (%.0f signatures/s)\n",
+			label, ph_name(ph), r->msgs_per_s, "-",
 			r->msgs > 0 ? r->cpu / r->msgs * 1000 : 0, "-", "-", "-",
 			"-", r->sigs_per_s);
 		return;
 	}
-	fprintf(f, "%-12s %-7s %8.0f %7.1f %9.2f %7.1f %7.1f %7.1f %6s\n",
-		label, ph_name[ph], r->msgs_per_s,
+	fprintf(f, "%-12s %-8s %8.0f %7.1f %9.2f %7.1f %7.1f %7.1f %6s\n",
+		label, ph_name(ph), r->msgs_per_s,
 		r->seconds > 0 ? r->bytes / r->seconds / 1e6 : 0,
 		r->msgs > 0 ? r->cpu / r->msgs * 1000 : 0, r->rss_mb, r->p50,
 		r->p99, ratio);
 }
 
 static void json_row(FILE *f, const char *label, const struct dkp_config *cfg,
-		     int ph, const struct row *r, double bound, unsigned runs)
+		     unsigned ph, const struct row *r, double bound, unsigned runs)
 {
-	fprintf(f, "{\"label\":\"%s\",\"phase\":\"%s\",\"threads\":%u,\"batch\":%u,"
+	fprintf(f, "{\"label\":\"%s\",\"phase\":\"%s\",\"engines\":%u,"
+		"\"threads\":%u,\"batch\":%u,"
 		"\"uring_depth\":%u,\"flush\":\"%s\",\"runs\":%u,\"messages\":%.0f,"
 		"\"seconds\":%.4f,\"msgs_per_s\":%.1f,\"mb_per_s\":%.2f,"
 		"\"cpu_s_per_1k\":%.4f,\"peak_rss_mb\":%.1f,\"p50_ms\":%.3f,"
 		"\"p99_ms\":%.3f,\"sigs_per_s\":%.1f,\"bound_msgs_per_s\":%.1f,"
-		"\"ratio\":%.4f}\n",
-		label, ph_name[ph], cfg->threads, cfg->batch, cfg->uring_depth,
+		"\"ratio\":%.4f,\"peak_rss_max_mb\":%.1f}\n",
+		label, ph_name(ph), r->engines, cfg->threads, cfg->batch, cfg->uring_depth,
 		cfg->flush == DKP_FLUSH_FILES ? "files" : "filesystem", runs,
 		r->msgs, r->seconds, r->msgs_per_s,
 		r->seconds > 0 && ph != PH_CRYPTO ? r->bytes / r->seconds / 1e6 : 0,
 		r->msgs > 0 ? r->cpu / r->msgs * 1000 : 0, r->rss_mb, r->p50,
 		r->p99, r->sigs_per_s, bound,
-		bound > 0 && ph != PH_CRYPTO ? r->msgs_per_s / bound : 0);
+		bound > 0 && ph != PH_CRYPTO ? r->msgs_per_s / bound : 0,
+		r->rss_max_mb);
 }
 
 int dkp_bench_run(const struct dkp_cli *c)
 {
-	struct row rows[PH_COUNT][100], med[PH_COUNT];
+	struct row (*rows)[100], med[PH_COUNT];
 	struct dkp_snap *s = NULL;
 	struct corpus k;
 	struct dkp_err err;
@@ -509,11 +676,12 @@ int dkp_bench_run(const struct dkp_cli *c)
 	int failed = 0, have_corpus = 0;
 	FILE *jf = NULL;
 
-	memset(rows, 0, sizeof(rows));
+	rows = dkp_calloc(PH_COUNT, sizeof(*rows));
 	memset(med, 0, sizeof(med));
 	dkp_err_clear(&err);
 	if (dkp_snap_load(&s, c->conf, c->sets, c->nsets, &err) != DKP_OK) {
 		dkp_error("%s", err.msg);
+		dkp_free(rows);
 		return 78;
 	}
 	base = strrchr(c->conf, '/');
@@ -528,9 +696,10 @@ int dkp_bench_run(const struct dkp_cli *c)
 	else
 		snprintf(work, sizeof(work), "%s.bench.%ld", s->cfg->in_dir,
 			 (long)getpid());
-	if (c->phases & (DKP_PHASE_IO | DKP_PHASE_ENGINE)) {
+	if (c->phases & ~DKP_PHASE_CRYPTO) {
 		if (corpus_load(&k, c->corpus) < 0) {
 			dkp_snap_unref(s);
+			dkp_free(rows);
 			return 66;
 		}
 		have_corpus = 1;
@@ -555,20 +724,20 @@ int dkp_bench_run(const struct dkp_cli *c)
 		for (ph = 0; !failed && ph < PH_COUNT; ph++) {
 			int rc;
 
-			if (!(c->phases & (1u << ph)))
+			if (!(c->phases & ph_bit(ph)))
 				continue;
-			fprintf(stderr, "bench %s: %s %u/%u ...\n", label, ph_name[ph],
+			fprintf(stderr, "bench %s: %s %u/%u ...\n", label, ph_name(ph),
 				rep + 1, c->repeat);
 			if (ph == PH_CRYPTO)
 				rc = phase_crypto(s, c->seconds, &rows[ph][rep]);
 			else
-				rc = phase_queue(c, &k, work, (int)ph, rep, msgs,
+				rc = phase_queue(c, &k, work, ph, rep, msgs,
 						 &rows[ph][rep]);
 			failed |= rc < 0;
 		}
 	if (!failed) {
 		for (ph = 0; ph < PH_COUNT; ph++) {
-			if (!(c->phases & (1u << ph)))
+			if (!(c->phases & ph_bit(ph)))
 				continue;
 			qsort(rows[ph], c->repeat, sizeof(rows[ph][0]), row_cmp);
 			med[ph] = rows[ph][c->repeat / 2];
@@ -576,16 +745,16 @@ int dkp_bench_run(const struct dkp_cli *c)
 		if (med[PH_CRYPTO].done && med[PH_IO].done)
 			bound = med[PH_CRYPTO].msgs_per_s < med[PH_IO].msgs_per_s
 					? med[PH_CRYPTO].msgs_per_s : med[PH_IO].msgs_per_s;
-		printf("%-12s %-7s %8s %7s %9s %7s %7s %7s %6s\n", "label", "phase",
+		printf("%-12s %-8s %8s %7s %9s %7s %7s %7s %6s\n", "label", "phase",
 		       "msg/s", "MB/s", "CPU s/1k", "RSS MB", "p50 ms", "p99 ms",
 		       "ratio");
 		for (ph = 0; ph < PH_COUNT; ph++) {
 			if (!med[ph].done)
 				continue;
-			print_row(stdout, label, (int)ph, &med[ph],
+			print_row(stdout, label, ph, &med[ph],
 				  ph == PH_CRYPTO ? 0 : bound);
 			if (jf)
-				json_row(jf, label, s->cfg, (int)ph, &med[ph],
+				json_row(jf, label, s->cfg, ph, &med[ph],
 					 bound, c->repeat);
 		}
 		if (bound > 0)
@@ -606,5 +775,6 @@ int dkp_bench_run(const struct dkp_cli *c)
 		corpus_free(&k);
 	}
 	dkp_snap_unref(s);
+	dkp_free(rows);
 	return failed ? 1 : 0;
 }

@@ -1,5 +1,6 @@
 /* cli.c — parse the command line; see cli.h. */
 #include "cmd/cli.h"
+#include "cmd/bench.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -11,6 +12,7 @@
 
 #include "base/err.h"
 #include "base/mem.h"
+#include "dkim/sigfmt.h"
 
 static const char usage_main[] =
 	"usage: dkimpress COMMAND [OPTIONS]\n"
@@ -63,6 +65,8 @@ static const char usage_verify[] =
 	"Verifies every DKIM-Signature field of MESSAGE (or standard input) and\n"
 	"prints one line per signature, top first:\n"
 	"  pass|fail|temperror|permerror d=DOMAIN s=SELECTOR a=ALG [reason]\n"
+	"Only the first 50 are checked (the rest: permerror, not checked); bytes\n"
+	"that are not printable ASCII are shown as \\xHH.\n"
 	"\n"
 	"  -d, --dns-file FILE  key records from FILE, lines\n"
 	"                       SELECTOR._domainkey.DOMAIN<TAB>TXT-RECORD;\n"
@@ -127,6 +131,10 @@ static const char usage_bench[] =
 	"  io      the engine's queue path with signing switched off (run\n"
 	"          --no-sign): claim, read, write, flush, publish, retire\n"
 	"  engine  the engine itself (run --once)\n"
+	"  engineN N engines on one queue: N run --once processes started at\n"
+	"          once (each with CONF's threads); msg/s over the wall time from\n"
+	"          the start to the last exit, CPU and RSS summed, p50 the median\n"
+	"          of the engines' p50s, p99 the largest p99 (N = 1..16)\n"
 	"Each queue phase runs as a separate dkimpress run process on a scratch\n"
 	"queue under the work directory, filled with hard links to the corpus\n"
 	"messages (DIR/msgs/* or DIR/*), and reports messages/s, MB/s, CPU\n"
@@ -138,7 +146,8 @@ static const char usage_bench[] =
 	"      --corpus DIR    the messages to sign\n"
 	"      --work DIR      scratch queues (default: QUEUE_DIR.bench, beside\n"
 	"                      the configured queue, on the same filesystem)\n"
-	"      --phases LIST   any of crypto, io, engine (default: all three)\n"
+	"      --phases LIST   any of crypto, io, engine, engineN (default:\n"
+	"                      crypto,io,engine)\n"
 	"      --messages N    queue N messages, cycling the corpus (default:\n"
 	"                      each corpus message once)\n"
 	"      --seconds S     crypto phase length (default 3)\n"
@@ -211,25 +220,36 @@ static int parse_int64(const char *s, int64_t *v, int64_t min, int64_t max)
 	return 0;
 }
 
+/* A printable copy of an argument for an error message (\xHH escapes). */
+#define ESC(s, buf) dkp_sigfmt_escape((s), strlen(s), (buf), sizeof(buf))
+
+/*
+ * --key D:S:FILE. d= and s= are rendered into the signature, so they must
+ * fit RFC 6376's grammar (dkim/sigfmt.h): a d= of two or more labels, a
+ * selector of one or more, each of letters, digits and inner '-'.
+ */
 static int parse_key(struct dkp_cli_key *k, const char *arg,
 		     struct dkp_err *err)
 {
 	const char *c1 = strchr(arg, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+	char esc[200];
 
 	if (c2 == NULL || c2[1] == '\0')
 		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
 				   "--key wants DOMAIN:SELECTOR:KEYFILE, got '%s'",
-				   arg);
-	if (!dkp_domain_ok(arg, (size_t)(c1 - arg)) ||
+				   ESC(arg, esc));
+	if (!dkp_sigfmt_domain_ok(arg, (size_t)(c1 - arg)) ||
 	    (size_t)(c1 - arg) >= sizeof(k->domain))
 		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
-				   "--key: invalid domain '%.*s'",
-				   (int)(c1 - arg), arg);
-	if (!dkp_domain_ok(c1 + 1, (size_t)(c2 - c1 - 1)) ||
+				   "--key: invalid domain '%s' (d= wants a domain name of two or more labels of letters, digits and inner '-', RFC 6376 3.5; IDNs as xn-- A-labels)",
+				   dkp_sigfmt_escape(arg, (size_t)(c1 - arg), esc,
+						     sizeof(esc)));
+	if (!dkp_sigfmt_selector_ok(c1 + 1, (size_t)(c2 - c1 - 1)) ||
 	    (size_t)(c2 - c1 - 1) >= sizeof(k->selector))
 		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
-				   "--key: invalid selector '%.*s'",
-				   (int)(c2 - c1 - 1), c1 + 1);
+				   "--key: invalid selector '%s' (s= wants labels of letters, digits and inner '-', RFC 6376 3.1)",
+				   dkp_sigfmt_escape(c1 + 1, (size_t)(c2 - c1 - 1),
+						     esc, sizeof(esc)));
 	memcpy(k->domain, arg, (size_t)(c1 - arg));
 	k->domain[c1 - arg] = '\0';
 	memcpy(k->selector, c1 + 1, (size_t)(c2 - c1 - 1));
@@ -240,23 +260,22 @@ static int parse_key(struct dkp_cli_key *k, const char *arg,
 	return DKP_OK;
 }
 
+/* --headers h1:h2:...: each name goes into h=, so no ';' (it would end
+ * the tag), no white space or control byte (RFC 6376 3.5 hdr-name). */
 static int parse_headers(struct dkp_cli *c, const char *arg,
 			 struct dkp_err *err)
 {
-	char *p, *tok, *save = NULL;
+	char *p, *tok, *save = NULL, esc[200];
 
 	dkp_free(c->headers_buf);
 	c->headers_buf = dkp_strdup(arg);
 	c->nheaders = 0;
 	for (p = c->headers_buf; (tok = strtok_r(p, ":", &save)) != NULL;
 	     p = NULL) {
-		size_t i;
-
-		for (i = 0; tok[i]; i++)
-			if ((unsigned char)tok[i] <= 32 || tok[i] == 127)
-				return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
-						   "--headers: bad field name '%s'",
-						   tok);
+		if (!dkp_sigfmt_hname_ok(tok, strlen(tok)))
+			return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+					   "--headers: bad field name '%s' (printable US-ASCII except ':' and ';', RFC 6376 3.5)",
+					   ESC(tok, esc));
 		if (c->nheaders == DKP_CLI_MAX_HEADERS)
 			return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
 					   "--headers: more than %d names",
@@ -269,12 +288,29 @@ static int parse_headers(struct dkp_cli *c, const char *arg,
 	return DKP_OK;
 }
 
+/* --identity AUID: rendered as i=, so RFC 6376 3.5's [local-part] "@"
+ * domain-name, with no CR, LF, ';' or '=' to end the tag or the line. */
+static int parse_identity(struct dkp_cli *c, const char *arg,
+			  struct dkp_err *err)
+{
+	char esc[400];
+
+	if (!dkp_sigfmt_auid_ok(arg, strlen(arg)))
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "--identity: '%s' is not an i= value (RFC 6376 3.5: [local-part]@domain, the local part at most 64 of RFC 5322 atext except '=', dot-separated; the domain as for d=)",
+				   ESC(arg, esc));
+	c->identity = arg;
+	return DKP_OK;
+}
+
 enum { OPT_INSECURE = 256 };
 
 static int bad_arg(struct dkp_err *err, const char *opt, const char *arg)
 {
+	char esc[200];
+
 	return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
-			   "invalid value for %s: '%s'", opt, arg);
+			   "invalid value for %s: '%s'", opt, ESC(arg, esc));
 }
 
 /* The optional message file after the options; at most one. */
@@ -327,7 +363,8 @@ static int parse_sign(struct dkp_cli *c, int argc, char **argv,
 				return rc;
 			break;
 		case 'i':
-			c->identity = optarg;
+			if ((rc = parse_identity(c, optarg, err)))
+				return rc;
 			break;
 		case 't':
 			if (parse_int64(optarg, &c->time, 0, INT64_MAX / 2))
@@ -445,9 +482,9 @@ static int parse_keygen(struct dkp_cli *c, int argc, char **argv,
 	if (c->domain == NULL || c->selector == NULL)
 		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
 				   "keygen needs --domain and --selector");
-	if (!dkp_domain_ok(c->domain, strlen(c->domain)))
+	if (!dkp_sigfmt_domain_ok(c->domain, strlen(c->domain)))
 		return bad_arg(err, "--domain", c->domain);
-	if (!dkp_domain_ok(c->selector, strlen(c->selector)) ||
+	if (!dkp_sigfmt_selector_ok(c->selector, strlen(c->selector)) ||
 	    strlen(c->selector) > 63)
 		return bad_arg(err, "--selector", c->selector);
 	if (bits_given && c->type == DKP_ALG_ED25519_SHA256)
@@ -570,10 +607,13 @@ static int parse_bench(struct dkp_cli *c, int argc, char **argv,
 					c->phases |= DKP_PHASE_IO;
 				else if (!strcmp(tok, "engine"))
 					c->phases |= DKP_PHASE_ENGINE;
+				else if (!strncmp(tok, "engine", 6) && isdigit((unsigned char)tok[6]) &&
+					 !parse_int64(tok + 6, &v, 1, DKP_BENCH_MAX_ENGINES))
+					c->phases |= DKP_PHASE_ENGINES(v);
 				else
 					return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
-							   "--phases: unknown phase '%s' (crypto, io, engine)",
-							   tok);
+							   "--phases: unknown phase '%s' (crypto, io, engine, engine1..engine%d)",
+							   tok, DKP_BENCH_MAX_ENGINES);
 			}
 			if (c->phases == 0)
 				return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
@@ -624,7 +664,7 @@ static int parse_bench(struct dkp_cli *c, int argc, char **argv,
 				   "bench takes no arguments; got '%s'", argv[optind]);
 	if (c->conf == NULL)
 		return dkp_err_set(err, DKP_E_USAGE, 0, "usage", "bench needs -c CONF");
-	if (c->corpus == NULL && (c->phases & (DKP_PHASE_IO | DKP_PHASE_ENGINE)))
+	if (c->corpus == NULL && (c->phases & ~DKP_PHASE_CRYPTO))
 		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
 				   "bench needs --corpus DIR for the io and engine phases");
 	return DKP_OK;

@@ -252,7 +252,7 @@ int dkp_run(const struct dkp_run_opts *o)
 	/* a message deferred and later signed counts once, as signed */
 	n[DKP_OUT_DEFERRED] = dkp_pool_deferred(r.pool);
 	bytes = atomic_load(&dkp_pool_stats(r.pool)->bytes);
-	if (sig_stop && o->once)
+	if (o->once)
 		left = dkp_qdir_count_new(q);
 	summary(r.pool, n, bytes, el,
 		fatal ? "stopped: the queue cannot be worked" :

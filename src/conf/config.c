@@ -20,6 +20,7 @@
 #include "base/err.h"
 #include "base/file.h"
 #include "base/mem.h"
+#include "dkim/sigfmt.h"
 
 enum ckey {
 	K_QUEUE_DIR, K_IN_DIR, K_OUT_DIR, K_FAILED_DIR, K_ESP_KEY,
@@ -135,9 +136,10 @@ static const char *apply(struct dkp_config *c, enum ckey k, const char *v,
 
 		if (c2 == NULL || c2[1] == '\0')
 			return "want DOMAIN:SELECTOR:KEYFILE";
-		if (!dkp_domain_ok(v, (size_t)(c1 - v)) ||
-		    !dkp_domain_ok(c1 + 1, (size_t)(c2 - c1 - 1)))
-			return "invalid domain or selector";
+		/* rendered as d= and s=: RFC 6376 grammar (sigfmt.h) */
+		if (!dkp_sigfmt_domain_ok(v, (size_t)(c1 - v)) ||
+		    !dkp_sigfmt_selector_ok(c1 + 1, (size_t)(c2 - c1 - 1)))
+			return "invalid domain or selector (RFC 6376: a domain of two or more labels and a selector, of letters, digits and inner '-')";
 		c->esp_domain = dkp_strndup(v, (size_t)(c1 - v));
 		for (char *p = c->esp_domain; *p; p++)
 			*p = (char)tolower((unsigned char)*p);
@@ -173,6 +175,8 @@ static const char *apply(struct dkp_config *c, enum ckey k, const char *v,
 				return "too many header names";
 			if (!strcasecmp(tok, "DKIM-Signature"))
 				return "DKIM-Signature cannot be signed";
+			if (!dkp_sigfmt_hname_ok(tok, strlen(tok)))
+				return "invalid header name (h= takes printable US-ASCII except ':' and ';', RFC 6376 3.5)";
 			from |= !strcasecmp(tok, "From");
 			c->headers[c->nheaders++] = tok;
 		}

@@ -11,6 +11,7 @@
 #include "base/file.h"
 #include "base/htab.h"
 #include "base/mem.h"
+#include "dkim/sigfmt.h"
 
 struct pattern {
 	char *pat;
@@ -110,8 +111,11 @@ static int load_keytable(struct dkp_route *r, const char *path,
 			break;
 		}
 		*c1 = *c2 = '\0';
-		if (!(strcmp(spec, "%") == 0 || dkp_domain_ok(spec, strlen(spec))) ||
-		    !dkp_domain_ok(c1 + 1, strlen(c1 + 1))) {
+		/* rendered as d= and s= (RFC 6376 grammar, sigfmt.h); '%'
+		 * is the From domain, checked per message (job.c) */
+		if (!(strcmp(spec, "%") == 0 ||
+		      dkp_sigfmt_domain_ok(spec, strlen(spec))) ||
+		    !dkp_sigfmt_selector_ok(c1 + 1, strlen(c1 + 1))) {
 			rc = dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
 					 "%s:%zu: invalid domain or selector", path,
 					 lineno);
@@ -260,6 +264,8 @@ const struct dkp_keyent *dkp_route_lookup(const struct dkp_route *r,
 				return r->pats[i].key;
 		return NULL;
 	}
+	if (r->exact == NULL)	/* an empty table (found by fuzzing) */
+		return NULL;
 	if (*local && (k = dkp_htab_get(r->exact, addr, strlen(addr))))
 		return k;
 	if ((k = dkp_htab_get(r->exact, domain, strlen(domain))))

@@ -69,7 +69,7 @@ static enum line_kind line_kind(const char *p, size_t n, size_t *colon,
 static const char *check_addr(const char *v, size_t n, int sender,
 			      struct dkp_envelope_addr *a)
 {
-	size_t i, at = n;
+	size_t i, at;
 
 	a->p = NULL;
 	a->len = 0;
@@ -79,6 +79,7 @@ static const char *check_addr(const char *v, size_t n, int sender,
 		v++;
 		n -= 2;
 	}
+	at = n;	/* "no @ seen", after the brackets are off (found by fuzzing) */
 	if (n == 0)
 		return sender ? NULL : "a recipient cannot be the null address";
 	if (n > DKP_ENVELOPE_MAX_ADDR)

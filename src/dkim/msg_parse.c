@@ -101,12 +101,53 @@ static size_t line_end(const char *d, size_t p, size_t len)
 	}
 }
 
+/*
+ * A message of header fields only, without the empty line after them, and
+ * perhaps without the CRLF that ends its last line: close the header
+ * block in the private copy (CRLF if missing, then the empty line), so
+ * that it is signed, verified and written out as it travels. SMTP adds
+ * the missing CRLF (RFC 5321 4.1.1.4), and a receiver that hashes the
+ * last field with it (simple header canonicalization, RFC 6376 3.4.1)
+ * must find it in what we hashed. The empty line changes no hash: no body
+ * and an empty body canonicalize alike (3.4.3, 3.4.4); but libopendkim
+ * 2.11 (simple header) and mailauth do not verify a message without it.
+ */
+static int close_header_block(struct dkp_msg *m, const struct dkp_limits *lim,
+			      struct dkp_err *err)
+{
+	int has_crlf = m->len >= 2 && m->data[m->len - 2] == '\r' &&
+		       m->data[m->len - 1] == '\n';
+	size_t need = has_crlf ? 2 : 4;
+
+	if (m->len + need > lim->max_header_bytes)
+		return dkp_err_set(err, DKP_E_LIMIT, 0, "parse",
+				   "header block exceeds the limit of %zu bytes",
+				   lim->max_header_bytes);
+	if (m->data != m->own) {
+		normalise(m, m->data, m->len, need);	/* a plain copy */
+	} else if (m->own_cap < m->len + need) {
+		m->own_cap = m->len + need;
+		m->own = dkp_realloc(m->own, m->own_cap);
+		m->data = m->own;
+	}
+	if (!has_crlf) {
+		memcpy(m->own + m->len, "\r\n", 2);
+		m->len += 2;
+		m->fields[m->nfields - 1].len += 2;
+	}
+	memcpy(m->own + m->len, "\r\n", 2);
+	m->len += 2;
+	m->body_off = m->len;
+	return DKP_OK;
+}
+
 int dkp_msg_parse(struct dkp_msg *m, const char *buf, size_t len,
 		  const struct dkp_limits *lim, struct dkp_err *err)
 {
 	struct dkp_limits deflim;
 	size_t bare, p, lineno = 0, nfrom = 0;
 	const char *d;
+	int closed = 0;
 
 	if (lim == NULL) {
 		dkp_limits_default(&deflim);
@@ -149,10 +190,11 @@ int dkp_msg_parse(struct dkp_msg *m, const char *buf, size_t len,
 		if (memchr(d + p, '\0', e - p) != NULL)
 			return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse",
 					   "NUL byte in header line %zu", lineno);
-		if (e - p == 2 && d[p] == '\r') {	/* the empty line */
+		if (e - p == 2 && d[p] == '\r' && d[p + 1] == '\n') {	/* the empty line */
 			if (m->nfields == 0)
 				break;	/* reported below */
 			m->body_off = e;
+			closed = 1;
 			break;
 		}
 		if (d[p] == ' ' || d[p] == '\t') {	/* folded line */
@@ -170,11 +212,16 @@ int dkp_msg_parse(struct dkp_msg *m, const char *buf, size_t len,
 			size_t name_end = i;
 
 			while (i < e && (d[i] == ' ' || d[i] == '\t'))
-				i++;	/* obs-optional: WSP before ':' */
+				i++;
 			if (name_end == p || i >= e || d[i] != ':')
 				return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse",
 						   "header line %zu is not a header field",
 						   lineno);
+			if (i != name_end)
+				return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse",
+						   "header field '%.*s' (line %zu) has white space before its colon: obsolete syntax (RFC 5322 4.5) that verifiers read differently (dkimpy refuses the message, libopendkim does not see \"From<TAB>:\" as From)",
+						   (int)(name_end - p > 64 ? 64 : name_end - p),
+						   d + p, lineno);
 			if (m->nfields >= lim->max_fields)
 				return dkp_err_set(err, DKP_E_LIMIT, 0, "parse",
 						   "more than %zu header fields",
@@ -190,6 +237,10 @@ int dkp_msg_parse(struct dkp_msg *m, const char *buf, size_t len,
 	if (m->nfields == 0)
 		return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse",
 				   "no header block");
+	if (m->body_off == m->len && !closed &&
+	    close_header_block(m, lim, err) != DKP_OK)
+		return err->code;
+	m->lim = *lim;
 	for (p = 0; p < m->nfields; p++)
 		if (dkp_msg_field_is(m, p, "From", 4)) {
 			nfrom++;
@@ -349,19 +400,23 @@ int dkp_domain_ok(const char *s, size_t n)
 {
 	size_t i, label = 0;
 
+	/* sub-domain *("." sub-domain), sub-domain = Let-dig [Ldh-str]
+	 * (RFC 6376 3.1 and 3.5, after RFC 5321 4.1.2): no '_', no label
+	 * that starts or ends with '-', no empty label, no final dot */
 	if (n == 0 || n > 253)
 		return 0;
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 
 		if (c == '.') {
-			if (label == 0)
+			if (label == 0 || s[i - 1] == '-')
 				return 0;
 			label = 0;
 			continue;
 		}
-		if (!(isalnum(c) || c == '-' || c == '_') || ++label > 63)
+		if (!(isalnum(c) || c == '-') || c >= 0x80 || ++label > 63 ||
+		    (c == '-' && label == 1))
 			return 0;
 	}
-	return label > 0;
+	return label > 0 && s[n - 1] != '-';
 }

@@ -148,6 +148,94 @@ void dkp_sigfmt_finish(struct dkp_buf *out, size_t col, const char *b64,
 	dkp_buf_adds(out, "\r\n");
 }
 
+int dkp_sigfmt_selector_ok(const char *s, size_t n)
+{
+	/* dkp_domain_ok() is this grammar: sub-domain *("." sub-domain) */
+	return dkp_domain_ok(s, n);
+}
+
+int dkp_sigfmt_domain_ok(const char *s, size_t n)
+{
+	/* 3.5: domain-name = sub-domain 1*("." sub-domain) */
+	return dkp_domain_ok(s, n) && memchr(s, '.', n) != NULL;
+}
+
+int dkp_sigfmt_hname_ok(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n == 0)
+		return 0;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		/* RFC 5322 ftext (33..126 except ':'), and no ';' (3.2
+		 * tag-value: VALCHAR excludes it) */
+		if (c < 33 || c > 126 || c == ':' || c == ';')
+			return 0;
+	}
+	return 1;
+}
+
+/* RFC 5322 3.2.3 atext, less '=' (see sigfmt.h). */
+static int is_atext(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') ||
+	       (c != 0 && strchr("!#$%&'*+-/?^_`{|}~", c) != NULL);
+}
+
+int dkp_sigfmt_auid_ok(const char *s, size_t n)
+{
+	const char *at = memchr(s, '@', n);
+	size_t local, i;
+
+	if (at == NULL)
+		return 0;
+	local = (size_t)(at - s);
+	if (local > 64)
+		return 0;
+	for (i = 0; i < local; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '.') {
+			/* dot-atom: no dot first, last or twice in a row */
+			if (i == 0 || i + 1 == local || s[i + 1] == '.')
+				return 0;
+		} else if (!is_atext(c)) {
+			return 0;
+		}
+	}
+	return dkp_sigfmt_domain_ok(at + 1, n - local - 1);
+}
+
+char *dkp_sigfmt_escape(const char *s, size_t n, char *out, size_t outsz)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i, o = 0;
+
+	if (outsz == 0)
+		return out;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c >= 32 && c < 127 && c != '\\') {
+			if (o + 1 >= outsz)
+				break;
+			out[o++] = (char)c;
+		} else {
+			if (o + 4 >= outsz)
+				break;
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
 static int is_fws(char c)
 {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';

@@ -47,6 +47,38 @@ void dkp_sigfmt_rest(const struct dkp_sigfmt *f, size_t col,
 void dkp_sigfmt_finish(struct dkp_buf *out, size_t col, const char *b64,
 		       size_t n);
 
+/*
+ * RFC 6376 grammar of the values dkp_sigfmt_render() writes into tags.
+ * Every value that comes from outside (the command line, the
+ * configuration, a KeyTable, a From address) is checked with these before
+ * it is signed, so that nothing can end a tag (';'), start a line (CR,
+ * LF) or change what a verifier looks up. Each takes (ptr, len) and
+ * returns 1 when the value is acceptable.
+ *
+ *  selector  s= (3.1): sub-domain *("." sub-domain), where a sub-domain is
+ *            letters, digits and '-', starting and ending with a letter or
+ *            digit (RFC 5321 Let-dig [Ldh-str]), 1..63 each, 253 in all;
+ *  domain    d= (3.5 domain-name): the same with at least two labels; an
+ *            internationalized name must be given as A-labels (xn--);
+ *  hname     one h= name (3.5 hdr-name = RFC 5322 field-name): printable
+ *            US-ASCII except ':' and, because it would end the tag, ';';
+ *  auid      i= (3.5): [local-part] "@" domain, the local part a dot-atom
+ *            of RFC 5322 atext without '=' (i= is dkim-quoted-printable,
+ *            so a bare '=' would be read as an escape), at most 64 bytes
+ *            (RFC 5321 4.5.3.1.1); the domain as for d=.
+ */
+int dkp_sigfmt_selector_ok(const char *s, size_t n);
+int dkp_sigfmt_domain_ok(const char *s, size_t n);
+int dkp_sigfmt_hname_ok(const char *s, size_t n);
+int dkp_sigfmt_auid_ok(const char *s, size_t n);
+
+/*
+ * A printable copy of s/n for a message or a report: bytes outside
+ * printable US-ASCII and the backslash itself become \xHH. Writes at most
+ * outsz - 1 bytes and a NUL (whole escapes only); returns out.
+ */
+char *dkp_sigfmt_escape(const char *s, size_t n, char *out, size_t outsz);
+
 /* One tag of a parsed tag-list; offsets into the parsed text. */
 struct dkp_tag {
 	char name[8];		/* tag names we care about are short */

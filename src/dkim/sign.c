@@ -262,8 +262,30 @@ static int body_hash(struct dkp_signer *s, const struct dkp_msg *m,
 	return DKP_OK;
 }
 
+/* Does identity's domain fall within d (equal or a subdomain, 3.5 i=)? */
+static int auid_within(const char *auid, const char *d)
+{
+	const char *at = strrchr(auid, '@');
+	size_t al, dl = strlen(d);
+
+	if (at == NULL)
+		return 0;
+	at++;
+	al = strlen(at);
+	return (al == dl && strcasecmp(at, d) == 0) ||
+	       (al > dl && at[al - dl - 1] == '.' &&
+		strcasecmp(at + al - dl, d) == 0);
+}
+
+/*
+ * Every value rendered into a tag must fit its RFC 6376 grammar (see
+ * sigfmt.h): one from outside with a CR, LF or ';' would add a header
+ * line or a tag to the signature. The callers check first, to report
+ * the option or setting at fault; this is the last line.
+ */
 static int check_spec(const struct dkp_sig_spec *sp, struct dkp_err *err)
 {
+	char esc[200];
 	size_t i;
 	int has_from = 0;
 
@@ -271,13 +293,45 @@ static int check_spec(const struct dkp_sig_spec *sp, struct dkp_err *err)
 	    !*sp->domain || !*sp->selector)
 		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
 				   "a signature needs a domain, a selector and a key");
+	if (!dkp_sigfmt_domain_ok(sp->domain, strlen(sp->domain)))
+		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
+				   "d=%s is not a domain name (RFC 6376 3.5)",
+				   dkp_sigfmt_escape(sp->domain, strlen(sp->domain),
+						     esc, sizeof(esc)));
+	if (!dkp_sigfmt_selector_ok(sp->selector, strlen(sp->selector)))
+		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
+				   "s=%s is not a selector (RFC 6376 3.1)",
+				   dkp_sigfmt_escape(sp->selector, strlen(sp->selector),
+						     esc, sizeof(esc)));
+	/* the key's DNS name, s._domainkey.d, must be one (253 bytes) */
+	if (strlen(sp->selector) + sizeof("._domainkey.") - 1 + strlen(sp->domain) > 253)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
+				   "%s._domainkey.%s is longer than a DNS name (253 bytes)",
+				   dkp_sigfmt_escape(sp->selector, strlen(sp->selector),
+						     esc, sizeof(esc)), sp->domain);
+	if (sp->identity &&
+	    (!dkp_sigfmt_auid_ok(sp->identity, strlen(sp->identity)) ||
+	     !auid_within(sp->identity, sp->domain)))
+		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
+				   "i=%s is not an identity within d=%s (RFC 6376 3.5)",
+				   dkp_sigfmt_escape(sp->identity, strlen(sp->identity),
+						     esc, sizeof(esc)),
+				   sp->domain);
 	if (sp->x > 0 && sp->t >= 0 && sp->x <= sp->t)
 		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
 				   "x= must be later than t=");
 	for (i = 0; sp->headers && i < sp->nheaders; i++) {
-		if (strcasecmp(sp->headers[i], "From") == 0)
+		const char *h = sp->headers[i];
+
+		if (h == NULL || !dkp_sigfmt_hname_ok(h, strlen(h)))
+			return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
+					   "h= name '%s' is not a field name (RFC 6376 3.5)",
+					   h ? dkp_sigfmt_escape(h, strlen(h), esc,
+								 sizeof(esc))
+					     : "(null)");
+		if (strcasecmp(h, "From") == 0)
 			has_from = 1;
-		if (strcasecmp(sp->headers[i], "DKIM-Signature") == 0)
+		if (strcasecmp(h, "DKIM-Signature") == 0)
 			return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
 					   "DKIM-Signature cannot be in h=: signatures must stay independent");
 	}
@@ -285,6 +339,16 @@ static int check_spec(const struct dkp_sig_spec *sp, struct dkp_err *err)
 		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
 				   "h= must include From (RFC 6376 5.4)");
 	return DKP_OK;
+}
+
+/* The limits m was parsed with (zero: never parsed; the defaults). */
+static void msg_limits(const struct dkp_msg *m, struct dkp_limits *lim)
+{
+	dkp_limits_default(lim);
+	if (m->lim.max_fields)
+		lim->max_fields = m->lim.max_fields;
+	if (m->lim.max_header_bytes)
+		lim->max_header_bytes = m->lim.max_header_bytes;
 }
 
 /*
@@ -345,8 +409,18 @@ int dkp_sign(struct dkp_signer *s, const struct dkp_msg *m,
 {
 	char bh[2][48];
 	int have_bh[2] = { 0, 0 };
-	size_t i;
+	struct dkp_limits lim;
+	size_t i, out0 = out->len;
 
+	/* The signed message must stay within the limits the message was
+	 * parsed with, or our own `verify` (and the next engine) would
+	 * refuse what we wrote: count the fields we add first, the bytes
+	 * once they are rendered. */
+	msg_limits(m, &lim);
+	if (m->nfields + n > lim.max_fields)
+		return dkp_err_set(err, DKP_E_LIMIT, 0, "sign",
+				   "%zu header fields and %zu signatures exceed the limit of %zu fields",
+				   m->nfields, n, lim.max_fields);
 	for (i = 0; i < n; i++) {
 		const struct dkp_sig_spec *sp = &specs[i];
 		struct dkp_sigfmt f;
@@ -402,6 +476,15 @@ int dkp_sign(struct dkp_signer *s, const struct dkp_msg *m,
 			return rc;
 		}
 		dkp_sigfmt_finish(out, col, s->b64.p, s->b64.len);
+	}
+	/* body_off counts the empty line, as the parser's limit does */
+	if (out->len - out0 + m->body_off > lim.max_header_bytes) {
+		size_t total = out->len - out0 + m->body_off;
+
+		out->len = out0;
+		return dkp_err_set(err, DKP_E_LIMIT, 0, "sign",
+				   "the signed header block would be %zu bytes, over the limit of %zu",
+				   total, lim.max_header_bytes);
 	}
 	return DKP_OK;
 }

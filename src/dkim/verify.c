@@ -41,6 +41,15 @@ const char *dkp_vres_name(enum dkp_vres r)
 	return "permerror";
 }
 
+/* One body hash already computed: both algorithms we accept hash with
+ * SHA-256, so (canonicalization, l=) is the whole key. */
+struct bodyhash {
+	enum dkp_canon bc;
+	uint64_t l;		/* UINT64_MAX: no l= */
+	uint64_t total;		/* canonical body length, before l= */
+	unsigned char dig[32];
+};
+
 /* Per-call scratch, freed at the end of dkp_verify. */
 struct vctx {
 	const struct dkp_msg *m;
@@ -52,6 +61,9 @@ struct vctx {
 	struct dkp_buf tmp, hdr, rec, dec;
 	unsigned char *used;
 	struct dkp_hsink sink;
+	/* at most one per signature checked, so never full */
+	struct bodyhash bh[DKP_VERIFY_MAX_SIGS];
+	size_t nbh;
 };
 
 static enum dkp_vres set(struct dkp_vresult *r, enum dkp_vres v,
@@ -151,8 +163,9 @@ static enum dkp_vres get_key(struct vctx *v, struct dkp_vresult *r,
 	int bits;
 
 	*pk = NULL;
-	snprintf(qname, sizeof(qname), "%s._domainkey.%s", r->selector,
-		 r->domain);
+	if ((size_t)snprintf(qname, sizeof(qname), "%s._domainkey.%s", r->selector,
+			     r->domain) >= sizeof(qname))
+		return set(r, DKP_V_PERMERROR, "key name too long");
 	dkp_err_clear(&e);
 	switch (v->fetch(v->fctx, qname, &v->rec, &e)) {
 	case DKP_OK:
@@ -245,6 +258,61 @@ static int crypto_verify(EVP_PKEY *pk, enum dkp_alg alg,
 	return ok;
 }
 
+/*
+ * Can s/n be looked up at all: dot-separated labels of letters, digits,
+ * '-' and '_', 1..63 each, 253 in all? (What we sign follows the stricter
+ * RFC 6376 grammar, sigfmt.h; a verifier accepts the names DNS serves.)
+ */
+static int dns_name_ok(const char *s, size_t n)
+{
+	size_t i, label = 0;
+
+	if (n == 0 || n > 253)
+		return 0;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+		} else if (!(isalnum(c) || c == '-' || c == '_') || c >= 0x80 ||
+			   ++label > 63) {
+			return 0;
+		}
+	}
+	return label > 0;
+}
+
+/* The body hash for (bc, l), computed on first use. */
+static const struct bodyhash *body_hash(struct vctx *v, enum dkp_canon bc,
+					uint64_t l)
+{
+	const struct dkp_msg *m = v->m;
+	struct bodyhash *b;
+	unsigned int dlen;
+	size_t i;
+
+	for (i = 0; i < v->nbh; i++)
+		if (v->bh[i].bc == bc && v->bh[i].l == l)
+			return &v->bh[i];
+	if (v->nbh == DKP_VERIFY_MAX_SIGS)
+		return NULL;	/* cannot happen: one per signature checked */
+	b = &v->bh[v->nbh];
+	if (!EVP_DigestInit_ex2(v->md, v->sha256, NULL))
+		return NULL;
+	dkp_hsink_init(&v->sink, v->md, l);
+	if (dkp_canon_body(bc, m->data + m->body_off, m->len - m->body_off,
+			   &v->sink) < 0 ||
+	    !EVP_DigestFinal_ex(v->md, b->dig, &dlen))
+		return NULL;
+	b->bc = bc;
+	b->l = l;
+	b->total = v->sink.total;
+	v->nbh++;
+	return b;
+}
+
 /* Split the h= value into names; returns count or -1 if too many. */
 static int split_h(const char *s, size_t n, const char **names, size_t *lens,
 		   size_t max)
@@ -282,6 +350,7 @@ static enum dkp_vres verify_one(struct vctx *v, size_t fi,
 	unsigned int dlen;
 	EVP_PKEY *pk;
 	enum dkp_vres res;
+	const struct bodyhash *bhash;
 	int nh, i, has_from = 0;
 	char canon[32];
 
@@ -306,6 +375,15 @@ static enum dkp_vres verify_one(struct vctx *v, size_t fi,
 	tag_copy(val, t_a, r->alg, sizeof(r->alg));
 	if (!t_v || !t_a || !t_b || !t_bh || !t_d || !t_h || !t_s)
 		return set(r, DKP_V_PERMERROR, "a required tag is missing");
+	/* before anything is looked up (or printed) by those names */
+	if (!dns_name_ok(val + t_d->voff, t_d->vlen))
+		return set(r, DKP_V_PERMERROR, "d= is not a domain name");
+	if (!dns_name_ok(val + t_s->voff, t_s->vlen))
+		return set(r, DKP_V_PERMERROR, "s= is not a selector");
+	/* the name looked up must be a DNS name too (found by fuzzing: a
+	 * long s= was looked up under a truncated name) */
+	if (t_s->vlen + sizeof("._domainkey.") - 1 + t_d->vlen > 253)
+		return set(r, DKP_V_PERMERROR, "s=._domainkey.d= is longer than 253 bytes");
 	if (!tag_is(val, t_v, "1"))
 		return set(r, DKP_V_PERMERROR, "unsupported version v=");
 	if (tag_is(val, t_a, "rsa-sha256"))
@@ -339,7 +417,8 @@ static enum dkp_vres verify_one(struct vctx *v, size_t fi,
 		const char *iv = val + t_i->voff, *at;
 		size_t dl = strlen(r->domain), il;
 
-		at = memchr(iv, '@', t_i->vlen);
+		/* the last @: a quoted local part may hold one too */
+		at = memrchr(iv, '@', t_i->vlen);
 		if (at == NULL)
 			return set(r, DKP_V_PERMERROR, "bad i=");
 		il = t_i->vlen - (size_t)(at + 1 - iv);
@@ -365,16 +444,11 @@ static enum dkp_vres verify_one(struct vctx *v, size_t fi,
 	if (dkp_b64_decode(val + t_bh->voff, t_bh->vlen, &v->dec) < 0 ||
 	    v->dec.len != 32)
 		return set(r, DKP_V_PERMERROR, "bad bh=");
-	if (!EVP_DigestInit_ex2(v->md, v->sha256, NULL))
-		return set(r, DKP_V_TEMPERROR, "digest init failed");
-	dkp_hsink_init(&v->sink, v->md, l);
-	if (dkp_canon_body(bc, m->data + m->body_off, m->len - m->body_off,
-			   &v->sink) < 0 ||
-	    !EVP_DigestFinal_ex(v->md, dig, &dlen))
+	if ((bhash = body_hash(v, bc, l)) == NULL)
 		return set(r, DKP_V_TEMPERROR, "digest failed");
-	if (t_l && l > v->sink.total)
+	if (t_l && l > bhash->total)
 		return set(r, DKP_V_FAIL, "l= is longer than the body");
-	if (memcmp(dig, v->dec.p, 32) != 0)
+	if (memcmp(bhash->dig, v->dec.p, 32) != 0)
 		return set(r, DKP_V_FAIL, "body hash mismatch");
 
 	/* the key, then the header hash */
@@ -411,6 +485,46 @@ static enum dkp_vres verify_one(struct vctx *v, size_t fi,
 	return res;
 }
 
+/*
+ * A signature past DKP_VERIFY_MAX_SIGS: named, never hashed. (RFC 6376
+ * 6.1 lets a verifier limit the signatures it checks; a message can carry
+ * a thousand copies of one over a large body.)
+ */
+static void not_checked(struct vctx *v, size_t fi, struct dkp_vresult *r)
+{
+	const struct dkp_field *f = &v->m->fields[fi];
+	const char *val = v->m->data + f->off + f->colon + 1;
+	struct dkp_taglist tl;
+	struct dkp_err e;
+
+	if (dkp_taglist_parse(val, f->len - f->colon - 1, &tl, &e) == DKP_OK) {
+		tag_copy(val, dkp_taglist_get(&tl, "d"), r->domain,
+			 sizeof(r->domain));
+		tag_copy(val, dkp_taglist_get(&tl, "s"), r->selector,
+			 sizeof(r->selector));
+		tag_copy(val, dkp_taglist_get(&tl, "a"), r->alg, sizeof(r->alg));
+	}
+	set(r, DKP_V_PERMERROR, "not checked: only the first %d signatures are",
+	    DKP_VERIFY_MAX_SIGS);
+}
+
+/* Escape, in place, what came from the message or a key record. */
+static void printable1(char *s, size_t sz)
+{
+	char tmp[sizeof(((struct dkp_vresult *)0)->domain) * 4];
+
+	dkp_sigfmt_escape(s, strlen(s), tmp, sz < sizeof(tmp) ? sz : sizeof(tmp));
+	memcpy(s, tmp, strlen(tmp) + 1);
+}
+
+static void printable(struct dkp_vresult *r)
+{
+	printable1(r->domain, sizeof(r->domain));
+	printable1(r->selector, sizeof(r->selector));
+	printable1(r->alg, sizeof(r->alg));
+	printable1(r->reason, sizeof(r->reason));
+}
+
 int dkp_verify(const struct dkp_msg *m, dkp_keyfetch_fn fetch, void *fctx,
 	       int64_t now, struct dkp_vresult *res, size_t maxres,
 	       size_t *nres, struct dkp_err *err)
@@ -429,14 +543,20 @@ int dkp_verify(const struct dkp_msg *m, dkp_keyfetch_fn fetch, void *fctx,
 		return dkp_err_ssl(err, DKP_E_CRYPTO, "verify", "no digest");
 	v.used = dkp_malloc(m->nfields);
 	for (i = 0; i < m->nfields; i++) {
-		struct dkp_vresult scratch, *r;
+		struct dkp_vresult *r;
 
 		if (!dkp_msg_field_is(m, i, "DKIM-Signature", 14))
 			continue;
-		r = n < maxres ? &res[n] : &scratch;
-		memset(r, 0, sizeof(*r));
-		verify_one(&v, i, r);
 		n++;
+		if (n > maxres)
+			continue;	/* nothing to report it in */
+		r = &res[n - 1];
+		memset(r, 0, sizeof(*r));
+		if (n <= DKP_VERIFY_MAX_SIGS)
+			verify_one(&v, i, r);
+		else
+			not_checked(&v, i, r);
+		printable(r);
 	}
 	*nres = n;
 	dkp_buf_free(&v.tmp);

@@ -8,6 +8,7 @@
 #include "base/err.h"
 #include "base/mem.h"
 #include "dkim/envelope.h"
+#include "dkim/sigfmt.h"
 
 struct dkp_job {
 	size_t cap;
@@ -73,7 +74,7 @@ static void sign_one(struct dkp_job *j, struct dkp_snap *s, struct dkp_tmsg *m,
 	const struct dkp_keyent *ke = NULL;
 	struct dkp_envelope env;
 	struct dkp_err *err = &m->err;
-	char local[256], dom[256];
+	char local[256], dom[256], edom[256], nokey[80];
 	const char *cdomain = NULL;
 	size_t n = 0, k;
 
@@ -103,38 +104,50 @@ static void sign_one(struct dkp_job *j, struct dkp_snap *s, struct dkp_tmsg *m,
 		dkp_tmsg_reject(m, err);
 		return;
 	}
-	dom[0] = '\0';
+	dom[0] = edom[0] = nokey[0] = '\0';
 	if (s->route && dkp_msg_from_address(msg, local, sizeof(local), dom,
 					     sizeof(dom), err) == DKP_OK) {
 		ke = dkp_snap_route(s, local, dom);
+		dkp_sigfmt_escape(dom, strlen(dom), edom, sizeof(edom));
+		if (ke && strcmp(ke->domain, "%") == 0 &&
+		    !dkp_sigfmt_domain_ok(dom, strlen(dom))) {
+			/* '%' signs as the From domain: one that is not a
+			 * domain name (RFC 6376 3.5 d=) has no customer key */
+			snprintf(nokey, sizeof(nokey),
+				 "; the From domain is not a valid d= (RFC 6376 3.5)");
+			ke = NULL;
+		}
 		if (ke) {
 			cdomain = strcmp(ke->domain, "%") == 0 ? dom : ke->domain;
 			if (dkp_keycache_get(s->keys, ke->index, ke->path, &ckey,
 					     err) != DKP_OK) {
 				/* the operator must fix the key: keep the mail */
-				char why[sizeof(err->msg)];
+				char kwhy[sizeof(err->msg)];
 
-				memcpy(why, err->msg, sizeof(why));
+				memcpy(kwhy, err->msg, sizeof(kwhy));
 				dkp_err_set(err, DKP_E_KEY, 1, "key",
 					    "customer key %.60s for d=%.100s: %.140s",
-					    ke->name, cdomain, why);
+					    ke->name, cdomain, kwhy);
 				dkp_tmsg_reject(m, err);
 				return;
 			}
 		}
 	} else if (s->route) {
 		snprintf(dom, sizeof(dom), "(unusable From)");
+		snprintf(edom, sizeof(edom), "%s", dom);
 	}
 	if (ckey == NULL && s->route) {
 		if (c->missing_key == DKP_MISSING_DEFER) {
 			dkp_err_set(err, DKP_E_NOKEY, 1, "route",
-				    "no customer key for %.200s (missing_key = defer)", dom);
+				    "no customer key for %.200s (missing_key = defer)%s",
+				    edom, nokey);
 			dkp_tmsg_reject(m, err);
 			return;
 		}
 		if (c->missing_key == DKP_MISSING_FAIL) {
 			dkp_err_set(err, DKP_E_NOKEY, 0, "route",
-				    "no customer key for %.200s (missing_key = fail)", dom);
+				    "no customer key for %.200s (missing_key = fail)%s",
+				    edom, nokey);
 			dkp_tmsg_reject(m, err);
 			return;
 		}
@@ -160,10 +173,14 @@ static void sign_one(struct dkp_job *j, struct dkp_snap *s, struct dkp_tmsg *m,
 	n++;
 	dkp_buf_reset(sigs);
 	if (dkp_sign(j->signer, msg, sp, n, sigs, err) != DKP_OK) {
-		char why[sizeof(err->msg)];
+		char swhy[sizeof(err->msg)];
+		/* what the message itself causes fails the same way again
+		 * (a signed result over the limits); the rest may pass */
+		int temp = !(err->code == DKP_E_LIMIT || err->code == DKP_E_SYNTAX ||
+			     err->code == DKP_E_FROM);
 
-		memcpy(why, err->msg, sizeof(why));
-		dkp_err_set(err, err->code, 1, "sign", "signing failed: %.280s", why);
+		memcpy(swhy, err->msg, sizeof(swhy));
+		dkp_err_set(err, err->code, temp, "sign", "signing failed: %.280s", swhy);
 		dkp_tmsg_reject(m, err);
 	} else {
 		m->out[1].iov_base = sigs->p;
@@ -173,7 +190,7 @@ static void sign_one(struct dkp_job *j, struct dkp_snap *s, struct dkp_tmsg *m,
 		m->nout = 3;
 		m->outcome = ckey ? DKP_OUT_SIGNED : DKP_OUT_ESP_ONLY;
 		if (m->outcome == DKP_OUT_ESP_ONLY && s->route && j->esp_only)
-			j->esp_only(j->esp_only_ctx, dom, m->id);
+			j->esp_only(j->esp_only_ctx, edom, m->id);	/* logged */
 	}
 	dkp_key_unref(ckey);
 }

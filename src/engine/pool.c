@@ -61,6 +61,7 @@
 #define RESCAN_MS 1000
 #define RECOVER_EVERY_S 2.0
 #define CLAIM_STOP_S 5.0
+#define ONCE_GIVE_UP_S 10	/* once: no progress, only transient errors */
 #define KEEP_BUF (256u << 10)
 
 struct deferral {
@@ -100,6 +101,7 @@ struct dkp_pool {
 	int claim_errno;
 	unsigned long claim_logged;	/* bit per errno < 64 already logged */
 	int fatal;			/* sysexits code, 0 while healthy */
+	double last_progress;		/* a batch last published something */
 	struct dkp_stats stats;
 	struct dkp_budget budget;
 	pthread_mutex_t esp_mu;
@@ -266,6 +268,12 @@ static void *worker_main(void *arg)
 
 		pthread_mutex_lock(&p->mu);
 		account(p, w->m, n);
+		for (i = 0; i < n; i++)
+			if (w->m[i].outcome == DKP_OUT_SIGNED ||
+			    w->m[i].outcome == DKP_OUT_ESP_ONLY) {
+				p->last_progress = dkp_mono_now();
+				break;
+			}
 		if (rc < 0 && !p->fatal) {
 			p->fatal = 74;
 			pthread_mutex_unlock(&p->mu);
@@ -276,15 +284,16 @@ static void *worker_main(void *arg)
 		if (e && started >= p->pause_until) {
 			/* one back-off window at a time: batches already running
 			 * when it opened do not stretch it */
-			unsigned max = p->cfg.once ? ONCE_MAX_PAUSE_MS : MAX_PAUSE_MS;
+			unsigned max = p->cfg.once ? ONCE_MAX_PAUSE_MS : MAX_PAUSE_MS, ms;
 
 			p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : 100;
 			if (p->backoff_ms > max)
 				p->backoff_ms = max;
 			p->pause_until = dkp_mono_now() + p->backoff_ms / 1000.0;
+			ms = p->backoff_ms;	/* other workers change it once unlocked */
 			pthread_mutex_unlock(&p->mu);
 			dkp_warn("transient error (%s): pausing %u ms before the next batch",
-				 strerror(e), p->backoff_ms);
+				 strerror(e), ms);
 			pthread_mutex_lock(&p->mu);
 		} else if (e == 0) {
 			p->backoff_ms = 0;
@@ -331,6 +340,7 @@ int dkp_pool_start(struct dkp_pool **out, struct dkp_transport *t,
 	p->snap = s;
 	dkp_snap_ref(s);
 	p->uring = c->want_uring;
+	p->last_progress = dkp_mono_now();
 	dkp_budget_init(&p->budget, c->inflight_bytes);
 
 	/* rings and areas first, so a refusal is known before any thread */
@@ -473,18 +483,24 @@ static void check_claims(struct dkp_pool *p, int final)
 	pthread_mutex_lock(&p->mu);
 	if (!p->fatal && p->scan_fail_since > 0 &&
 	    (final || dkp_mono_now() - p->scan_fail_since >= CLAIM_STOP_S)) {
-		p->fatal = claim_exit_code(p->scan_errno);
+		double since = p->scan_fail_since;
+		int e = p->scan_errno;
+
+		p->fatal = claim_exit_code(e);
 		pthread_mutex_unlock(&p->mu);
 		dkp_error("the queue could not be listed for %.1f s (%s): stopping",
-			  dkp_mono_now() - p->scan_fail_since, strerror(p->scan_errno));
+			  dkp_mono_now() - since, strerror(e));
 		return;
 	}
 	if (!p->fatal && p->claim_fail_since > 0 &&
 	    (final || dkp_mono_now() - p->claim_fail_since >= CLAIM_STOP_S)) {
-		p->fatal = claim_exit_code(p->claim_errno);
+		double since = p->claim_fail_since;	/* workers write both */
+		int e = p->claim_errno;
+
+		p->fatal = claim_exit_code(e);
 		pthread_mutex_unlock(&p->mu);
 		dkp_error("no message could be claimed for %.1f s (%s): stopping",
-			  dkp_mono_now() - p->claim_fail_since, strerror(p->claim_errno));
+			  dkp_mono_now() - since, strerror(e));
 		return;
 	}
 	pthread_mutex_unlock(&p->mu);
@@ -534,6 +550,30 @@ static int watch_setup(const char *path)
 	return fd;
 }
 
+/* p->fatal, which workers set under p->mu. */
+static int pool_fatal(struct dkp_pool *p)
+{
+	int f;
+
+	pthread_mutex_lock(&p->mu);
+	f = p->fatal;
+	pthread_mutex_unlock(&p->mu);
+	return f;
+}
+
+/* once: transient errors and nothing published for ONCE_GIVE_UP_S? Then
+ * the rest stays queued for a later run (a full disk does not clear by
+ * itself; trying every message DEFER_TRIES times only delays the report). */
+static int once_stalled(struct dkp_pool *p)
+{
+	int stalled;
+
+	pthread_mutex_lock(&p->mu);
+	stalled = p->backoff_ms > 0 && dkp_mono_now() - p->last_progress >= ONCE_GIVE_UP_S;
+	pthread_mutex_unlock(&p->mu);
+	return stalled;
+}
+
 int dkp_pool_dispatch(struct dkp_pool *p, const struct dkp_pool_hooks *h)
 {
 	double last_recover = dkp_mono_now();
@@ -541,8 +581,15 @@ int dkp_pool_dispatch(struct dkp_pool *p, const struct dkp_pool_hooks *h)
 
 	if (!p->cfg.once)
 		ino = watch_setup(p->cfg.watch_path);
-	while (!h->stop(h->ctx) && !p->fatal) {
-		size_t pushed = scan(p, h);
+	while (!h->stop(h->ctx) && !pool_fatal(p)) {
+		size_t pushed;
+
+		if (p->cfg.once && once_stalled(p)) {
+			dkp_warn("nothing published for %d s, only transient errors: stopping; the rest stays queued",
+				 ONCE_GIVE_UP_S);
+			break;
+		}
+		pushed = scan(p, h);
 
 		if (h->tick)
 			h->tick(h->ctx, p);
@@ -589,7 +636,7 @@ int dkp_pool_dispatch(struct dkp_pool *p, const struct dkp_pool_hooks *h)
 		check_claims(p, 1);
 	if (ino >= 0)
 		close(ino);
-	return p->fatal;
+	return pool_fatal(p);
 }
 
 void dkp_pool_set_snap(struct dkp_pool *p, struct dkp_snap *s)

@@ -11,7 +11,9 @@ contract of "dkimpress sign":
     --canon, t= equal to --time, v=1, and bh=, b=, h= present, h=
     naming From;
   - what follows is the original message with every bare LF turned into
-    CRLF and nothing else changed.
+    CRLF and nothing else changed, except that a message of header fields
+    only is closed as it travels: the CRLF its last line may lack, then
+    the empty line (RFC 6376 hashes no body and an empty body alike).
 Prints "PATH<TAB>pass|fail<TAB>detail" per file and a summary line; exit 0
 when all pass.
 """
@@ -23,6 +25,16 @@ import sys
 
 def crlf(data):
     return re.sub(rb'(?<!\r)\n', b'\r\n', data)
+
+
+def as_signed(orig):
+    """The input as dkimpress writes it: LF -> CRLF; header block closed."""
+    m = crlf(orig)
+    if b'\r\n\r\n' not in m and not m.startswith(b'\r\n'):
+        if not m.endswith(b'\r\n'):
+            m += b'\r\n'
+        m += b'\r\n'
+    return m
 
 
 def parse_tags(value):
@@ -61,8 +73,8 @@ def check(path, corpus, sigs, canon, when):
         rest = rest[m.end():]
     if re.match(rb'(?i)DKIM-Signature:', rest):
         problems.append('more DKIM-Signature fields than --key options')
-    if rest != crlf(orig):
-        a, b = rest, crlf(orig)
+    if rest != as_signed(orig):
+        a, b = rest, as_signed(orig)
         i = next((j for j in range(min(len(a), len(b))) if a[j] != b[j]), min(len(a), len(b)))
         problems.append('message after the signatures differs from the input with LF->CRLF '
                         'at byte %d (got %r, want %r; lengths %d/%d)'

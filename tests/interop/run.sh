@@ -8,6 +8,10 @@
 #                 when missing it is compiled into the work directory)
 #   JOBS          parallel workers              (default: number of CPUs)
 #   KEEP_WORK=1   keep the work directory and print its path
+#   MAILAUTH_DIR  where `npm install mailauth` goes (default
+#                 ${XDG_CACHE_HOME:-$HOME/.cache}/dkimpress/mailauth-VERSION,
+#                 outside the repository; installed on first use)
+#   INTEROP_ONLY=edges  run only steps a, b and h (quick, for development)
 #
 # No network, no standard input.  Everything happens in a mktemp -d work
 # directory, removed at the end.  Steps:
@@ -19,11 +23,12 @@
 #      domains (customer.example first, esp.example second) for 6 key set-ups
 #      x 4 canonicalizations; the output shape is checked (check_signed.py)
 #      and every signature verified by dkimpy, Mail::DKIM (RSA signatures
-#      only: it has no ed25519-sha256), libopendkim and dkimpress verify;
+#      only: it has no ed25519-sha256), libopendkim, mailauth and dkimpress
+#      verify;
 #   d. tampering: for 3 messages per set-up and canonicalization, one body
-#      letter changed, and separately one Subject letter: all four verifiers
+#      letter changed, and separately one Subject letter: all five verifiers
 #      must fail every signature.  A third copy only moves each b= value to
-#      a continuation line ("b=" CRLF TAB value): all four must still pass
+#      a continuation line ("b=" CRLF TAB value): all five must still pass
 #      every signature (RFC 6376 3.7 deletes the b= value "including all
 #      surrounding whitespace");
 #   e. reverse: the corpus signed by dkimpy (RSA + Ed25519) and Mail::DKIM
@@ -38,8 +43,16 @@
 #      receivers) in front of 4 corpus messages, double-signed (RSA +
 #      Ed25519) in all 4 canonicalizations: the output starts with the
 #      envelope lines (CRLF) and h= never names them; with them stripped,
-#      dkimpy, Mail::DKIM (RSA) and libopendkim pass every signature, and
-#      dkimpress verify passes the file as it is; malformed envelopes -> 65.
+#      dkimpy, Mail::DKIM (RSA), libopendkim and mailauth pass every
+#      signature, and dkimpress verify passes the file as it is; malformed
+#      envelopes -> 65;
+#   h. the trust edges (edges.sh): a header block without its final CRLF,
+#      white space before a colon, values that would inject tags or lines,
+#      invalid From domains for a '%' KeyTable entry, verify's signature
+#      limit, body-hash cache and escaping, signed output within the limits.
+# mailauth (npm) is the fourth independent verifier: the suite installs it
+# with npm into MAILAUTH_DIR; when node, npm or the registry is missing it
+# says so ("SKIP mailauth: ...") and runs everything else.
 # One check = one assertion over a group (verifier x set-up x
 # canonicalization, ...); a failing check prints "FAIL: ..." with the files
 # and the verifier's reason.  The last line is "interop: N passed, N failed";
@@ -95,7 +108,7 @@ throttle() {
 # ---------------------------------------------------------------------------
 # Expected disagreements.  Where the verifiers disagree, RFC 6376 decides.
 # Each line: VERIFIER|SIGNER|CANON-GLOB|MESSAGE-GLOB|EXPECT|REASON
-#   VERIFIER  dkimpy, maildkim, odkim, dkimpress (or * for all)
+#   VERIFIER  dkimpy, maildkim, odkim, mailauth, dkimpress (or * for all)
 #   SIGNER    dkimpress (forward direction), dkimpy or maildkim (reverse)
 #   EXPECT    any  = a known bug of that verifier; its result is not asserted
 #             fail = the signer made a signature that is wrong by the RFC,
@@ -122,7 +135,10 @@ maildkim|*|*/simple|*-body-last-line-ws-only-no-eol.eml|any|Mail::DKIM 1.2023021
 odkim|*|*/relaxed|*-body-no-final-eol.eml|any|libopendkim 2.11 relaxed body: a body without a final CRLF is mis-canonicalized (dkim_eom: syntax error or body hash mismatch)
 odkim|*|*/relaxed|*-body-no-final-eol-trailing-ws.eml|any|libopendkim 2.11 relaxed body: a body without a final CRLF is mis-canonicalized (dkim_eom: syntax error or body hash mismatch)
 odkim|*|*/relaxed|*-bare-cr-in-body.eml|any|libopendkim 2.11 relaxed body: a bare CR is treated as a line break; RFC 6376 hashes it as an ordinary byte
-odkim|*|simple/*|*-headers-only-no-separator.eml|any|libopendkim 2.11 simple header: a message with no empty line after the header block fails
+odkim|dkimpy|simple/*|*-headers-only-no-separator.eml|any|libopendkim 2.11 simple header: a message with no empty line after the header block fails (dkimpress writes that empty line: its own signatures must pass)
+odkim|maildkim|simple/*|*-headers-only-no-separator.eml|any|libopendkim 2.11 simple header: a message with no empty line after the header block fails (dkimpress writes that empty line: its own signatures must pass)
+mailauth|dkimpy|*|*-headers-only-no-separator.eml|any|mailauth 4.13.3: a message with no empty line after the header block gets no result for any signature (dkimpress writes that empty line, which changes no RFC 6376 hash: its own signatures must pass)
+mailauth|maildkim|*|*-headers-only-no-separator.eml|any|mailauth 4.13.3: a message with no empty line after the header block gets no result for any signature (dkimpress writes that empty line, which changes no RFC 6376 hash: its own signatures must pass)
 *|dkimpy|*/relaxed|*-body-no-final-eol-trailing-ws.eml|fail|dkimpy signed this relaxed body with a non-RFC body hash (its quirk above): an RFC verifier must fail it
 *|dkimpy|*/relaxed|*-body-last-line-ws-only-no-eol.eml|fail|dkimpy signed this relaxed body with a non-RFC body hash (its quirk above): an RFC verifier must fail it
 *|maildkim|*/simple|*-body-no-final-eol.eml|fail|Mail::DKIM signed this simple body without a final CRLF with a non-RFC body hash: an RFC verifier must fail it
@@ -205,12 +221,13 @@ judge() {
 	fi
 }
 
-# dkimpress_verify_list LIST OUT NEXP: run "dkimpress verify" per file and
-# write harness-style lines.  pass = exit 0 and NEXP lines, all "pass ...".
+# dkimpress_verify_list LIST OUT NEXP [DNSFILE]: run "dkimpress verify" per
+# file and write harness-style lines.  pass = exit 0 and NEXP lines, all
+# "pass ...".
 dkimpress_verify_list() {
-	local list=$1 out=$2 nexp=$3 f res rc np nl line
+	local list=$1 out=$2 nexp=$3 dns=${4:-$WORK/dns.txt} f res rc np nl line
 	while IFS= read -r f; do
-		res=$("$DKIMPRESS" verify --dns-file "$WORK/dns.txt" "$f" 2>&1)
+		res=$("$DKIMPRESS" verify --dns-file "$dns" "$f" 2>&1)
 		rc=$?
 		nl=0 np=0
 		while IFS= read -r line; do
@@ -265,6 +282,50 @@ if [ ! -x "$ODKIM_VERIFY" ]; then
 		finish
 	fi
 fi
+
+# mailauth: the fourth independent verifier (npm).  Installed once into a
+# cache outside the repository, under a lock (several runs may share it).
+# When it cannot be had, only the mailauth checks are skipped, and said.
+MAILAUTH_VERSION=4.13.3
+MAILAUTH_DIR=${MAILAUTH_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dkimpress/mailauth-$MAILAUTH_VERSION}
+HAVE_MAILAUTH=0
+MAILAUTH_SKIP=""
+mailauth_ok() {
+	MAILAUTH_DIR=$MAILAUTH_DIR node -e '
+		const p = require.resolve("mailauth/package.json", { paths: [process.env.MAILAUTH_DIR] });
+		if (require(p).version !== process.argv[1]) process.exit(1);
+		require(require.resolve("mailauth/lib/dkim/verify", { paths: [process.env.MAILAUTH_DIR] }));
+	' "$MAILAUTH_VERSION" >/dev/null 2>&1
+}
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+	MAILAUTH_SKIP="node or npm is not installed (tools/deps installs Debian's nodejs and npm)"
+elif mailauth_ok; then
+	HAVE_MAILAUTH=1
+else
+	echo "note: installing mailauth@$MAILAUTH_VERSION with npm into $MAILAUTH_DIR"
+	mkdir -p "$MAILAUTH_DIR" 2>/dev/null
+	# shellcheck disable=SC2016
+	if ( flock -w 600 9 || exit 1
+	     mailauth_ok || timeout 600 npm install --prefix "$MAILAUTH_DIR" --no-audit \
+		--no-fund --ignore-scripts --no-save --loglevel=error \
+		"mailauth@$MAILAUTH_VERSION" ) 9>"$MAILAUTH_DIR.lock" >"$WORK/npm.log" 2>&1 &&
+		mailauth_ok; then
+		HAVE_MAILAUTH=1
+	else
+		MAILAUTH_SKIP="npm install mailauth@$MAILAUTH_VERSION into $MAILAUTH_DIR failed: $(grep -m2 -iE 'err|fail' "$WORK/npm.log" | tr '\n' ' ' | head -c 300)"
+	fi
+fi
+export MAILAUTH_DIR
+if [ "$HAVE_MAILAUTH" = 1 ]; then
+	echo "note: mailauth $MAILAUTH_VERSION (node $(node --version)) from $MAILAUTH_DIR"
+else
+	echo "SKIP mailauth: $MAILAUTH_SKIP; every other verifier still runs"
+fi
+# mailauth_verify ARGS...: the harness, or nothing when mailauth is skipped
+mailauth_verify() {
+	[ "$HAVE_MAILAUTH" = 1 ] || return 0
+	node "$HERE/verify_mailauth.js" "$@"
+}
 
 # ---------------------------------------------------------------------------
 step "a. keys and dns-file"
@@ -328,6 +389,7 @@ SEL1[rsa2048+ed25519]=rsa2048p1;  SEL2[rsa2048+ed25519]=ed1;       NRSA[rsa2048+
 SEL1[ed25519+rsa2048]=ed2;        SEL2[ed25519+rsa2048]=rsa2048;   NRSA[ed25519+rsa2048]=1
 alg_of() { case $1 in ed*) echo ed25519-sha256 ;; *) echo rsa-sha256 ;; esac; }
 
+if [ "${INTEROP_ONLY:-}" != edges ]; then
 # ---------------------------------------------------------------------------
 step "c. dkimpress sign: $(wc -w <<<"$SETUPS") key set-ups x 4 canonicalizations x $NCORPUS messages"
 S=$WORK/signed
@@ -387,7 +449,7 @@ for setup in $SETUPS; do
 	done
 done
 
-step "c. verify the signed corpus with dkimpy, Mail::DKIM, libopendkim, dkimpress"
+step "c. verify the signed corpus with dkimpy, Mail::DKIM, libopendkim, mailauth, dkimpress"
 find "$S" -name '*.eml' | sort >"$WORK/all.list"
 : >"$WORK/rsa2.list"
 : >"$WORK/rsa1.list"
@@ -405,6 +467,8 @@ done
 	--list "$WORK/rsa1.list" >"$WORK/v.maildkim1" 2>&1 &
 "$ODKIM_VERIFY" --dns-file "$WORK/dns.txt" --expect 2 \
 	--list "$WORK/all.list" >"$WORK/v.odkim" 2>&1 &
+mailauth_verify --dns-file "$WORK/dns.txt" --expect 2 \
+	--list "$WORK/all.list" >"$WORK/v.mailauth" 2>&1 &
 dkimpress_verify_parallel "$WORK/all.list" "$WORK/v.dkimpress" 2 &
 wait
 cat "$WORK/v.maildkim1" >>"$WORK/v.maildkim"
@@ -420,6 +484,10 @@ for setup in $SETUPS; do
 		fi
 		judge odkim dkimpress "$setup" "$canon" "$WORK/v.odkim" "$NCORPUS" \
 			"libopendkim verifies both signatures: $setup $canon"
+		if [ "$HAVE_MAILAUTH" = 1 ]; then
+			judge mailauth dkimpress "$setup" "$canon" "$WORK/v.mailauth" "$NCORPUS" \
+				"mailauth verifies both signatures: $setup $canon"
+		fi
 		judge dkimpress dkimpress "$setup" "$canon" "$WORK/v.dkimpress" "$NCORPUS" \
 			"dkimpress verify passes both signatures: $setup $canon"
 	done
@@ -470,6 +538,8 @@ done
 	--list "$WORK/mut.rsa1.list" >"$WORK/m.maildkim1" 2>&1 &
 "$ODKIM_VERIFY" --dns-file "$WORK/dns.txt" --expect 2 \
 	--list "$WORK/mut.list" >"$WORK/m.odkim" 2>&1 &
+mailauth_verify --dns-file "$WORK/dns.txt" --expect 2 \
+	--list "$WORK/mut.list" >"$WORK/m.mailauth" 2>&1 &
 dkimpress_verify_list "$WORK/mut.list" "$WORK/m.dkimpress" 2 &
 wait
 cat "$WORK/m.maildkim1" >>"$WORK/m.maildkim"
@@ -512,6 +582,9 @@ for setup in $SETUPS; do
 				"Mail::DKIM (RSA only) $what: $setup"
 		fi
 		judge_tampered odkim "$WORK/m.odkim" "$setup" "$kind" 2 "libopendkim $what: $setup"
+		if [ "$HAVE_MAILAUTH" = 1 ]; then
+			judge_tampered mailauth "$WORK/m.mailauth" "$setup" "$kind" 2 "mailauth $what: $setup"
+		fi
 		judge_tampered dkimpress "$WORK/m.dkimpress" "$setup" "$kind" 2 "dkimpress verify $what: $setup"
 	done
 done
@@ -552,6 +625,8 @@ cat "$WORK/rev.dkimpy.list" "$WORK/rev.maildkim.list" >"$WORK/rev.list"
 	--list "$WORK/rev.dkimpy.list" >"$WORK/r.maildkim" 2>&1 &
 "$ODKIM_VERIFY" --dns-file "$WORK/dns.txt" --expect 2 \
 	--list "$WORK/rev.list" >"$WORK/r.odkim" 2>&1 &
+mailauth_verify --dns-file "$WORK/dns.txt" --expect 2 \
+	--list "$WORK/rev.list" >"$WORK/r.mailauth" 2>&1 &
 dkimpress_verify_parallel "$WORK/rev.list" "$WORK/r.dkimpress" 2 &
 wait
 step "e. results"
@@ -570,6 +645,12 @@ for canon in $CANONS; do
 		"reference: dkimpy verifies Mail::DKIM's signatures: $canon"
 	judge odkim maildkim maildkim "$canon" "$WORK/r.odkim" "$NCORPUS" \
 		"reference: libopendkim verifies Mail::DKIM's signatures: $canon"
+	if [ "$HAVE_MAILAUTH" = 1 ]; then
+		judge mailauth dkimpy dkimpy "$canon" "$WORK/r.mailauth" "$NCORPUS" \
+			"reference: mailauth verifies dkimpy's signatures: $canon"
+		judge mailauth maildkim maildkim "$canon" "$WORK/r.mailauth" "$NCORPUS" \
+			"reference: mailauth verifies Mail::DKIM's signatures: $canon"
+	fi
 done
 
 # ---------------------------------------------------------------------------
@@ -728,6 +809,8 @@ PYEOF
 	--list "$E/stripped.list" >"$E/v.maildkim" 2>&1 &
 "$ODKIM_VERIFY" --dns-file "$WORK/dns.txt" --expect 2 \
 	--list "$E/stripped.list" >"$E/v.odkim" 2>&1 &
+mailauth_verify --dns-file "$WORK/dns.txt" --expect 2 \
+	--list "$E/stripped.list" >"$E/v.mailauth" 2>&1 &
 dkimpress_verify_list "$E/signed.list" "$E/v.dkimpress" 2 &
 wait
 for canon in $CANONS; do
@@ -741,6 +824,10 @@ for canon in $CANONS; do
 		"Mail::DKIM verifies the RSA signature, envelope lines stripped: $canon"
 	judge odkim dkimpress env "$canon" "$E/v.odkim" "$NENV" \
 		"libopendkim verifies both signatures, envelope lines stripped: $canon"
+	if [ "$HAVE_MAILAUTH" = 1 ]; then
+		judge mailauth dkimpress env "$canon" "$E/v.mailauth" "$NENV" \
+			"mailauth verifies both signatures, envelope lines stripped: $canon"
+	fi
 	judge dkimpress dkimpress env "$canon" "$E/v.dkimpress" "$NENV" \
 		"dkimpress verify passes both signatures with the envelope lines still on: $canon"
 done
@@ -762,6 +849,14 @@ for t in order:"x-receiver before x-sender" norcpt:"without any x-receiver" \
 	fi
 done
 
+fi	# INTEROP_ONLY
+
+# ---------------------------------------------------------------------------
+# h. the trust edges: tests/interop/edges.sh, run in this shell (it uses
+# the keys, the dns-file, judge, ok and bad)
+# shellcheck source=tests/interop/edges.sh
+. "$HERE/edges.sh"
+
 # ---------------------------------------------------------------------------
 step "expected disagreements seen (RFC 6376 decides; see QUIRKS in this script)"
 if [ "${#QUIRK_SEEN[@]}" = 0 ]; then
@@ -771,4 +866,6 @@ else
 		printf '   %4d x %s\n' "${QUIRK_SEEN[$q]}" "$q"
 	done | sort -k3
 fi
+[ "$HAVE_MAILAUTH" = 1 ] || echo "SKIP mailauth: $MAILAUTH_SKIP (its checks did not run)"
+[ "${INTEROP_ONLY:-}" != edges ] || echo "(INTEROP_ONLY=edges: steps c to g did not run)"
 finish

@@ -225,9 +225,75 @@ static void taglist_values_are_trimmed(void **st)
 	assert_null(dkp_taglist_get(&tl, "bh"));
 }
 
+/* The RFC 6376 grammar of what is rendered into d=, s=, h= and i=. */
+static void tag_value_grammar(void **st)
+{
+	static const struct {
+		int (*fn)(const char *, size_t);
+		const char *what, *s;
+		int ok;
+	} cases[] = {
+		{ dkp_sigfmt_domain_ok, "d", "customer.example", 1 },
+		{ dkp_sigfmt_domain_ok, "d", "xn--exmple-cua.com", 1 },
+		{ dkp_sigfmt_domain_ok, "d", "localhost", 0 },
+		{ dkp_sigfmt_domain_ok, "d", "b..c", 0 },
+		{ dkp_sigfmt_domain_ok, "d", "-bad-.example", 0 },
+		{ dkp_sigfmt_domain_ok, "d", "example.com.", 0 },
+		{ dkp_sigfmt_domain_ok, "d", "ex\xc3\xa4mple.com", 0 },
+		{ dkp_sigfmt_domain_ok, "d", "a.example;l=0", 0 },
+		{ dkp_sigfmt_selector_ok, "s", "s2026", 1 },
+		{ dkp_sigfmt_selector_ok, "s", "2026.q1", 1 },
+		{ dkp_sigfmt_selector_ok, "s", "s_1", 0 },
+		{ dkp_sigfmt_selector_ok, "s", "s\r\nX: y", 0 },
+		{ dkp_sigfmt_hname_ok, "h", "List-Unsubscribe-Post", 1 },
+		{ dkp_sigfmt_hname_ok, "h", "X-Odd=Name!", 1 },
+		{ dkp_sigfmt_hname_ok, "h", "Subject;l=0", 0 },
+		{ dkp_sigfmt_hname_ok, "h", "Sub ject", 0 },
+		{ dkp_sigfmt_hname_ok, "h", "Sub:ject", 0 },
+		{ dkp_sigfmt_hname_ok, "h", "Subj\xc3\xa9" "ct", 0 },
+		{ dkp_sigfmt_hname_ok, "h", "", 0 },
+		{ dkp_sigfmt_auid_ok, "i", "news@mail.shop.example", 1 },
+		{ dkp_sigfmt_auid_ok, "i", "@shop.example", 1 },
+		{ dkp_sigfmt_auid_ok, "i", "first.last+tag@shop.example", 1 },
+		{ dkp_sigfmt_auid_ok, "i", "a\r\nX-Injected: yes@shop.example", 0 },
+		{ dkp_sigfmt_auid_ok, "i", "a;l=0@shop.example", 0 },
+		{ dkp_sigfmt_auid_ok, "i", "a=b@shop.example", 0 },
+		{ dkp_sigfmt_auid_ok, "i", "\"q s\"@shop.example", 0 },
+		{ dkp_sigfmt_auid_ok, "i", ".a@shop.example", 0 },
+		{ dkp_sigfmt_auid_ok, "i", "a..b@shop.example", 0 },
+		{ dkp_sigfmt_auid_ok, "i", "a@b@shop.example", 0 },
+		{ dkp_sigfmt_auid_ok, "i", "shop.example", 0 },
+		{ dkp_sigfmt_auid_ok, "i", "a@localhost", 0 },
+	};
+	size_t i;
+
+	(void)st;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (cases[i].fn(cases[i].s, strlen(cases[i].s)) != cases[i].ok)
+			fail_msg("%s= '%s': want %s", cases[i].what, cases[i].s,
+				 cases[i].ok ? "accepted" : "refused");
+}
+
+static void escape_makes_values_printable(void **st)
+{
+	char out[64];
+
+	(void)st;
+	assert_string_equal(dkp_sigfmt_escape("esc\033[31mred", 11, out, sizeof(out)),
+			    "esc\\x1b[31mred");
+	assert_string_equal(dkp_sigfmt_escape("a\r\nb\\c\xc3", 7, out, sizeof(out)),
+			    "a\\x0d\\x0ab\\x5cc\\xc3");
+	assert_string_equal(dkp_sigfmt_escape("a\0b", 3, out, sizeof(out)), "a\\x00b");
+	/* truncated on whole escapes only */
+	assert_string_equal(dkp_sigfmt_escape("ab\033", 3, out, 6), "ab");
+	assert_string_equal(dkp_sigfmt_escape("plain", 5, out, 3), "pl");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(tag_value_grammar),
+		cmocka_unit_test(escape_makes_values_printable),
 		cmocka_unit_test(rendered_tags_in_order),
 		cmocka_unit_test(folds_at_78_columns_only_where_allowed),
 		cmocka_unit_test(signed_form_is_a_prefix_of_the_field),

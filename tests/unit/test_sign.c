@@ -408,9 +408,176 @@ static void expiry_and_identity_tags(void **st)
 	dkp_buf_free(&out);
 }
 
+/* Values from outside are rendered into tags only when they fit the RFC
+ * 6376 grammar: a CR, LF or ';' would add a header line or a tag. */
+static void values_outside_the_grammar_are_refused(void **st)
+{
+	static const char *const inj_h[] = { "From", "Subject;l=0" };
+	static const char *const sp_h[] = { "From", "Sub ject" };
+	static const char *const ok_h[] = { "From", "X-Odd=Name" };
+	static const struct {
+		const char *name, *d, *s, *i;
+		const char *const *h;
+		size_t nh;
+		const char *reason;	/* NULL: accepted */
+	} cases[] = {
+		{ "plain", "shop.example", "sel", NULL, NULL, 0, NULL },
+		{ "i= within d=", "shop.example", "sel", "news@mail.shop.example", NULL, 0, NULL },
+		{ "i= empty local part", "shop.example", "sel", "@shop.example", NULL, 0, NULL },
+		{ "h= name with '='", "shop.example", "sel", NULL, ok_h, 2, NULL },
+		{ "i= with CRLF", "shop.example", "sel", "a\r\nX-Injected: yes@shop.example", NULL, 0, "i=" },
+		{ "i= with ';'", "shop.example", "sel", "a;l=0@shop.example", NULL, 0, "i=" },
+		{ "i= with '='", "shop.example", "sel", "a=b@shop.example", NULL, 0, "i=" },
+		{ "i= outside d=", "shop.example", "sel", "a@evilshop.example", NULL, 0, "within d=" },
+		{ "i= local part of 65", "shop.example", "sel",
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@shop.example",
+		  NULL, 0, "i=" },
+		{ "h= with ';l=0'", "shop.example", "sel", NULL, inj_h, 2, "h= name" },
+		{ "h= with a space", "shop.example", "sel", NULL, sp_h, 2, "h= name" },
+		{ "d= with ';'", "shop.example;l=0", "sel", NULL, NULL, 0, "d=" },
+		{ "d= one label", "localhost", "sel", NULL, NULL, 0, "d=" },
+		{ "d= empty label", "b..c", "sel", NULL, NULL, 0, "d=" },
+		{ "d= hyphens", "-bad-.example", "sel", NULL, NULL, 0, "d=" },
+		{ "d= final dot", "shop.example.", "sel", NULL, NULL, 0, "d=" },
+		{ "d= 8-bit", "ex\xc3\xa4mple.com", "sel", NULL, NULL, 0, "d=ex\\xc3\\xa4mple.com" },
+		{ "s= with CRLF", "shop.example", "s\r\nX: y", NULL, NULL, 0, "s=" },
+		{ "s= with '_'", "shop.example", "s_1", NULL, NULL, 0, "s=" },
+	};
+	size_t i;
+
+	(void)st;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct dkp_sig_spec sp = spec(cases[i].d, rsa_key, DKP_CANON_RELAXED,
+					      DKP_CANON_RELAXED);
+		struct dkp_signer *s = dkp_signer_new();
+		struct dkp_msg m;
+		struct dkp_buf out;
+		struct dkp_err err;
+		int rc;
+
+		sp.selector = cases[i].s;
+		sp.identity = cases[i].i;
+		sp.headers = cases[i].h;
+		sp.nheaders = cases[i].nh;
+		dkp_msg_init(&m);
+		dkp_buf_init(&out);
+		memset(&err, 0, sizeof(err));
+		assert_int_equal(dkp_msg_parse(&m, esp_msg, strlen(esp_msg), NULL, &err), DKP_OK);
+		rc = dkp_sign(s, &m, &sp, 1, &out, &err);
+		if (cases[i].reason == NULL ? rc != DKP_OK
+					    : rc != DKP_E_USAGE ||
+						  strstr(err.msg, cases[i].reason) == NULL ||
+						  strpbrk(err.msg, "\r\n\033") != NULL)
+			fail_msg("%s: got %d '%s', want %s", cases[i].name, rc, err.msg,
+				 cases[i].reason ? cases[i].reason : "success");
+		dkp_buf_free(&out);
+		dkp_msg_fini(&m);
+		dkp_signer_free(s);
+	}
+}
+
+/* The signed message must stay within the limits the message was parsed
+ * with (our own verify parses with the same defaults). */
+static void signed_result_stays_within_the_limits(void **st)
+{
+	struct dkp_sig_spec sp[2] = {
+		spec("customer.example", rsa_key, DKP_CANON_RELAXED, DKP_CANON_RELAXED),
+		spec("esp.example", ed_key, DKP_CANON_RELAXED, DKP_CANON_RELAXED),
+	};
+	struct dkp_signer *s = dkp_signer_new();
+	struct dkp_limits lim;
+	struct dkp_msg m;
+	struct dkp_buf msg, out;
+	struct dkp_err err;
+	size_t hdr;
+
+	(void)st;
+	dkp_msg_init(&m);
+	dkp_buf_init(&msg);
+	dkp_buf_init(&out);
+	dkp_limits_default(&lim);
+	lim.max_fields = 10;
+	dkp_buf_adds(&msg, "From: a@customer.example\r\n");
+	while (m.nfields < 8) {		/* 8 fields: 2 signatures fit, 3 do not */
+		dkp_buf_adds(&msg, "X-F: v\r\n");
+		dkp_msg_parse(&m, msg.p, msg.len, &lim, &err);
+	}
+	dkp_buf_adds(&msg, "\r\nbody\r\n");
+	assert_int_equal(dkp_msg_parse(&m, msg.p, msg.len, &lim, &err), DKP_OK);
+	assert_int_equal(m.nfields, 8);
+	assert_int_equal(dkp_sign(s, &m, sp, 2, &out, &err), DKP_OK);
+	dkp_buf_reset(&out);
+	lim.max_fields = 9;
+	assert_int_equal(dkp_msg_parse(&m, msg.p, msg.len, &lim, &err), DKP_OK);
+	assert_int_equal(dkp_sign(s, &m, sp, 2, &out, &err), DKP_E_LIMIT);
+	assert_non_null(strstr(err.msg, "limit of 9 fields"));
+	assert_int_equal(out.len, 0);
+	assert_int_equal(dkp_err_exit_code(&err), 65);
+
+	/* bytes: a header block that fits alone but not with the signatures */
+	dkp_limits_default(&lim);
+	assert_int_equal(dkp_msg_parse(&m, msg.p, msg.len, &lim, &err), DKP_OK);
+	assert_int_equal(dkp_sign(s, &m, sp, 2, &out, &err), DKP_OK);
+	hdr = m.body_off + out.len;	/* the signed header block, exactly */
+	dkp_buf_reset(&out);
+	lim.max_header_bytes = hdr;
+	assert_int_equal(dkp_msg_parse(&m, msg.p, msg.len, &lim, &err), DKP_OK);
+	assert_int_equal(dkp_sign(s, &m, sp, 2, &out, &err), DKP_OK);
+	dkp_buf_reset(&out);
+	dkp_buf_adds(&out, "x-sender: kept\r\n");	/* not counted */
+	lim.max_header_bytes = hdr - 1;
+	assert_int_equal(dkp_msg_parse(&m, msg.p, msg.len, &lim, &err), DKP_OK);
+	assert_int_equal(dkp_sign(s, &m, sp, 2, &out, &err), DKP_E_LIMIT);
+	assert_non_null(strstr(err.msg, "header block"));
+	assert_int_equal(out.len, strlen("x-sender: kept\r\n"));
+	dkp_buf_free(&msg);
+	dkp_buf_free(&out);
+	dkp_msg_fini(&m);
+	dkp_signer_free(s);
+}
+
+/* A header-only message whose last line has no CRLF, simple header
+ * canonicalization: what we sign is what travels (the CRLF SMTP adds, and
+ * the empty line), so the signature verifies on what a receiver gets. */
+static void unterminated_header_block_signs_as_delivered(void **st)
+{
+	static const char raw[] = "From: a@customer.example\r\nSubject: x";
+	struct dkp_sig_spec sp = spec("customer.example", rsa_key, DKP_CANON_SIMPLE,
+				      DKP_CANON_SIMPLE);
+	struct dkp_buf prsa, out;
+	struct dkp_vresult res[2];
+	struct dkp_err err;
+	struct dkp_msg m;
+	const char *recs[3];
+	size_t n = 0;
+
+	(void)st;
+	dkp_buf_init(&prsa);
+	dkp_buf_init(&out);
+	dkp_buf_adds(&prsa, "v=DKIM1; k=rsa; p=");
+	assert_int_equal(dkp_key_public_b64(rsa_key, &prsa, &err), DKP_OK);
+	recs[0] = "sel._domainkey.customer.example";
+	recs[1] = prsa.p;
+	recs[2] = NULL;
+	sign_into(raw, &sp, 1, &out);
+	dkp_buf_adds(&out, "From: a@customer.example\r\nSubject: x\r\n\r\n");
+	dkp_msg_init(&m);
+	assert_int_equal(dkp_msg_parse(&m, out.p, out.len, NULL, &err), DKP_OK);
+	assert_int_equal(dkp_verify(&m, fetch_none, recs, 0, res, 2, &n, &err), DKP_OK);
+	assert_int_equal(n, 1);
+	if (res[0].res != DKP_V_PASS)
+		fail_msg("%s %s", dkp_vres_name(res[0].res), res[0].reason);
+	dkp_msg_fini(&m);
+	dkp_buf_free(&out);
+	dkp_buf_free(&prsa);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(values_outside_the_grammar_are_refused),
+		cmocka_unit_test(signed_result_stays_within_the_limits),
+		cmocka_unit_test(unterminated_header_block_signs_as_delivered),
 		cmocka_unit_test(rfc8463_signatures_reproduced),
 		cmocka_unit_test(default_list_oversigns_present_fields_only),
 		cmocka_unit_test(custom_header_list_is_used_verbatim),

@@ -272,12 +272,15 @@ static void expiry_and_identity(void **st)
 	EXPECT(r[0], DKP_V_PASS, "");
 	dkp_buf_free(&b);
 	dkp_buf_init(&b);
-	sign_msg(&b, 1700000000, 0, "user@other.example");
+	/* dkp_sign refuses an i= outside d=: edit one in afterwards */
+	sign_msg(&b, 1700000000, 0, "user@shop.example");
+	edit(&b, "i=user@shop.example", "i=user@other.example");
 	verify(&b, 0, r);
 	EXPECT(r[0], DKP_V_PERMERROR, "i= is not within d=");
 	dkp_buf_free(&b);
 	dkp_buf_init(&b);
-	sign_msg(&b, 1700000000, 0, "user@evilshop.example");
+	sign_msg(&b, 1700000000, 0, "user@shop.example");
+	edit(&b, "i=user@shop.example", "i=user@evilshop.example");
 	verify(&b, 0, r);
 	EXPECT(r[0], DKP_V_PERMERROR, "i= is not within d=");
 	dkp_buf_free(&b);
@@ -367,6 +370,113 @@ static void dns_file_forms(void **st)
 	dkp_buf_free(&txt);
 }
 
+/* RFC 6376 6.1 lets a verifier limit what it checks: the first
+ * DKP_VERIFY_MAX_SIGS signatures are verified, each later one is a
+ * permerror "not checked", still named by its d=, s= and a=. */
+static void signatures_past_the_limit_are_not_checked(void **st)
+{
+	struct dkp_buf b, many;
+	struct dkp_vresult r[80];
+	struct dkp_msg m;
+	struct dkp_err err;
+	const char *from;
+	size_t n = 0, i, copies = 35;	/* 70 signatures */
+
+	(void)st;
+	reset_records();
+	dkp_buf_init(&b);
+	dkp_buf_init(&many);
+	sign_msg(&b, 1700000000, 0, NULL);
+	from = strstr(b.p, "\r\nFrom:") + 2;
+	for (i = 0; i < copies; i++)
+		dkp_buf_add(&many, b.p, (size_t)(from - b.p));
+	dkp_buf_adds(&many, from);
+	dkp_msg_init(&m);
+	assert_int_equal(dkp_msg_parse(&m, many.p, many.len, NULL, &err), DKP_OK);
+	assert_int_equal(dkp_verify(&m, fetch, NULL, 0, r, 80, &n, &err), DKP_OK);
+	assert_int_equal(n, 2 * copies);
+	for (i = 0; i < n; i++) {
+		if (i < DKP_VERIFY_MAX_SIGS)
+			EXPECT(r[i], DKP_V_PASS, "");
+		else
+			EXPECT(r[i], DKP_V_PERMERROR, "not checked");
+		assert_string_equal(r[i].domain, "shop.example");
+		assert_string_equal(r[i].alg, i % 2 ? "ed25519-sha256" : "rsa-sha256");
+	}
+	/* fewer result slots than signatures: all are still counted */
+	assert_int_equal(dkp_verify(&m, fetch, NULL, 0, r, 3, &n, &err), DKP_OK);
+	assert_int_equal(n, 2 * copies);
+	dkp_msg_fini(&m);
+	dkp_buf_free(&many);
+	dkp_buf_free(&b);
+}
+
+/* One body hash per (canonicalization, l=): signatures of both body
+ * canonicalizations over one body each get their own. */
+static void body_hashes_are_kept_per_canonicalization(void **st)
+{
+	struct dkp_sig_spec sp[3];
+	struct dkp_signer *s = dkp_signer_new();
+	static const char body_msg[] =
+		"From: Shop <news@shop.example>\r\nSubject: Hi\r\n\r\n"
+		"Body  text \r\n\r\n\r\n";
+	struct dkp_vresult r[3];
+	struct dkp_msg m;
+	struct dkp_buf out;
+	struct dkp_err err;
+	size_t n = 0, i;
+
+	(void)st;
+	reset_records();
+	memset(sp, 0, sizeof(sp));
+	for (i = 0; i < 3; i++) {
+		sp[i].domain = "shop.example";
+		sp[i].selector = i == 1 ? "e" : "r";
+		sp[i].key = i == 1 ? ed : rsa;
+		sp[i].hcanon = DKP_CANON_RELAXED;
+		sp[i].bcanon = i == 2 ? DKP_CANON_SIMPLE : DKP_CANON_RELAXED;
+		sp[i].t = 1700000000;
+	}
+	dkp_buf_init(&out);
+	dkp_msg_init(&m);
+	assert_int_equal(dkp_msg_parse(&m, body_msg, strlen(body_msg), NULL, &err), DKP_OK);
+	assert_int_equal(dkp_sign(s, &m, sp, 3, &out, &err), DKP_OK);
+	dkp_buf_adds(&out, body_msg);
+	assert_int_equal(dkp_msg_parse(&m, out.p, out.len, NULL, &err), DKP_OK);
+	assert_int_equal(dkp_verify(&m, fetch, NULL, 0, r, 3, &n, &err), DKP_OK);
+	assert_int_equal(n, 3);
+	for (i = 0; i < 3; i++)
+		EXPECT(r[i], DKP_V_PASS, "");
+	dkp_msg_fini(&m);
+	dkp_buf_free(&out);
+	dkp_signer_free(s);
+}
+
+/* What comes from the message is printed escaped: an ESC in d= or s=
+ * (a terminal escape sequence) becomes \x1b, and such a d= is a
+ * permerror before anything is looked up. */
+static void control_bytes_in_results_are_escaped(void **st)
+{
+	struct dkp_buf b;
+	struct dkp_vresult r[2];
+	size_t i;
+
+	(void)st;
+	reset_records();
+	dkp_buf_init(&b);
+	sign_msg(&b, 1700000000, 0, NULL);
+	edit(&b, "d=shop.example", "d=sh\033[31mop.example");
+	edit(&b, "s=e", "s=e\033[0m");
+	verify(&b, 0, r);
+	EXPECT(r[0], DKP_V_PERMERROR, "d= is not a domain name");
+	assert_string_equal(r[0].domain, "sh\\x1b[31mop.example");
+	EXPECT(r[1], DKP_V_PERMERROR, "s= is not a selector");
+	assert_string_equal(r[1].selector, "e\\x1b[0m");
+	for (i = 0; i < 2; i++)
+		assert_null(strpbrk(r[i].reason, "\033\r\n"));
+	dkp_buf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -377,6 +487,9 @@ int main(void)
 		cmocka_unit_test(fold_after_b_equals_is_not_hashed),
 		cmocka_unit_test(rfc8463_published_signatures_pass),
 		cmocka_unit_test(dns_file_forms),
+		cmocka_unit_test(signatures_past_the_limit_are_not_checked),
+		cmocka_unit_test(body_hashes_are_kept_per_canonicalization),
+		cmocka_unit_test(control_bytes_in_results_are_escaped),
 	};
 
 	UNIT_RUN_WITH("test_verify", tests, setup, teardown);
