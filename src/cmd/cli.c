@@ -98,8 +98,11 @@ static const char usage_run[] =
 	"The batch engine. Takes messages from the input queue directory, signs\n"
 	"each twice (the customer's key chosen from the From address through the\n"
 	"SigningTable, then the ESP key) and publishes them, crash-safely, into\n"
-	"the output queue directory. Messages that cannot be signed go to the\n"
-	"failed directory with a .reason file. See dkimpress.conf(5).\n"
+	"the output queue directory, exactly once even while a consumer empties\n"
+	"out/new and whatever kills the engine. Messages that cannot be signed go\n"
+	"to the failed directory with a .reason file. Several engines may share\n"
+	"one queue. Envelope lines (x-sender:, x-receiver:) stay on top,\n"
+	"unsigned. See dkimpress.conf(5) and docs/queue.md.\n"
 	"\n"
 	"  -c, --config CONF   the configuration file (required)\n"
 	"      --once          drain the queue and exit; without it, watch the\n"
@@ -114,8 +117,9 @@ static const char usage_run[] =
 	"Signals: SIGHUP reloads CONF (a broken one keeps the old running);\n"
 	"SIGTERM/SIGINT stop claiming, finish what is in hand and exit.\n"
 	"\n"
-	"exit: 0 all signed, 65 some failed, 75 some deferred (--once),\n"
-	"      78 configuration or key error, 66 CONF missing\n";
+	"exit: 0 all signed, 65 some failed, 75 some left queued (deferred, or\n"
+	"      stopped by a signal first) (--once); 74 I/O or 77 permission: the\n"
+	"      queue cannot be worked; 78 configuration or key error, 66 CONF missing\n";
 
 static const char usage_bench[] =
 	"usage: dkimpress bench -c CONF --corpus DIR [--work DIR]\n"
