@@ -213,7 +213,7 @@ printf 'no empty line ends this header\r\n' >"$W/badcorpus/bad"
 rc=0
 "$D" bench -c "$W/nosign.conf" --corpus "$W/badcorpus" --work "$W/bwbad" --phases engine \
 	>/dev/null 2>"$W/bench.err3" || rc=$?
-log=$(sed -n 's/.*signed 1 of 2 messages (exit 65); see \(.*\)$/\1/p' "$W/bench.err3")
+log=$(sed -n 's/.*the engine phase: engine 1 of 1 exited 65; see \(.*\)$/\1/p' "$W/bench.err3")
 check '[ "$rc" = 1 ] && [ -n "$log" ] && [ -s "$log" ] && grep -q "stay in" "$W/bench.err3"' \
 	"bench: a phase that does not sign everything fails, and keeps its queue and log" \
 	"exit $rc: $(tail -2 "$W/bench.err3")"
