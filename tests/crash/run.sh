@@ -126,6 +126,8 @@ aimed() {	# aimed KIND PATH N WANT DESC: kill at the Nth KIND call on PATH
 	# no dead engine left, so the count reaches this run's own steps
 	recover_only
 	[ -n "$(ls -A "$W/q/in/new")" ] || { bad "aimed kill ($desc): the queue ran dry first (use a larger CRASH_N)"; return; }
+	# (an ASan build wants its runtime first; the shim only wraps libc)
+	ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
 	LD_PRELOAD="$INJECT" FAULT_OP="$kind" FAULT_PATH="$path" FAULT_N="$n" FAULT_KILL=1 \
 		"$DKIMPRESS" run -c "$W/conf" --once >/dev/null 2>>"$W/log" || rc=$?
 	states
