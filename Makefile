@@ -9,7 +9,8 @@
 #   make bench      dkimpress against the crypto and I/O bounds and
 #                   libopendkim, one run, one table (tools/bench)
 #   make tune       sweep threads, batch, uring_depth (tools/tune)
-#   make install    PREFIX=/usr/local, DESTDIR honoured
+#   make install    PREFIX=/usr/local, DESTDIR honoured: binary, library,
+#                   man pages, example configuration, systemd unit
 #   make clean
 
 PREFIX  ?= /usr/local
@@ -17,6 +18,11 @@ BINDIR  ?= $(PREFIX)/bin
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 MANDIR  ?= $(PREFIX)/share/man
+DOCDIR  ?= $(PREFIX)/share/doc/dkimpress
+# the systemd unit (dist/dkimpress.service, with BINDIR and SYSCONFDIR
+# written in); the configuration it names is SYSCONFDIR/dkimpress/
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
 BUILD   ?= build
 CC      ?= cc
 # jemalloc normally; libc for sanitizer builds (see src/base/mem.h).
@@ -98,6 +104,36 @@ $(BUILD)/tests/fault_inject.so: tests/fault/inject.c
 
 unit-tests: $(BUILD)/tests/fault_inject.so
 
+# tests/ct: the constant-time check of the 8-lane RSA kernel under
+# valgrind (tests/ct/run.sh). valgrind 3.19 cannot run AVX-512, so these
+# build the same kernel source emulated (-DDKP_RSA8_EMULATE), plus a
+# canary with one deliberate secret branch; never sanitized (valgrind
+# runs them); DWARF 4 because valgrind 3.19 cannot read clang 14's DWARF 5. tools/rsa8: the long run (make test-rsa-long) and the
+# speed comparison with OpenSSL ($(BUILD)/tests/rsa8_speed).
+RSA8_DEPS := src/crypto/rsa8.c src/crypto/rsa8.h src/crypto/rsa8_vec.h src/crypto/rsa8_int.h
+$(BUILD)/tests/ct_rsa8: tests/ct/ct_rsa8.c $(RSA8_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(CFLAGS) -gdwarf-4 -DDKP_RSA8_EMULATE -o $@ \
+		tests/ct/ct_rsa8.c src/crypto/rsa8.c $(shell pkg-config --libs libcrypto) -lpthread
+$(BUILD)/tests/ct_rsa8_canary: tests/ct/ct_rsa8.c $(RSA8_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(CFLAGS) -gdwarf-4 -DDKP_RSA8_EMULATE -DDKP_RSA8_CT_CANARY \
+		-o $@ tests/ct/ct_rsa8.c src/crypto/rsa8.c $(shell pkg-config --libs libcrypto) -lpthread
+$(BUILD)/tests/rsa_long: tools/rsa8/rsa_long.c tools/rsa8/rsa8_common.h $(BUILD)/libdkimpress.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libdkimpress.a $(LDLIBS)
+$(BUILD)/tests/rsa8_speed: tools/rsa8/rsa8_speed.c tools/rsa8/rsa8_common.h $(BUILD)/libdkimpress.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libdkimpress.a $(LDLIBS)
+
+unit-tests: $(BUILD)/tests/ct_rsa8 $(BUILD)/tests/ct_rsa8_canary $(BUILD)/tests/rsa8_speed
+
+# RSA_LONG_PAIRS (default 10,000,000) signatures on both cores, each
+# checked; see tools/rsa8/rsa_long.c.
+.PHONY: test-rsa-long
+test-rsa-long: all $(BUILD)/tests/rsa_long
+	@$(BUILD)/tests/rsa_long
+
 unit-tests: $(UNIT_TESTS) $(TEST_TOOLS)
 
 # 'make test' = set-up + build + every test; 'make check' skips set-up.
@@ -143,6 +179,14 @@ bench: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/odkim-sign
 	@BUILD=$(BUILD) tools/bench
 
+# JetStream (a local three-node cluster) against the queue directory, one
+# and three engines, CPU per message (tools/bench-jetstream,
+# docs/scale-out.md). BENCH_JS_ARGS="--n 4000 --keys rsa".
+.PHONY: bench-jetstream
+bench-jetstream: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) tools/bench-jetstream $(BENCH_JS_ARGS)
+
 tune: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) tools/tune
@@ -158,12 +202,21 @@ install: all
 	install -m 0644 $(BUILD)/libdkimpress.a $(DESTDIR)$(LIBDIR)/libdkimpress.a
 	install -m 0644 include/dkimpress/dkimpress.h $(DESTDIR)$(INCDIR)/dkimpress/dkimpress.h
 	install -m 0644 docs/dkimpress.1 $(DESTDIR)$(MANDIR)/man1/dkimpress.1
+	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR)
+	install -m 0644 docs/dkimpress.conf.5 $(DESTDIR)$(MANDIR)/man5/dkimpress.conf.5
+	install -m 0644 docs/examples/dkimpress.conf $(DESTDIR)$(DOCDIR)/dkimpress.conf.example
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		dist/dkimpress.service >$(DESTDIR)$(UNITDIR)/dkimpress.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/dkimpress.service
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/dkimpress $(DESTDIR)$(LIBDIR)/libdkimpress.a \
 		$(DESTDIR)$(INCDIR)/dkimpress/dkimpress.h \
-		$(DESTDIR)$(MANDIR)/man1/dkimpress.1
-	-rmdir $(DESTDIR)$(INCDIR)/dkimpress
+		$(DESTDIR)$(MANDIR)/man1/dkimpress.1 \
+		$(DESTDIR)$(MANDIR)/man5/dkimpress.conf.5 \
+		$(DESTDIR)$(DOCDIR)/dkimpress.conf.example \
+		$(DESTDIR)$(UNITDIR)/dkimpress.service
+	-rmdir $(DESTDIR)$(INCDIR)/dkimpress $(DESTDIR)$(DOCDIR)
 
 # ---- make fuzz: libFuzzer targets (tests/fuzz/fuzz_*.c) -------------------
 # clang -fsanitize=fuzzer,address,undefined with libc malloc; the library is

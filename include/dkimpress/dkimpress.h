@@ -42,6 +42,7 @@ enum dkp_status {
 	DKP_E_IO,	/* read/write failure */
 	DKP_E_USAGE,	/* caller passed something impossible */
 	DKP_E_DNS,	/* key lookup failed temporarily */
+	DKP_E_BADSIG,	/* a signature we made failed its own check */
 };
 
 /* Context for one failure; filled by the layer that failed. */

@@ -21,6 +21,7 @@ const char *dkp_status_str(enum dkp_status st)
 	case DKP_E_IO: return "io";
 	case DKP_E_USAGE: return "usage";
 	case DKP_E_DNS: return "dns";
+	case DKP_E_BADSIG: return "bad-signature";
 	}
 	return "unknown";
 }
@@ -42,7 +43,8 @@ int dkp_err_exit_code(const struct dkp_err *err)
 			       ? 66	/* EX_NOINPUT */
 			       : 74;	/* EX_IOERR */
 	case DKP_E_DNS: return 75;
-	case DKP_E_CRYPTO: return 70;	/* EX_SOFTWARE */
+	case DKP_E_CRYPTO:
+	case DKP_E_BADSIG: return 70;	/* EX_SOFTWARE */
 	}
 	return 70;
 }

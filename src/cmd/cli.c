@@ -1,6 +1,7 @@
 /* cli.c — parse the command line; see cli.h. */
 #include "cmd/cli.h"
 #include "cmd/bench.h"
+#include "cmd/check.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -25,6 +26,7 @@ static const char usage_main[] =
 	"  keygen   make a signing key and its DNS TXT record\n"
 	"  run      the batch engine: sign a queue directory (dkimpress.conf(5))\n"
 	"  enqueue  hand one message to the queue (a producer; Postfix pipe(8))\n"
+	"  check    every signing key of a configuration against its DNS record\n"
 	"  bench    measure the engine against the crypto and I/O bounds\n"
 	"  help     this text; 'dkimpress COMMAND --help' for a command\n"
 	"\n"
@@ -34,7 +36,8 @@ static const char usage_sign[] =
 	"usage: dkimpress sign --key DOMAIN:SELECTOR:KEYFILE [--key ...]\n"
 	"                      [--canon H/B] [--headers h1:h2:...]\n"
 	"                      [--identity AUID] [--time UNIX] [--expire SECONDS]\n"
-	"                      [--insecure-key-perms] [-o OUT] [FILE]\n"
+	"                      [--insecure-key-perms] [--rsa-backend B] [-o OUT]\n"
+	"                      [FILE]\n"
 	"\n"
 	"Writes the new DKIM-Signature fields, then the message (FILE or standard\n"
 	"input; bare LF becomes CRLF) to OUT or standard output. One signature per\n"
@@ -54,6 +57,10 @@ static const char usage_sign[] =
 	"  -t, --time UNIX        t= value (default: now)\n"
 	"  -x, --expire SECONDS   add x= = t + SECONDS\n"
 	"      --insecure-key-perms  accept key files group/others can read\n"
+	"      --rsa-backend B    auto (default: RSA-2048 signatures eight at a\n"
+	"                         time with AVX-512 IFMA when there are three or\n"
+	"                         more and the CPU has it), openssl or ifma; every\n"
+	"                         signature is checked with its public key first\n"
 	"  -o, --output OUT       write OUT atomically (no partial file on error)\n"
 	"\n"
 	"exit: 0 ok, 64 usage, 65 malformed message, 66 unreadable input,\n"
@@ -117,9 +124,25 @@ static const char usage_run[] =
 	"Signals: SIGHUP reloads CONF (a broken one keeps the old running);\n"
 	"SIGTERM/SIGINT stop claiming, finish what is in hand and exit.\n"
 	"\n"
+	"Operating: metrics_listen = HOST:PORT in CONF serves Prometheus text at\n"
+	"/metrics while it runs (the same counters as the summary); under systemd\n"
+	"(Type=notify) it reports READY=1, RELOADING=1 and STOPPING=1 through\n"
+	"sd_notify; log = syslog sends diagnostics to syslog (LOG_MAIL) instead of\n"
+	"stderr. See docs/operations.md.\n"
+	"\n"
+	"transport = jetstream in CONF: no queue directories; every engine (on any\n"
+	"machine) pulls batches from one durable consumer of in_stream (NATS\n"
+	"JetStream), publishes the signed copies to out_subject (failed ones to\n"
+	"failed_subject, reason in X-Dkimpress-Error), waits for every publish\n"
+	"acknowledgement, then acknowledges the inputs; deferred ones are NAK'd\n"
+	"with a delay. Missing streams are made (create_streams = no: exit 78);\n"
+	"an unreachable cluster is waited for (with --once: exit 75).\n"
+	"See docs/scale-out.md.\n"
+	"\n"
 	"exit: 0 all signed, 65 some failed, 75 some left queued (deferred, or\n"
 	"      stopped by a signal first) (--once); 74 I/O or 77 permission: the\n"
-	"      queue cannot be worked; 78 configuration or key error, 66 CONF missing\n";
+	"      queue cannot be worked; 78 configuration or key error, 66 CONF missing;\n"
+	"      71 cannot start (threads, or metrics_listen cannot be listened on)\n";
 
 static const char usage_bench[] =
 	"usage: dkimpress bench -c CONF --corpus DIR [--work DIR]\n"
@@ -196,7 +219,48 @@ static const char usage_enqueue[] =
 	"      65 empty or too big message, 66 FILE unreadable, 73 cannot create\n"
 	"      in in/tmp, 74 I/O error, 75 temporary (disk full: retry later),\n"
 	"      78 configuration error. On failure nothing is left in in/tmp and\n"
-	"      nothing appears in in/new.\n";
+	"      nothing appears in in/new.\n"
+	"\n"
+	"With transport = jetstream in CONF the message is published to in_subject\n"
+	"(envelope in the X-Sender and X-Receiver headers, the new ID in\n"
+	"Nats-Msg-Id) and acknowledged by the stream, retried with the same ID for\n"
+	"up to 10 s; 75 when the cluster cannot be reached or does not answer.\n";
+
+static const char usage_check[] =
+	"usage: dkimpress check -c CONF [--dns-file FILE] [--json]\n"
+	"                       [--timeout S] [--concurrency N]\n"
+	"\n"
+	"Checks the ESP key and every KeyTable key of CONF against its DNS key\n"
+	"record SELECTOR._domainkey.DOMAIN: loads the private key (as run does,\n"
+	"with the same permission checks), derives the public key and compares\n"
+	"it with the record's p=. A KeyTable domain '%' is checked for each\n"
+	"concrete domain the SigningTable routes to it (else: skipped). One line\n"
+	"per key, then \"N keys: N ok, N missing, ...\":\n"
+	"  ok         the record holds this key\n"
+	"  missing    no record (NXDOMAIN or no TXT): publish it first, do not\n"
+	"             switch the KeyTable to this key yet\n"
+	"  mismatch   the record holds another key (or k=, h=, s= exclude it)\n"
+	"  revoked    the record's p= is empty\n"
+	"  testing    the key matches, but the record says t=y\n"
+	"  weak       the key matches, but it is RSA under 2048 bits\n"
+	"  syntax     the record does not parse (or several TXT records)\n"
+	"  temperror  the lookup failed (timeout, SERVFAIL): try again\n"
+	"  keyerror   the private key cannot be loaded\n"
+	"  skipped    '%' key with no concrete domain in the SigningTable\n"
+	"When several apply, the first in this list wins: keyerror, skipped,\n"
+	"temperror, missing, syntax, revoked, mismatch, weak, testing.\n"
+	"\n"
+	"  -c, --config CONF      the configuration (esp_key, key_table, ...)\n"
+	"  -d, --dns-file FILE    records from FILE (lines NAME<TAB>RECORD, as\n"
+	"                         verify and keygen; a record TEMPERROR fails the\n"
+	"                         lookup); without it the system resolver\n"
+	"      --json             one JSON document instead of lines\n"
+	"      --timeout S        seconds per DNS attempt (default 5, 2 attempts)\n"
+	"      --concurrency N    DNS lookups at once (default 64, max 1024)\n"
+	"\n"
+	"exit: 0 every key ok (skipped ones aside), 1 a key has a problem,\n"
+	"      75 only temporary DNS errors, 64 usage, 66 FILE missing,\n"
+	"      78 configuration error\n";
 
 const char *dkp_cli_usage(enum dkp_cmd cmd)
 {
@@ -207,6 +271,7 @@ const char *dkp_cli_usage(enum dkp_cmd cmd)
 	case DKP_CMD_RUN: return usage_run;
 	case DKP_CMD_BENCH: return usage_bench;
 	case DKP_CMD_ENQUEUE: return usage_enqueue;
+	case DKP_CMD_CHECK: return usage_check;
 	default: return usage_main;
 	}
 }
@@ -307,7 +372,7 @@ static int parse_identity(struct dkp_cli *c, const char *arg,
 	return DKP_OK;
 }
 
-enum { OPT_INSECURE = 256 };
+enum { OPT_INSECURE = 256, OPT_RSA_BACKEND };
 
 static int bad_arg(struct dkp_err *err, const char *opt, const char *arg)
 {
@@ -342,6 +407,7 @@ static int parse_sign(struct dkp_cli *c, int argc, char **argv,
 		{ "expire", required_argument, NULL, 'x' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "insecure-key-perms", no_argument, NULL, OPT_INSECURE },
+		{ "rsa-backend", required_argument, NULL, OPT_RSA_BACKEND },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -383,6 +449,16 @@ static int parse_sign(struct dkp_cli *c, int argc, char **argv,
 			break;
 		case OPT_INSECURE:
 			c->key_flags |= DKP_KEY_INSECURE_PERMS;
+			break;
+		case OPT_RSA_BACKEND:
+			if (!strcmp(optarg, "auto"))
+				c->rsa_backend = DKP_RSA_AUTO;
+			else if (!strcmp(optarg, "openssl"))
+				c->rsa_backend = DKP_RSA_OPENSSL;
+			else if (!strcmp(optarg, "ifma"))
+				c->rsa_backend = DKP_RSA_IFMA;
+			else
+				return bad_arg(err, "--rsa-backend", optarg);
 			break;
 		case 'h':
 			c->help = 1;
@@ -721,6 +797,66 @@ static int parse_enqueue(struct dkp_cli *c, int argc, char **argv,
 	return message_arg(c, argc, argv, "enqueue", err);
 }
 
+enum { OPT_CJSON = 300, OPT_TIMEOUT, OPT_CONCURRENCY };
+
+static int parse_check(struct dkp_cli *c, int argc, char **argv,
+		       struct dkp_err *err)
+{
+	static const struct option lo[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "dns-file", required_argument, NULL, 'd' },
+		{ "json", no_argument, NULL, OPT_CJSON },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "concurrency", required_argument, NULL, OPT_CONCURRENCY },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int64_t v;
+	int o;
+
+	c->dns_timeout = DKP_CHECK_DEF_TIMEOUT;
+	c->concurrency = DKP_CHECK_DEF_CONCURRENCY;
+	while ((o = getopt_long(argc, argv, "+c:d:h", lo, NULL)) != -1) {
+		switch (o) {
+		case 'c':
+			c->conf = optarg;
+			break;
+		case 'd':
+			c->dns_file = optarg;
+			break;
+		case OPT_CJSON:
+			c->check_json = 1;
+			break;
+		case OPT_TIMEOUT:
+			if (parse_int64(optarg, &v, 1, 300))
+				return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+						   "--timeout wants 1 to 300 seconds");
+			c->dns_timeout = (unsigned)v;
+			break;
+		case OPT_CONCURRENCY:
+			if (parse_int64(optarg, &v, 1, DKP_CHECK_MAX_CONCURRENCY))
+				return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+						   "--concurrency wants 1 to %d",
+						   DKP_CHECK_MAX_CONCURRENCY);
+			c->concurrency = (unsigned)v;
+			break;
+		case 'h':
+			c->help = 1;
+			return DKP_OK;
+		default:
+			return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+					   "see 'dkimpress check --help'");
+		}
+	}
+	if (optind < argc)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "check takes no arguments; got '%s'", argv[optind]);
+	if (c->conf == NULL)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "check needs -c CONF");
+	return DKP_OK;
+}
+
 int dkp_cli_parse(struct dkp_cli *c, int argc, char **argv,
 		  struct dkp_err *err)
 {
@@ -764,6 +900,10 @@ int dkp_cli_parse(struct dkp_cli *c, int argc, char **argv,
 	if (!strcmp(cmd, "enqueue")) {
 		c->cmd = DKP_CMD_ENQUEUE;
 		return parse_enqueue(c, argc - 1, argv + 1, err);
+	}
+	if (!strcmp(cmd, "check")) {
+		c->cmd = DKP_CMD_CHECK;
+		return parse_check(c, argc - 1, argv + 1, err);
 	}
 	if (!strcmp(cmd, "keygen")) {
 		c->cmd = DKP_CMD_KEYGEN;

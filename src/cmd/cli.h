@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "dkimpress/dkimpress.h"
+#include "dkim/sign.h"
 
 enum dkp_cmd {
 	DKP_CMD_HELP,
@@ -20,6 +21,7 @@ enum dkp_cmd {
 	DKP_CMD_RUN,
 	DKP_CMD_BENCH,
 	DKP_CMD_ENQUEUE,
+	DKP_CMD_CHECK,
 };
 
 #define DKP_PHASE_CRYPTO 1
@@ -51,6 +53,7 @@ struct dkp_cli {
 	int64_t time;			/* -1: now */
 	int64_t expire;			/* 0: no x= */
 	unsigned key_flags;
+	enum dkp_rsa_backend rsa_backend;	/* sign --rsa-backend */
 	const char *out;		/* -o, NULL: stdout */
 	const char *in;			/* NULL or "-": stdin */
 	/* verify */
@@ -71,6 +74,10 @@ struct dkp_cli {
 	const char *sender;		/* -f, NULL: none; "" or "<>": null */
 	const char **rcpts;		/* -r, in order; point into argv */
 	size_t nrcpts;
+	/* check (-c is conf, --dns-file is dns_file) */
+	int check_json;			/* --json */
+	unsigned dns_timeout;		/* --timeout seconds */
+	unsigned concurrency;		/* --concurrency lookups */
 	/* keygen */
 	const char *domain, *selector, *outdir;
 	enum dkp_alg type;

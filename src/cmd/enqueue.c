@@ -39,6 +39,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "conf/config.h"
+#include "transport/jetstream.h"
 #include "transport/qdir.h"
 
 #define EX_USAGE_ 64
@@ -576,6 +577,90 @@ static int publish(struct enq *e)
 	return 0;
 }
 
+/* An address as an X-Sender/X-Receiver header value: without angle
+ * brackets, the null sender as "<>" (the envelope lines' form). */
+static char *header_addr(const char *a)
+{
+	size_t n = strlen(a);
+
+	if (n == 0 || strcmp(a, "<>") == 0)
+		return dkp_strdup("<>");
+	if (a[0] == '<' && a[n - 1] == '>')
+		return dkp_strndup(a + 1, n - 2);
+	return dkp_strdup(a);
+}
+
+/* transport = jetstream: read the message (envelope headers count
+ * against max_message_size as the lines would), publish it to in_subject
+ * under a new ID and wait for the stream's acknowledgement. 75 when the
+ * cluster cannot be reached or does not answer in time. */
+static int enqueue_jetstream(struct enq *e, const struct dkp_config *conf)
+{
+	const struct dkp_cli *c = e->c;
+	struct dkp_buf msg, env;
+	char **rcpts = NULL, *sender = NULL, why[512], buf[65536];
+	size_t i;
+	int rc = 0;
+
+	dkp_buf_init(&msg);
+	dkp_buf_init(&env);
+	envelope_lines(c, &env);	/* only for the size */
+	while (rc == 0) {
+		ssize_t n = read(e->in, buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			dkp_error("cannot read %s: %s", e->in_name, strerror(errno));
+			rc = errno == EISDIR ? EX_NOINPUT_ : io_exit(errno);
+			break;
+		}
+		if (n == 0)
+			break;
+		if (env.len + msg.len + (size_t)n > e->limit)
+			rc = too_big(e);
+		else
+			dkp_buf_add(&msg, buf, (size_t)n);
+	}
+	if (rc == 0 && msg.len == 0) {
+		dkp_error("empty message on %s; nothing queued", e->in_name);
+		rc = EX_DATAERR_;
+	}
+	if (rc == 0 && c->sender &&
+	    ((msg.len >= 9 && strncasecmp(msg.p, "x-sender:", 9) == 0) ||
+	     (msg.len >= 11 && strncasecmp(msg.p, "x-receiver:", 11) == 0))) {
+		dkp_error("%s already starts with x-sender/x-receiver lines; with -f and -r they would become part of the envelope",
+			  e->in_name);
+		rc = EX_DATAERR_;
+	}
+	if (rc == 0) {
+		if (c->sender) {
+			sender = header_addr(c->sender);
+			rcpts = dkp_calloc(c->nrcpts + 1, sizeof(*rcpts));
+			for (i = 0; i < c->nrcpts; i++)
+				rcpts[i] = header_addr(c->rcpts[i]);
+		}
+		dkp_enqueue_make_id(e->id, sizeof(e->id));
+		rc = dkp_js_publish(conf, sender, (const char *const *)rcpts,
+				    c->sender ? c->nrcpts : 0, msg.p, msg.len, e->id,
+				    10000, why, sizeof(why));
+		if (rc < 0) {
+			dkp_error("jetstream: %s", why);
+			rc = dkp_js_exit_code(rc);
+		}
+	}
+	for (i = 0; rcpts && i < c->nrcpts; i++)
+		dkp_free(rcpts[i]);
+	dkp_free(rcpts);
+	dkp_free(sender);
+	dkp_buf_free(&msg);
+	dkp_buf_free(&env);
+	if (rc == 0 && (printf("%s\n", e->id) < 0 || fflush(stdout) != 0))
+		dkp_warn("queued %s, but cannot print its ID: %s", e->id,
+			 strerror(errno));
+	return rc;
+}
+
 int dkp_enqueue_run(const struct dkp_cli *c)
 {
 	struct dkp_config *conf = NULL;
@@ -596,6 +681,11 @@ int dkp_enqueue_run(const struct dkp_cli *c)
 	e.in_dir = conf->in_dir;
 	e.limit = conf->limits.max_message_bytes;
 	install_signals();
+	if (conf->transport == DKP_TRANSPORT_JETSTREAM) {
+		if ((rc = open_input(&e)) == 0)
+			rc = enqueue_jetstream(&e, conf);
+		goto done;
+	}
 	if ((rc = open_input(&e)) != 0 || (rc = open_dirs(&e)) != 0 ||
 	    (rc = create_tmp(&e)) != 0)
 		goto done;

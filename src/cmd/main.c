@@ -23,6 +23,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "cmd/bench.h"
+#include "cmd/check.h"
 #include "cmd/enqueue.h"
 #include "dkim/envelope.h"
 #include "cmd/run.h"
@@ -212,6 +213,13 @@ static int auid_within(const char *auid, const char *d)
  * them (see dkim/envelope.h), then the new DKIM-Signature fields, then the
  * message; bare LF becomes CRLF throughout.
  */
+/* dkp_sign_flush could not make a signature: nothing is written. */
+static void sign_failed(void *ctx, size_t tag, const struct dkp_err *e)
+{
+	(void)tag;
+	*(struct dkp_err *)ctx = *e;
+}
+
 static int cmd_sign(const struct dkp_cli *c)
 {
 	struct dkp_key *keys[DKP_CLI_MAX_KEYS] = { 0 };
@@ -273,7 +281,19 @@ static int cmd_sign(const struct dkp_cli *c)
 	}
 	dkp_envelope_add_crlf(&out, in.p, &env);
 	signer = dkp_signer_new();
+	if (dkp_signer_set_backend(signer, c->rsa_backend, &err) != DKP_OK) {
+		rc = report(&err);
+		goto done;
+	}
+	/* several RSA-2048 keys: their signatures wait and are made eight
+	 * at a time (dkp_sign_flush), each checked before it is written */
+	dkp_signer_set_batch(signer, 1, 0);
 	if (dkp_sign(signer, &m, specs, c->nkeys, &out, &err) != DKP_OK) {
+		rc = report(&err);
+		goto done;
+	}
+	dkp_sign_flush(signer, sign_failed, &err);
+	if (err.code != DKP_OK) {
 		rc = report(&err);
 		goto done;
 	}
@@ -500,6 +520,9 @@ int main(int argc, char **argv)
 		break;
 	case DKP_CMD_ENQUEUE:
 		rc = dkp_enqueue_run(&c);
+		break;
+	case DKP_CMD_CHECK:
+		rc = dkp_check_run(&c);
 		break;
 	default:
 		rc = EX_USAGE_;

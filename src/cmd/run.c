@@ -12,17 +12,45 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <time.h>
+
+#include <systemd/sd-daemon.h>
 
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "cmd/metrics.h"
+#include "dkim/sign.h"
 #include "engine/pool.h"
+#include "transport/jetstream.h"
 #include "transport/qdir.h"
 
 static volatile sig_atomic_t sig_stop, sig_reload;
+/* reloads done and failed (the metrics endpoint and --stats read them) */
+static atomic_ulong n_reloads, n_reload_failures;
+
+/* Tell systemd (Type=notify) where the engine is, through libsystemd's
+ * sd_notify(3): only when started with NOTIFY_SOCKET (by systemd, or a
+ * test); a failed notification is not an error. */
+__attribute__((format(printf, 1, 2)))
+static void notify(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (getenv("NOTIFY_SOCKET") == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	sd_notify(0, msg);
+}
 
 static void on_signal(int sig)
 {
@@ -36,6 +64,7 @@ struct run {
 	const struct dkp_run_opts *o;
 	double t0, last_progress;
 	struct dkp_pool *pool;
+	struct dkp_metrics *metrics;	/* NULL: no metrics_listen */
 };
 
 static int hook_stop(void *ctx)
@@ -72,17 +101,30 @@ static void reload(struct run *r, struct dkp_pool *p)
 	dkp_err_clear(&err);
 	if (dkp_snap_load(&s, r->o->conf, r->o->sets, r->o->nsets, &err) != DKP_OK) {
 		dkp_error("reload failed, the running configuration stays: %s", err.msg);
+		atomic_fetch_add(&n_reload_failures, 1);
 		return;
 	}
 	a = dkp_pool_snap(p)->cfg;
 	b = s->cfg;
-	if (strcmp(a->in_dir, b->in_dir) || strcmp(a->out_dir, b->out_dir) ||
+	if (a->transport != b->transport ||
+	    (a->transport == DKP_TRANSPORT_JETSTREAM &&
+	     (strcmp(a->js.servers, b->js.servers) || strcmp(a->js.in_stream, b->js.in_stream) ||
+	      strcmp(a->js.consumer, b->js.consumer))))
+		dkp_warn("reload: transport, nats_servers, in_stream and nats_consumer change only on restart");
+	else if (a->transport == DKP_TRANSPORT_JETSTREAM)
+		;	/* no queue directories to compare */
+	else if (strcmp(a->in_dir, b->in_dir) || strcmp(a->out_dir, b->out_dir) ||
 	    strcmp(a->failed_dir, b->failed_dir) || a->threads != b->threads ||
 	    a->batch != b->batch || a->io != b->io || a->flush != b->flush ||
 	    a->inflight_bytes != b->inflight_bytes || a->uring_depth != b->uring_depth)
 		dkp_warn("reload: queue directories, threads, batch, io, flush, uring_depth and inflight_bytes change only on restart");
+	if (!a->metrics_listen != !b->metrics_listen ||
+	    (a->metrics_listen && strcmp(a->metrics_listen, b->metrics_listen)) ||
+	    a->metrics_domains != b->metrics_domains || a->log_syslog != b->log_syslog)
+		dkp_warn("reload: metrics_listen, metrics_domains and log change only on restart");
 	dkp_pool_set_snap(p, s);
 	dkp_snap_unref(s);
+	atomic_fetch_add(&n_reloads, 1);
 	dkp_info("reloaded %s", r->o->conf);
 }
 
@@ -91,8 +133,19 @@ static void hook_tick(void *ctx, struct dkp_pool *p)
 	struct run *r = ctx;
 
 	if (sig_reload) {
+		struct timespec ts;
+
 		sig_reload = 0;
+		/* systemd.service(5) Type=notify: RELOADING=1 with the
+		 * monotonic time, then READY=1 once the reload is over */
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+		       (unsigned long long)ts.tv_sec * 1000000ull +
+			       (unsigned long long)ts.tv_nsec / 1000, r->o->conf);
 		reload(r, p);
+		notify("READY=1\nSTATUS=signing; reloads %lu, failed reloads %lu",
+		       (unsigned long)atomic_load(&n_reloads),
+		       (unsigned long)atomic_load(&n_reload_failures));
 	}
 	if (r->o->progress && r->o->once && dkp_mono_now() - r->last_progress >= 0.25) {
 		r->last_progress = dkp_mono_now();
@@ -105,18 +158,34 @@ static int write_stats(const char *path, struct dkp_pool *p, const unsigned long
 		       unsigned long bytes, double el, const struct dkp_config *c)
 {
 	const struct dkp_stats *st = dkp_pool_stats(p);
+	struct dkp_sign_counts sc;
 	FILE *f = fopen(path, "we");
 	int rc;
 
 	if (f == NULL)
 		return -1;
-	fprintf(f, "{\"signed\":%lu,\"esp_only\":%lu,\"deferred\":%lu,\"failed\":%lu,"
+	dkp_sign_counts(&sc);
+	/* the same atomics the metrics endpoint reads (cmd/metrics.c) */
+	fprintf(f, "{\"deferrals\":%lu,\"bytes_out\":%lu,\"sig_rsa_sha256\":%lu,"
+		"\"sig_ed25519_sha256\":%lu,\"reloads\":%lu,\"reload_failures\":%lu,",
+		(unsigned long)atomic_load(&st->n[DKP_OUT_DEFERRED]),
+		(unsigned long)atomic_load(&st->bytes_out),
+		(unsigned long)atomic_load(&st->sigs[DKP_SALG_RSA_SHA256]),
+		(unsigned long)atomic_load(&st->sigs[DKP_SALG_ED25519_SHA256]),
+		(unsigned long)atomic_load(&n_reloads),
+		(unsigned long)atomic_load(&n_reload_failures));
+	fprintf(f, "\"signed\":%lu,\"esp_only\":%lu,\"deferred\":%lu,\"failed\":%lu,"
 		"\"bytes\":%lu,\"seconds\":%.6f,\"threads\":%u,\"batch\":%u,"
-		"\"renamed\":%lu,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n",
+		"\"renamed\":%lu,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
+		"\"checked\":%llu,\"bad_signatures\":%llu,\"ifma_lanes\":%llu,"
+		"\"ifma_groups\":%llu,\"recomputed\":%llu}\n",
 		n[DKP_OUT_SIGNED], n[DKP_OUT_ESP_ONLY], n[DKP_OUT_DEFERRED],
 		n[DKP_OUT_FAILED], bytes, el, c->threads, c->batch,
 		(unsigned long)atomic_load(&st->renamed),
-		dkp_stats_latency_ms(st, 0.50), dkp_stats_latency_ms(st, 0.99));
+		dkp_stats_latency_ms(st, 0.50), dkp_stats_latency_ms(st, 0.99),
+		(unsigned long long)sc.checked, (unsigned long long)sc.bad,
+		(unsigned long long)sc.lanes, (unsigned long long)sc.groups,
+		(unsigned long long)sc.recomputed);
 	rc = ferror(f) ? -1 : 0;
 	if (fclose(f) != 0)
 		rc = -1;
@@ -148,6 +217,42 @@ static void summary(struct dkp_pool *p, const unsigned long *n, unsigned long by
 	fflush(stdout);
 }
 
+/* metrics_listen: bind, count per domain, serve (cmd/metrics.h). 0, or
+ * the exit code: 71 (EX_OSERR) when the address cannot be listened on
+ * (in use, not local), 78 when it is not HOST:PORT. */
+static int start_metrics(struct run *r, const struct dkp_config *c, const char *in_new)
+{
+	struct dkp_metrics_src src;
+	struct timespec now;
+	char why[600];
+	int rc;
+
+	if ((rc = dkp_metrics_bind(&r->metrics, c->metrics_listen, why, sizeof(why))) < 0) {
+		dkp_error("%s", why);
+		return rc == -EINVAL ? 78 : 71;
+	}
+	/* XXX: pool.h hands out a const view of the counters; the domain
+	 * table is attached once, before the first batch is dispatched */
+	dkp_stats_track_domains((struct dkp_stats *)dkp_pool_stats(r->pool),
+				c->metrics_domains);
+	clock_gettime(CLOCK_REALTIME, &now);
+	memset(&src, 0, sizeof(src));
+	src.pool = r->pool;
+	src.in_new = in_new;
+	src.reloads = &n_reloads;
+	src.reload_failures = &n_reload_failures;
+	src.start_unix = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+	src.start_mono = dkp_mono_now();
+	if (dkp_metrics_start(r->metrics, &src, why, sizeof(why)) < 0) {
+		dkp_error("%s", why);
+		dkp_metrics_free(r->metrics);
+		r->metrics = NULL;
+		dkp_stats_untrack_domains((struct dkp_stats *)dkp_pool_stats(r->pool));
+		return 71;
+	}
+	return 0;
+}
+
 void dkp_run_signals(void)
 {
 	struct sigaction sa;
@@ -162,15 +267,74 @@ void dkp_run_signals(void)
 	signal(SIGIO, SIG_IGN);	/* lease breaks (qdir.c probes read leases) */
 }
 
+/* Open the configured transport: the queue directory (with its recovery
+ * of what crashed engines left) or JetStream. Returns 0 or the exit code. */
+static int open_transport(const struct dkp_config *c, int once,
+			  struct dkp_qdir **q, struct dkp_js **js,
+			  struct dkp_transport **tp)
+{
+	struct dkp_qdir_opts qo;
+	struct dkp_recovery rec;
+	char why[4200];
+	int rc;
+
+	if (c->transport == DKP_TRANSPORT_JETSTREAM) {
+		int tries = 0;
+
+		/* a cluster that cannot answer now (no server, a leader being
+		 * elected): watch mode waits for it, as after a disconnect */
+		while ((rc = dkp_js_open(js, c, why, sizeof(why))) < 0 &&
+		       dkp_js_exit_code(rc) == 75 && !once && !sig_stop) {
+			if (tries++ == 0)
+				dkp_error("jetstream: %s; retrying every second", why);
+			sleep(1);
+		}
+		if (rc < 0) {
+			dkp_error("jetstream: %s", why);
+			return sig_stop && dkp_js_exit_code(rc) == 75 ? 0 : dkp_js_exit_code(rc);
+		}
+		if (tries)
+			dkp_info("jetstream: connected after %d tries", tries + 1);
+		if ((int64_t)c->limits.max_message_bytes > dkp_js_max_payload(*js))
+			dkp_warn("jetstream: max_message_size (%zu) is above the server's max_payload (%lld): messages are limited by the server",
+				 c->limits.max_message_bytes,
+				 (long long)dkp_js_max_payload(*js));
+		*tp = dkp_js_transport(*js);
+		return 0;
+	}
+	memset(&qo, 0, sizeof(qo));
+	qo.in = c->in_dir;
+	qo.out = c->out_dir;
+	qo.failed = c->failed_dir;
+	qo.flush_files = c->flush == DKP_FLUSH_FILES;
+	if ((rc = dkp_qdir_open(q, &qo, why, sizeof(why))) < 0) {
+		dkp_error("cannot open the queue (%s): %s", why, strerror(-rc));
+		/* permissions 77, a full disk 75 (retry later), a path that is
+		 * not there or not a directory 78, any other I/O error 74 */
+		return rc == -EACCES || rc == -EPERM ? 77
+		     : rc == -ENOSPC || rc == -EDQUOT || rc == -EINTR || rc == -EAGAIN ? 75
+		     : rc == -ENOENT || rc == -ENOTDIR || rc == -ELOOP ||
+		       rc == -ENAMETOOLONG ? 78 : 74;
+	}
+	*tp = dkp_qdir_transport(*q);
+	/* what crashed engines left, before taking anything new */
+	if ((rc = (*tp)->ops->recover(*tp, &rec)) < 0)
+		dkp_error("recovery of %s failed: %s", c->in_dir, strerror(-rc));
+	if (rec.engines || rec.requeued)
+		dkp_info("recovery: %zu crashed engine(s); %zu retired copies published, %zu put back to sign again, %zu copies dropped",
+			 rec.engines, rec.published, rec.requeued, rec.discarded);
+	return 0;
+}
+
 int dkp_run(const struct dkp_run_opts *o)
 {
-	struct run r = { o, 0, 0, NULL };
+	struct run r = { o, 0, 0, NULL, NULL };
 	struct dkp_pool_hooks hooks = { hook_stop, hook_tick, &r };
 	struct dkp_pool_cfg pc;
 	struct dkp_snap *snap = NULL;
 	struct dkp_qdir *q = NULL;
-	struct dkp_qdir_opts qo;
-	struct dkp_recovery rec;
+	struct dkp_js *js = NULL;
+	struct dkp_transport *tp = NULL;
 	struct dkp_err err;
 	const struct dkp_config *c;
 	char why[4200];
@@ -193,56 +357,61 @@ int dkp_run(const struct dkp_run_opts *o)
 			       err.sys_errno == ENOENT ? 66 : 78;
 	}
 	c = snap->cfg;
-	memset(&qo, 0, sizeof(qo));
-	qo.in = c->in_dir;
-	qo.out = c->out_dir;
-	qo.failed = c->failed_dir;
-	qo.flush_files = c->flush == DKP_FLUSH_FILES;
-	if ((rc = dkp_qdir_open(&q, &qo, why, sizeof(why))) < 0) {
-		dkp_error("cannot open the queue (%s): %s", why, strerror(-rc));
+	if (c->log_syslog)	/* log = syslog: from here on, not stderr */
+		dkp_log_syslog(1);
+	if ((rc = open_transport(c, o->once, &q, &js, &tp)) != 0) {
 		dkp_snap_unref(snap);
-		/* permissions 77, a full disk 75 (retry later), a path that is
-		 * not there or not a directory 78, any other I/O error 74 */
-		return rc == -EACCES || rc == -EPERM ? 77
-		     : rc == -ENOSPC || rc == -EDQUOT || rc == -EINTR || rc == -EAGAIN ? 75
-		     : rc == -ENOENT || rc == -ENOTDIR || rc == -ELOOP ||
-		       rc == -ENAMETOOLONG ? 78 : 74;
+		return rc;
 	}
-	/* what crashed engines left, before taking anything new */
-	if ((rc = dkp_qdir_transport(q)->ops->recover(dkp_qdir_transport(q), &rec)) < 0)
-		dkp_error("recovery of %s failed: %s", c->in_dir, strerror(-rc));
-	if (rec.engines || rec.requeued)
-		dkp_info("recovery: %zu crashed engine(s); %zu retired copies published, %zu put back to sign again, %zu copies dropped",
-			 rec.engines, rec.published, rec.requeued, rec.discarded);
 
 	memset(&pc, 0, sizeof(pc));
 	pc.threads = c->threads;
 	pc.batch = c->batch;
 	pc.uring_depth = c->uring_depth;
-	pc.want_uring = c->io != DKP_IO_SYSCALLS;
-	pc.require_uring = c->io == DKP_IO_URING;
+	pc.want_uring = c->io != DKP_IO_SYSCALLS && js == NULL;
+	pc.require_uring = c->io == DKP_IO_URING && js == NULL;
 	pc.inflight_bytes = c->inflight_bytes;
 	pc.once = o->once;
 	pc.nosign = o->nosign;
-	pc.watch_path = dkp_qdir_new_path(q);
-	if ((rc = dkp_pool_start(&r.pool, dkp_qdir_transport(q), snap, &pc, why,
-				 sizeof(why))) < 0) {
+	pc.watch_path = q ? dkp_qdir_new_path(q) : NULL;
+	if ((rc = dkp_pool_start(&r.pool, tp, snap, &pc, why, sizeof(why))) < 0) {
 		dkp_error("%s: %s", why, strerror(-rc));
-		dkp_qdir_close(q, 1);
+		if (q)
+			dkp_qdir_close(q, 1);
+		dkp_js_close(js);
 		dkp_snap_unref(snap);
 		return pc.require_uring ? 78 : 71;
 	}
 	dkp_snap_unref(snap);	/* the pool holds it now */
+	/* the endpoint before the first claim: a port that cannot be bound
+	 * stops the start-up with nothing touched but recovery */
+	if (c->metrics_listen &&
+	    (rc = start_metrics(&r, c, q ? dkp_qdir_new_path(q) : NULL)) != 0) {
+		dkp_pool_stop(r.pool);
+		dkp_pool_free(r.pool);
+		if (q)
+			dkp_qdir_close(q, 1);
+		dkp_js_close(js);
+		return rc;
+	}
 
-	dkp_info("run: engine %s, %u threads, batch %u, %s, flush %s, queue %s",
-		 dkp_qdir_engine(q), c->threads, c->batch,
-		 dkp_pool_uring(r.pool) ? "io_uring" : "syscalls",
-		 c->flush == DKP_FLUSH_FILES ? "files" : "filesystem", c->in_dir);
+	if (js)
+		dkp_info("run: jetstream %s, consumer %s on %s (%d replicas), %u threads, batch %u",
+			 c->js.servers, c->js.consumer, c->js.in_stream,
+			 dkp_js_replicas(js), c->threads, c->batch);
+	else
+		dkp_info("run: engine %s, %u threads, batch %u, %s, flush %s, queue %s",
+			 dkp_qdir_engine(q), c->threads, c->batch,
+			 dkp_pool_uring(r.pool) ? "io_uring" : "syscalls",
+			 c->flush == DKP_FLUSH_FILES ? "files" : "filesystem", c->in_dir);
 	if (o->nosign)
 		dkp_warn("--no-sign: messages are copied to %s UNSIGNED (benchmark only)",
-			 c->out_dir);
+			 js ? c->js.out_stream : c->out_dir);
 	r.t0 = dkp_mono_now();
+	/* recovery done, workers running (and the endpoint serving) */
+	notify("READY=1\nSTATUS=signing %s", q ? c->in_dir : c->js.in_stream);
 	fatal = dkp_pool_dispatch(r.pool, &hooks);
+	notify("STOPPING=1\nSTATUS=stopping: finishing the batches in hand");
 	if (o->progress && o->once)
 		progress(&r, 1);
 	dkp_pool_stop(r.pool);
@@ -253,7 +422,7 @@ int dkp_run(const struct dkp_run_opts *o)
 	n[DKP_OUT_DEFERRED] = dkp_pool_deferred(r.pool);
 	bytes = atomic_load(&dkp_pool_stats(r.pool)->bytes);
 	if (o->once)
-		left = dkp_qdir_count_new(q);
+		left = q ? dkp_qdir_count_new(q) : dkp_js_waiting(js);
 	summary(r.pool, n, bytes, el,
 		fatal ? "stopped: the queue cannot be worked" :
 		sig_stop ? (left > 0 ? "stopped by signal before the queue was drained"
@@ -266,7 +435,11 @@ int dkp_run(const struct dkp_run_opts *o)
 	else if (o->once)
 		exitcode = n[DKP_OUT_FAILED] ? 65
 			 : n[DKP_OUT_DEFERRED] || left != 0 ? 75 : 0;
+	dkp_metrics_free(r.metrics);	/* before the counters it reads go */
+	dkp_stats_untrack_domains((struct dkp_stats *)dkp_pool_stats(r.pool));
 	dkp_pool_free(r.pool);
-	dkp_qdir_close(q, 1);
+	if (q)
+		dkp_qdir_close(q, 1);
+	dkp_js_close(js);
 	return exitcode;
 }

@@ -27,7 +27,8 @@ enum ckey {
 	K_KEY_TABLE, K_SIGNING_TABLE, K_MISSING_KEY, K_CANON, K_HEADERS,
 	K_EXPIRE, K_THREADS, K_BATCH, K_URING_DEPTH, K_IO, K_INFLIGHT,
 	K_MAX_MESSAGE, K_MAX_HEADER_BYTES, K_MAX_HEADER_FIELDS, K_KEY_CACHE,
-	K_INSECURE, K_FLUSH, K_COUNT
+	K_INSECURE, K_FLUSH, K_SELF_VERIFY, K_RSA_BACKEND,
+	K_METRICS_LISTEN, K_METRICS_DOMAINS, K_LOG, K_COUNT
 };
 
 static const char *const key_names[K_COUNT] = {
@@ -36,12 +37,17 @@ static const char *const key_names[K_COUNT] = {
 	"headers", "expire", "threads", "batch", "uring_depth", "io",
 	"inflight_bytes", "max_message_size", "max_header_bytes",
 	"max_header_fields", "key_cache", "insecure_key_perms", "flush",
+	"self_verify", "rsa_backend",
+	"metrics_listen", "metrics_domains", "log",
 };
+
+static void js_free(struct dkp_js_config *j);
 
 void dkp_config_free(struct dkp_config *c)
 {
 	if (c == NULL)
 		return;
+	js_free(&c->js);
 	dkp_free(c->path);
 	dkp_free(c->in_dir);
 	dkp_free(c->out_dir);
@@ -52,6 +58,7 @@ void dkp_config_free(struct dkp_config *c)
 	dkp_free(c->key_table);
 	dkp_free(c->signing_table);
 	dkp_free(c->headers_buf);
+	dkp_free(c->metrics_listen);
 	dkp_free(c);
 }
 
@@ -252,10 +259,230 @@ static const char *apply(struct dkp_config *c, enum ckey k, const char *v,
 		else
 			return "want filesystem or files";
 		break;
+	case K_SELF_VERIFY:
+		if (!strcasecmp(v, "all"))
+			c->self_verify = 1;
+		else if (!strcasecmp(v, "off"))
+			c->self_verify = 0;
+		else if (!strncasecmp(v, "sample:", 7) &&
+			 parse_uint(v + 7, 1, 1000000, &u) == 0)
+			c->self_verify = (unsigned)u;
+		else
+			return "want all, off or sample:N (N from 1 to 1000000)";
+		break;
+	case K_RSA_BACKEND:
+		if (!strcasecmp(v, "auto"))
+			c->rsa_backend = DKP_RSA_AUTO;
+		else if (!strcasecmp(v, "openssl"))
+			c->rsa_backend = DKP_RSA_OPENSSL;
+		else if (!strcasecmp(v, "ifma"))
+			c->rsa_backend = DKP_RSA_IFMA;
+		else
+			return "want auto, openssl or ifma";
+		break;
+	case K_METRICS_LISTEN:
+		/* the address is resolved and bound by `run` (cmd/metrics.c) */
+		dkp_free(c->metrics_listen);
+		c->metrics_listen = NULL;
+		if (strcasecmp(v, "off") && strcasecmp(v, "no") && strcasecmp(v, "none")) {
+			const char *colon = strrchr(v, ':');
+
+			if (colon == NULL || colon == v || colon[1] == '\0' ||
+			    strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+			    parse_uint(colon + 1, 1, 65535, &u))
+				return "want HOST:PORT (e.g. 127.0.0.1:9469, [::1]:9469) or off";
+			c->metrics_listen = dkp_strdup(v);
+		}
+		break;
+	case K_METRICS_DOMAINS:
+		if (parse_uint(v, 1, DKP_MAX_METRICS_DOMAINS, &u))
+			return "want 1 to 100000";
+		c->metrics_domains = u;
+		break;
+	case K_LOG:
+		if (!strcasecmp(v, "stderr"))
+			c->log_syslog = 0;
+		else if (!strcasecmp(v, "syslog"))
+			c->log_syslog = 1;
+		else
+			return "want stderr or syslog";
+		break;
 	case K_COUNT:
 		break;
 	}
 	return NULL;
+}
+
+/* The transport settings (transport = jetstream, docs/scale-out.md): a
+ * table of their own after key_names; seen[] indexes both tables. */
+enum jkey {
+	J_TRANSPORT, J_SERVERS, J_IN_STREAM, J_IN_SUBJECT, J_OUT_STREAM,
+	J_OUT_SUBJECT, J_FAILED_STREAM, J_FAILED_SUBJECT, J_CONSUMER, J_CREDS,
+	J_USER, J_PASSWORD, J_TOKEN, J_TLS_CA, J_TLS_CERT, J_TLS_KEY,
+	J_REPLICAS, J_CREATE, J_DUP_WINDOW, J_NAK_DELAY, J_ACK_WAIT,
+	J_MAX_ACK_PENDING, J_COUNT
+};
+
+static const char *const jkey_names[J_COUNT] = {
+	"transport", "nats_servers", "in_stream", "in_subject", "out_stream",
+	"out_subject", "failed_stream", "failed_subject", "nats_consumer",
+	"nats_creds", "nats_user", "nats_password", "nats_token", "nats_tls_ca",
+	"nats_tls_cert", "nats_tls_key", "stream_replicas", "create_streams",
+	"dup_window", "nak_delay", "ack_wait", "max_ack_pending",
+};
+
+/* NATS stream and consumer names: no space, '.', '*', '>', '/', '\'. */
+static int js_name_ok(const char *v)
+{
+	for (; *v; v++)
+		if ((unsigned char)*v <= ' ' || strchr(".*>/\\", *v) || *v == 127)
+			return 0;
+	return 1;
+}
+
+/* A subject to publish on: tokens separated by '.', no wildcard. */
+static int js_subject_ok(const char *v)
+{
+	const char *p;
+
+	if (*v == '.' || v[strlen(v) - 1] == '.' || strstr(v, ".."))
+		return 0;
+	for (p = v; *p; p++)
+		if ((unsigned char)*p <= ' ' || *p == '*' || *p == '>' || *p == 127)
+			return 0;
+	return 1;
+}
+
+static void js_set(char **slot, const char *v)
+{
+	dkp_free(*slot);
+	*slot = dkp_strdup(v);
+}
+
+/* Apply one transport setting (a --set replaces: the old value is freed
+ * here). Returns NULL or a reason. */
+static const char *apply_js(struct dkp_config *c, enum jkey k, const char *v)
+{
+	struct dkp_js_config *j = &c->js;
+	char **names[] = {
+		[J_IN_STREAM] = &j->in_stream, [J_OUT_STREAM] = &j->out_stream,
+		[J_FAILED_STREAM] = &j->failed_stream, [J_CONSUMER] = &j->consumer,
+	};
+	char **subjects[] = {
+		[J_IN_SUBJECT] = &j->in_subject, [J_OUT_SUBJECT] = &j->out_subject,
+		[J_FAILED_SUBJECT] = &j->failed_subject,
+	};
+	unsigned long u;
+	int b;
+
+	switch (k) {
+	case J_TRANSPORT:
+		if (!strcasecmp(v, "queue"))
+			c->transport = DKP_TRANSPORT_QUEUE;
+		else if (!strcasecmp(v, "jetstream"))
+			c->transport = DKP_TRANSPORT_JETSTREAM;
+		else
+			return "want queue or jetstream";
+		break;
+	case J_SERVERS:
+		if (strspn(v, ", \t") == strlen(v))
+			return "want nats://HOST:PORT[,nats://HOST:PORT...]";
+		js_set(&j->servers, v);
+		break;
+	case J_IN_STREAM: case J_OUT_STREAM: case J_FAILED_STREAM: case J_CONSUMER:
+		if (!js_name_ok(v))
+			return "a NATS name has no space, '.', '*', '>', '/' or '\\'";
+		js_set(names[k], v);
+		break;
+	case J_IN_SUBJECT: case J_OUT_SUBJECT: case J_FAILED_SUBJECT:
+		if (!js_subject_ok(v))
+			return "want a subject like dkim.in (tokens, no wildcard)";
+		js_set(subjects[k], v);
+		break;
+	case J_CREDS: js_set(&j->creds, v); break;
+	case J_USER: js_set(&j->user, v); break;
+	case J_PASSWORD: js_set(&j->password, v); break;
+	case J_TOKEN: js_set(&j->token, v); break;
+	case J_TLS_CA: js_set(&j->tls_ca, v); break;
+	case J_TLS_CERT: js_set(&j->tls_cert, v); break;
+	case J_TLS_KEY: js_set(&j->tls_key, v); break;
+	case J_REPLICAS:
+		if (!strcasecmp(v, "auto"))
+			j->replicas = 0;
+		else if (parse_uint(v, 1, 5, &u))
+			return "want auto or 1 to 5";
+		else
+			j->replicas = (unsigned)u;
+		break;
+	case J_CREATE:
+		if (parse_bool(v, &b))
+			return "want yes or no";
+		j->create_streams = b;
+		break;
+	case J_DUP_WINDOW:
+		if (parse_uint(v, 60, 30UL * 86400, &u))
+			return "want seconds, 60 to 2592000";
+		j->dup_window = (int64_t)u;
+		break;
+	case J_NAK_DELAY:
+		if (parse_uint(v, 1, 86400, &u))
+			return "want seconds, 1 to 86400";
+		j->nak_delay = (int64_t)u;
+		break;
+	case J_ACK_WAIT:
+		if (parse_uint(v, 2, 3600, &u))
+			return "want seconds, 2 to 3600";
+		j->ack_wait = (int64_t)u;
+		break;
+	case J_MAX_ACK_PENDING:
+		if (parse_uint(v, 1, 10000000, &u))
+			return "want 1 to 10000000";
+		j->max_ack_pending = (int64_t)u;
+		break;
+	case J_COUNT:
+		break;
+	}
+	return NULL;
+}
+
+/* Fill what the file left unset. */
+static void js_defaults(struct dkp_js_config *j)
+{
+	static const struct { size_t off; const char *v; } def[] = {
+		{ offsetof(struct dkp_js_config, servers), DKP_DEF_JS_SERVERS },
+		{ offsetof(struct dkp_js_config, in_stream), "DKIM_IN" },
+		{ offsetof(struct dkp_js_config, in_subject), "dkim.in" },
+		{ offsetof(struct dkp_js_config, out_stream), "DKIM_OUT" },
+		{ offsetof(struct dkp_js_config, out_subject), "dkim.out" },
+		{ offsetof(struct dkp_js_config, failed_stream), "DKIM_FAILED" },
+		{ offsetof(struct dkp_js_config, failed_subject), "dkim.failed" },
+		{ offsetof(struct dkp_js_config, consumer), "dkimpress" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(def) / sizeof(def[0]); i++) {
+		char **slot = (char **)((char *)j + def[i].off);
+
+		if (*slot == NULL)
+			*slot = dkp_strdup(def[i].v);
+	}
+}
+
+static void js_free(struct dkp_js_config *j)
+{
+	char **s[] = { &j->servers, &j->in_stream, &j->in_subject, &j->out_stream,
+		       &j->out_subject, &j->failed_stream, &j->failed_subject,
+		       &j->consumer, &j->creds, &j->user, &j->password, &j->token,
+		       &j->tls_ca, &j->tls_cert, &j->tls_key };
+	size_t i;
+
+	for (i = 0; i < sizeof(s) / sizeof(s[0]); i++) {
+		if (*s[i] && (s[i] == &j->password || s[i] == &j->token))
+			dkp_free_wipe(*s[i], strlen(*s[i]));	/* secrets */
+		else
+			dkp_free(*s[i]);
+		*s[i] = NULL;
+	}
 }
 
 /* Parse one "key = value" line (comments and blank lines allowed) into c.
@@ -293,7 +520,10 @@ static int parse_line(struct dkp_config *c, char *p, const char *where,
 	*e = '\0';
 	for (i = 0; i < K_COUNT && strcmp(key_names[i], k); i++)
 		;
-	if (i == K_COUNT)
+	if (i == K_COUNT)	/* then the transport's table */
+		for (; i < K_COUNT + J_COUNT && strcmp(jkey_names[i - K_COUNT], k); i++)
+			;
+	if (i == K_COUNT + J_COUNT)
 		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
 				   "%s: unknown setting '%s'", where, k);
 	if (seen[i] > override)
@@ -330,7 +560,9 @@ static int parse_line(struct dkp_config *c, char *p, const char *where,
 		}
 	}
 	seen[i] = override ? 2 : 1;
-	if ((why = apply(c, (enum ckey)i, v, queue_dir)) != NULL)
+	why = i < K_COUNT ? apply(c, (enum ckey)i, v, queue_dir)
+			  : apply_js(c, (enum jkey)(i - K_COUNT), v);
+	if (why != NULL)
 		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config", "%s: %s: %s",
 				   where, k, why);
 	return DKP_OK;
@@ -343,7 +575,7 @@ int dkp_config_load(struct dkp_config **out, const char *path,
 	struct dkp_config *c;
 	char *line = NULL, *queue_dir = NULL, where[512];
 	size_t cap = 0, lineno = 0, j;
-	int seen[K_COUNT] = { 0 }, rc = DKP_OK;
+	int seen[K_COUNT + J_COUNT] = { 0 }, rc = DKP_OK;
 	long ncpu;
 
 	*out = NULL;
@@ -361,6 +593,13 @@ int dkp_config_load(struct dkp_config **out, const char *path,
 	c->inflight_bytes = DKP_DEF_INFLIGHT_BYTES;
 	c->key_cache = DKP_DEF_KEY_CACHE;
 	c->flush = DKP_FLUSH_FILESYSTEM;
+	c->self_verify = DKP_DEF_SELF_VERIFY;
+	c->metrics_domains = DKP_DEF_METRICS_DOMAINS;
+	c->js.create_streams = 1;
+	c->js.dup_window = DKP_DEF_JS_DUP_WINDOW;
+	c->js.nak_delay = DKP_DEF_JS_NAK_DELAY;
+	c->js.ack_wait = DKP_DEF_JS_ACK_WAIT;
+	c->js.max_ack_pending = DKP_DEF_JS_MAX_ACK_PENDING;
 	dkp_limits_default(&c->limits);
 
 	while (rc == DKP_OK && getline(&line, &cap, f) >= 0) {
@@ -385,7 +624,9 @@ int dkp_config_load(struct dkp_config **out, const char *path,
 			if (!c->failed_dir)
 				c->failed_dir = join(queue_dir, "failed");
 		}
-		if (!c->in_dir || !c->out_dir || !c->failed_dir)
+		js_defaults(&c->js);
+		if (c->transport == DKP_TRANSPORT_QUEUE &&
+		    (!c->in_dir || !c->out_dir || !c->failed_dir))
 			rc = dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
 					 "%s: set queue_dir (or in_dir, out_dir and failed_dir)",
 					 path);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "dkimpress/dkimpress.h"
+#include "dkim/sign.h"
 
 enum dkp_missing_key {
 	DKP_MISSING_ESP_ONLY = 0,	/* sign with the ESP key alone */
@@ -38,7 +39,39 @@ enum dkp_flush_mode {
 #define DKP_DEF_KEY_CACHE 10000
 #define DKP_DEF_EXPIRE 0
 #define DKP_MAX_THREADS 256
+#define DKP_DEF_METRICS_DOMAINS 100		/* metrics_domains */
+#define DKP_MAX_METRICS_DOMAINS 100000
+#define DKP_DEF_SELF_VERIFY 1			/* all (docs/performance.md) */
 #define DKP_MAX_CONF_HEADERS 64
+
+/* Where messages come from and go to (docs/scale-out.md). */
+enum dkp_transport_kind {
+	DKP_TRANSPORT_QUEUE = 0,	/* the queue directory (default) */
+	DKP_TRANSPORT_JETSTREAM,	/* NATS JetStream streams */
+};
+
+#define DKP_DEF_JS_SERVERS "nats://127.0.0.1:4222"
+#define DKP_DEF_JS_DUP_WINDOW (2 * 3600)	/* seconds */
+#define DKP_DEF_JS_NAK_DELAY 30			/* seconds, first retry */
+#define DKP_DEF_JS_ACK_WAIT 60			/* seconds */
+#define DKP_DEF_JS_MAX_ACK_PENDING 20000
+
+/* transport = jetstream settings; every string is set (defaults filled). */
+struct dkp_js_config {
+	char *servers;			/* comma-separated nats:// URLs */
+	char *in_stream, *in_subject;	/* work-queue input */
+	char *out_stream, *out_subject;	/* signed output */
+	char *failed_stream, *failed_subject;
+	char *consumer;			/* durable pull consumer name */
+	char *creds, *user, *password, *token;	/* NULL: not used */
+	char *tls_ca, *tls_cert, *tls_key;	/* NULL: not used */
+	unsigned replicas;		/* 0: 3 with >= 3 servers, else 1 */
+	int create_streams;		/* 0: a missing stream refuses (78) */
+	int64_t dup_window;		/* seconds */
+	int64_t nak_delay;		/* seconds */
+	int64_t ack_wait;		/* seconds */
+	int64_t max_ack_pending;
+};
 
 struct dkp_config {
 	char *path;			/* the file this came from */
@@ -60,6 +93,13 @@ struct dkp_config {
 	size_t key_cache;
 	int insecure_key_perms;
 	enum dkp_flush_mode flush;
+	char *metrics_listen;			/* HOST:PORT, NULL: no endpoint */
+	size_t metrics_domains;			/* per-domain series bound */
+	int log_syslog;				/* log = syslog */
+	enum dkp_transport_kind transport;	/* queue dirs needed only for queue */
+	struct dkp_js_config js;
+	unsigned self_verify;			/* 0 off, 1 all, N: 1 in N */
+	enum dkp_rsa_backend rsa_backend;
 };
 
 /* Parse and validate path, then apply sets[0..nsets) ("key=value", as

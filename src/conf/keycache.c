@@ -4,12 +4,16 @@
 #include "conf/keycache.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "base/err.h"
 #include "base/mem.h"
 
 enum { EMPTY, LOADING, READY, FAILED };
+
+/* process-wide, across reloads (keycache.h) */
+static atomic_ulong n_hits, n_misses, n_loads, n_load_failures;
 
 struct slot {
 	struct dkp_key *key;
@@ -93,12 +97,14 @@ int dkp_keycache_get(struct dkp_keycache *c, size_t i, const char *path,
 	while (s->state == LOADING)
 		pthread_cond_wait(&c->cv, &c->mu);
 	if (s->state == READY) {
+		atomic_fetch_add_explicit(&n_hits, 1, memory_order_relaxed);
 		s->used = 1;
 		dkp_key_ref(s->key);
 		*out = s->key;
 		pthread_mutex_unlock(&c->mu);
 		return DKP_OK;
 	}
+	atomic_fetch_add_explicit(&n_misses, 1, memory_order_relaxed);
 	if (s->state == FAILED) {
 		*err = s->why;
 		pthread_mutex_unlock(&c->mu);
@@ -108,7 +114,10 @@ int dkp_keycache_get(struct dkp_keycache *c, size_t i, const char *path,
 	c->loads++;
 	pthread_mutex_unlock(&c->mu);
 
+	atomic_fetch_add_explicit(&n_loads, 1, memory_order_relaxed);
 	rc = dkp_key_load(&k, path, c->flags, err);
+	if (rc != DKP_OK)
+		atomic_fetch_add_explicit(&n_load_failures, 1, memory_order_relaxed);
 
 	pthread_mutex_lock(&c->mu);
 	if (rc == DKP_OK) {
@@ -147,4 +156,12 @@ size_t dkp_keycache_loads(struct dkp_keycache *c)
 	n = c->loads;
 	pthread_mutex_unlock(&c->mu);
 	return n;
+}
+
+void dkp_keycache_counts(struct dkp_keycache_counts *out)
+{
+	out->hits = atomic_load_explicit(&n_hits, memory_order_relaxed);
+	out->misses = atomic_load_explicit(&n_misses, memory_order_relaxed);
+	out->loads = atomic_load_explicit(&n_loads, memory_order_relaxed);
+	out->load_failures = atomic_load_explicit(&n_load_failures, memory_order_relaxed);
 }

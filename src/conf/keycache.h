@@ -11,6 +11,10 @@
  * (SIGHUP) builds a new cache and so tries again.
  *
  * Thread-safe. Returned keys carry a reference: dkp_key_unref() them.
+ *
+ * Process-wide counters (dkp_keycache_counts) add up every cache this
+ * process made, so they keep counting across reloads (for the metrics
+ * endpoint); they are atomics, read beside the workers.
  */
 #ifndef DKP_KEYCACHE_H
 #define DKP_KEYCACHE_H
@@ -32,5 +36,14 @@ int dkp_keycache_get(struct dkp_keycache *c, size_t i, const char *path,
 size_t dkp_keycache_loaded(struct dkp_keycache *c);
 /* Parses performed so far. */
 size_t dkp_keycache_loads(struct dkp_keycache *c);
+
+/* What every cache of this process did so far: a hit returned a loaded
+ * key; a miss found the slot not loaded (a parse followed, or a load that
+ * failed before was remembered); loads counts the parses, load_failures
+ * those that failed. */
+struct dkp_keycache_counts {
+	unsigned long hits, misses, loads, load_failures;
+};
+void dkp_keycache_counts(struct dkp_keycache_counts *out);
 
 #endif

@@ -1,6 +1,8 @@
 /* snap.c — building and releasing signing snapshots; see snap.h. */
 #include "conf/snap.h"
 
+#include "dkim/sign.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -67,6 +69,12 @@ int dkp_snap_load(struct dkp_snap **out, const char *path,
 	pthread_mutex_init(&s->rmu, NULL);
 	if ((rc = dkp_config_load(&s->cfg, path, sets, nsets, err)) != DKP_OK)
 		goto fail;
+	if (s->cfg->rsa_backend == DKP_RSA_IFMA && !dkp_sign_ifma_available()) {
+		rc = dkp_err_set(err, DKP_E_KEY, 0, "config",
+				 "%s: rsa_backend = ifma, but this CPU lacks AVX-512F and AVX-512 IFMA (use auto or openssl)",
+				 path);
+		goto fail;
+	}
 	if ((rc = dkp_key_load(&s->esp_key, s->cfg->esp_keyfile,
 			       s->cfg->insecure_key_perms ? DKP_KEY_INSECURE_PERMS : 0,
 			       err)) != DKP_OK) {

@@ -15,17 +15,22 @@
 
 #include "base/err.h"
 #include "base/file.h"
+#include "base/htab.h"
 #include "base/mem.h"
 
 struct dnsent {
 	char *qname;
 	char *record;
+	int temperror;	/* the test aid "NAME TEMPERROR": a failing lookup */
 };
 
 struct dkp_dnsfile {
 	struct dnsent *e;
 	size_t n;
+	struct dkp_htab *idx;	/* lower-case name -> first entry */
 };
+
+#define DNSFILE_MAX_NAME 512
 
 static int b64val(unsigned char c)
 {
@@ -111,6 +116,7 @@ void dkp_dnsfile_free(struct dkp_dnsfile *f)
 		dkp_free(f->e[i].record);
 	}
 	dkp_free(f->e);
+	dkp_htab_free(f->idx, NULL);
 	dkp_free(f);
 }
 
@@ -154,26 +160,60 @@ int dkp_dnsfile_load(struct dkp_dnsfile **out, const char *path,
 		f->e = dkp_realloc(f->e, (f->n + 1) * sizeof(*f->e));
 		f->e[f->n].qname = dkp_strdup(p);
 		f->e[f->n].record = record_text(q);
+		f->e[f->n].temperror = strcmp(q + strspn(q, " \t"), "TEMPERROR") == 0;
 		f->n++;
 	}
 	dkp_free(line);
 	fclose(fp);
+	/* an index, so 100,000 names cost one hash lookup each (check) */
+	f->idx = dkp_htab_new(f->n);
+	for (size_t i = 0; i < f->n; i++) {
+		char low[DNSFILE_MAX_NAME];
+		size_t l = strlen(f->e[i].qname);
+
+		if (l >= sizeof(low))
+			continue;	/* found by the linear scan instead */
+		for (size_t j = 0; j < l; j++)
+			low[j] = (char)tolower((unsigned char)f->e[i].qname[j]);
+		if (dkp_htab_get(f->idx, low, l) == NULL)	/* first wins */
+			dkp_htab_put(f->idx, low, l, &f->e[i]);
+	}
 	*out = f;
 	return DKP_OK;
+}
+
+/* The record entry for qname, or NULL: the index, else a scan. */
+static const struct dnsent *dnsfile_find(const struct dkp_dnsfile *f,
+					 const char *qname)
+{
+	char low[DNSFILE_MAX_NAME];
+	size_t l = strlen(qname), i;
+
+	if (l < sizeof(low) && f->idx) {
+		for (i = 0; i < l; i++)
+			low[i] = (char)tolower((unsigned char)qname[i]);
+		return dkp_htab_get(f->idx, low, l);
+	}
+	for (i = 0; i < f->n; i++)
+		if (strcasecmp(f->e[i].qname, qname) == 0)
+			return &f->e[i];
+	return NULL;
 }
 
 int dkp_dnsfile_fetch(void *ctx, const char *qname, struct dkp_buf *txt,
 		      struct dkp_err *err)
 {
-	const struct dkp_dnsfile *f = ctx;
-	size_t i;
+	const struct dnsent *e = dnsfile_find(ctx, qname);
 
-	for (i = 0; i < f->n; i++)
-		if (strcasecmp(f->e[i].qname, qname) == 0) {
-			dkp_buf_reset(txt);
-			dkp_buf_adds(txt, f->e[i].record);
-			return DKP_OK;
-		}
+	if (e && e->temperror)
+		return dkp_err_set(err, DKP_E_DNS, 1, "dns",
+				   "lookup of %s failed (TEMPERROR in the dns-file)",
+				   qname);
+	if (e) {
+		dkp_buf_reset(txt);
+		dkp_buf_adds(txt, e->record);
+		return DKP_OK;
+	}
 	return dkp_err_set(err, DKP_E_NOKEY, 0, "dns", "no record for %s",
 			   qname);
 }

@@ -9,6 +9,8 @@
  */
 #include "dkim/keystore.h"
 
+#include "crypto/rsa8.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -34,6 +36,7 @@ struct dkp_key {
 	enum dkp_alg alg;
 	int bits;
 	uint64_t serial;
+	struct dkp_rsa8_key *r8;	/* RSA-2048 on an IFMA CPU: lane form */
 };
 
 static atomic_uint_fast64_t next_serial = 1;
@@ -46,6 +49,11 @@ const char *dkp_alg_name(enum dkp_alg a)
 EVP_PKEY *dkp_key_pkey(const struct dkp_key *k)
 {
 	return k->pkey;
+}
+
+const struct dkp_rsa8_key *dkp_key_rsa8(const struct dkp_key *k)
+{
+	return k->r8;
 }
 
 uint64_t dkp_key_serial(const struct dkp_key *k)
@@ -72,6 +80,7 @@ void dkp_key_unref(struct dkp_key *k)
 {
 	if (k == NULL || atomic_fetch_sub(&k->refs, 1) != 1)
 		return;
+	dkp_rsa8_key_free(k->r8);	/* wipes its copy */
 	EVP_PKEY_free(k->pkey);	/* OpenSSL clears the key material */
 	dkp_free(k);
 }
@@ -135,6 +144,13 @@ int dkp_key_from_pem(struct dkp_key **out, const void *pem, size_t len,
 	k->alg = alg;
 	k->bits = bits;
 	k->serial = atomic_fetch_add(&next_serial, 1);
+	if (alg == DKP_ALG_RSA_SHA256 && bits == 2048 && dkp_rsa8_cpu_ok()) {
+		const char *why = NULL;
+
+		/* NULL for a key the 8-lane path cannot take (an exponent
+		 * other than 65537, more than two primes): OpenSSL signs */
+		k->r8 = dkp_rsa8_key_new(pk, &why);
+	}
 	*out = k;
 	return DKP_OK;
 }

@@ -17,5 +17,9 @@
 
 EVP_PKEY *dkp_key_pkey(const struct dkp_key *k);
 uint64_t dkp_key_serial(const struct dkp_key *k);
+/* The key in the 8-lane path's form (crypto/rsa8.h), or NULL: not
+ * RSA-2048 with e = 65537, or a CPU without AVX-512 IFMA. */
+struct dkp_rsa8_key;
+const struct dkp_rsa8_key *dkp_key_rsa8(const struct dkp_key *k);
 
 #endif

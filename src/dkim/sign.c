@@ -12,6 +12,8 @@
  */
 #include "dkim/sign.h"
 
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -19,6 +21,7 @@
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 
+#include "crypto/rsa8.h"
 #include "dkim/canon.h"
 #include "base/err.h"
 #include "dkim/hdr_tmpl.h"
@@ -51,7 +54,24 @@ struct keyctx {
 	uint64_t serial;	/* 0: empty */
 	EVP_PKEY_CTX *rsa;	/* RSA: initialised for PKCS#1 + SHA-256 */
 	EVP_MD_CTX *ed;		/* Ed25519: initialised template */
+	EVP_PKEY_CTX *rsa_v;	/* the check: RSA verification, on first use */
+	EVP_MD_CTX *ed_v;	/* the check: Ed25519 verification template */
 };
+
+/* An RSA-2048 signature waiting for the 8-lane path (batch mode). */
+struct pend {
+	struct dkp_key *key;	/* a reference, dropped after the flush */
+	unsigned char dig[32];
+	unsigned char sig[256];
+	struct dkp_buf *buf;	/* where its b= placeholder is */
+	size_t off;		/* the placeholder's first byte in buf */
+	size_t tag;
+};
+
+/* base64 of 256 bytes: 344 characters, the last two "==" */
+#define RSA2048_B64 344
+
+static atomic_uint_fast64_t n_checked, n_bad, n_lanes, n_groups, n_recomputed;
 
 struct dkp_signer {
 	EVP_MD *sha256;
@@ -65,7 +85,22 @@ struct dkp_signer {
 	size_t names_cap;
 	struct keyctx kc[KEYCTX_SLOTS];
 	struct dkp_tmpl_cache *tmpl;
+	/* the check before release (dkp_signer_set_verify) */
+	unsigned verify_every, verify_n;
+	/* the test hook DKP_TEST_CORRUPT_SIG=N: every Nth signature made
+	 * by OpenSSL gets one bit flipped before its check */
+	unsigned long corrupt_every;
+	/* the RSA backend and batch mode (dkp_signer_set_batch) */
+	enum dkp_rsa_backend backend;
+	int batch;
+	size_t tag;
+	struct pend *pend;
+	size_t npend, pend_cap;
+	struct dkp_rsa8_req *req;
+	size_t req_cap;
 };
+
+static atomic_ulong corrupt_count;
 
 #define TMPL_MAX 4096
 
@@ -82,14 +117,91 @@ struct dkp_signer *dkp_signer_new(void)
 	dkp_buf_init(&s->sig);
 	dkp_buf_init(&s->b64);
 	s->tmpl = dkp_tmpl_cache_new(TMPL_MAX);
+	s->verify_every = 1;
+	s->backend = DKP_RSA_OPENSSL;
+	{
+		const char *h = getenv("DKP_TEST_CORRUPT_SIG");
+
+		s->corrupt_every = h && *h ? strtoul(h, NULL, 10) : 0;
+	}
 	return s;
+}
+
+void dkp_signer_set_verify(struct dkp_signer *s, unsigned every)
+{
+	if (s->verify_every != every) {
+		s->verify_every = every;
+		s->verify_n = 0;
+	}
+}
+
+int dkp_sign_ifma_available(void)
+{
+	return dkp_rsa8_cpu_ok();
+}
+
+int dkp_signer_set_backend(struct dkp_signer *s, enum dkp_rsa_backend b,
+			   struct dkp_err *err)
+{
+	if (b == DKP_RSA_IFMA && !dkp_rsa8_cpu_ok())
+		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
+				   "rsa_backend = ifma: this CPU lacks AVX-512F and AVX-512 IFMA (use auto or openssl)");
+	s->backend = b;
+	return DKP_OK;
+}
+
+void dkp_signer_set_batch(struct dkp_signer *s, int on, size_t tag)
+{
+	s->batch = on && s->backend != DKP_RSA_OPENSSL && dkp_rsa8_cpu_ok();
+	s->tag = tag;
+}
+
+size_t dkp_sign_pending(const struct dkp_signer *s)
+{
+	return s->npend;
+}
+
+void dkp_sign_counts(struct dkp_sign_counts *out)
+{
+	out->checked = atomic_load(&n_checked);
+	out->bad = atomic_load(&n_bad);
+	out->lanes = atomic_load(&n_lanes);
+	out->groups = atomic_load(&n_groups);
+	out->recomputed = atomic_load(&n_recomputed);
 }
 
 static void keyctx_clear(struct keyctx *c)
 {
 	EVP_PKEY_CTX_free(c->rsa);
 	EVP_MD_CTX_free(c->ed);
+	EVP_PKEY_CTX_free(c->rsa_v);
+	EVP_MD_CTX_free(c->ed_v);
 	memset(c, 0, sizeof(*c));
+}
+
+/* Queue dig for the 8-lane path under the current tag. */
+static struct pend *pend_push(struct dkp_signer *s, struct dkp_key *key,
+			      const unsigned char *dig)
+{
+	struct pend *p;
+
+	if (s->npend == s->pend_cap) {
+		s->pend_cap = s->pend_cap ? 2 * s->pend_cap : 64;
+		s->pend = dkp_realloc(s->pend, s->pend_cap * sizeof(*p));
+	}
+	p = &s->pend[s->npend++];
+	memset(p, 0, sizeof(*p));
+	dkp_key_ref(key);
+	p->key = key;
+	memcpy(p->dig, dig, 32);
+	p->tag = s->tag;
+	return p;
+}
+
+static void pend_drop(struct dkp_signer *s, size_t from)
+{
+	while (s->npend > from)
+		dkp_key_unref(s->pend[--s->npend].key);
 }
 
 void dkp_signer_free(struct dkp_signer *s)
@@ -100,6 +212,9 @@ void dkp_signer_free(struct dkp_signer *s)
 		return;
 	for (i = 0; i < KEYCTX_SLOTS; i++)
 		keyctx_clear(&s->kc[i]);
+	pend_drop(s, 0);
+	dkp_free(s->pend);
+	dkp_free(s->req);
 	EVP_MD_free(s->sha256);
 	EVP_MD_CTX_free(s->md);
 	EVP_MD_CTX_free(s->work);
@@ -180,6 +295,201 @@ static int sign_digest(struct dkp_signer *s, struct dkp_key *k,
 	return DKP_OK;
 fail:
 	return dkp_err_ssl(err, DKP_E_CRYPTO, "sign", "signing failed");
+}
+
+/*
+ * Check sig (len bytes) over dig with the public half of k, through
+ * OpenSSL: 1 good, 0 bad, -1 the check itself could not run.
+ */
+static int check_sig(struct dkp_signer *s, struct dkp_key *k,
+		     const unsigned char *dig, const unsigned char *sig,
+		     size_t len)
+{
+	struct keyctx *c = &s->kc[dkp_key_serial(k) % KEYCTX_SLOTS];
+	int rc;
+
+	if (c->serial != dkp_key_serial(k))
+		return -1;	/* signed through it just now: cannot be */
+	if (dkp_key_alg(k) == DKP_ALG_RSA_SHA256) {
+		if (c->rsa_v == NULL) {
+			c->rsa_v = EVP_PKEY_CTX_new_from_pkey(NULL, dkp_key_pkey(k), NULL);
+			if (c->rsa_v == NULL || EVP_PKEY_verify_init(c->rsa_v) <= 0 ||
+			    EVP_PKEY_CTX_set_rsa_padding(c->rsa_v, RSA_PKCS1_PADDING) <= 0 ||
+			    EVP_PKEY_CTX_set_signature_md(c->rsa_v, s->sha256) <= 0) {
+				EVP_PKEY_CTX_free(c->rsa_v);
+				c->rsa_v = NULL;
+				return -1;
+			}
+		}
+		rc = EVP_PKEY_verify(c->rsa_v, sig, len, dig, 32);
+	} else {
+		if (c->ed_v == NULL) {
+			c->ed_v = EVP_MD_CTX_new();
+			if (c->ed_v == NULL ||
+			    EVP_DigestVerifyInit_ex(c->ed_v, NULL, NULL, NULL, NULL,
+						    dkp_key_pkey(k), NULL) <= 0) {
+				EVP_MD_CTX_free(c->ed_v);
+				c->ed_v = NULL;
+				return -1;
+			}
+		}
+		rc = EVP_MD_CTX_copy_ex(s->work, c->ed_v)
+			     ? EVP_DigestVerify(s->work, sig, len, dig, 32)
+			     : -1;
+	}
+	if (rc < 0) {
+		ERR_clear_error();
+		return -1;
+	}
+	ERR_clear_error();	/* a bad signature leaves a reason queued */
+	return rc == 1;
+}
+
+/* The check before release, when due: DKP_OK or DKP_E_BADSIG. */
+static int check_due(struct dkp_signer *s, struct dkp_key *k,
+		     const unsigned char *dig, struct dkp_err *err)
+{
+	int ok;
+
+	if (s->verify_every == 0 || ++s->verify_n < s->verify_every)
+		return DKP_OK;
+	s->verify_n = 0;
+	ok = check_sig(s, k, dig, (const unsigned char *)s->sig.p, s->sig.len);
+	atomic_fetch_add(&n_checked, 1);
+	if (ok == 1)
+		return DKP_OK;
+	atomic_fetch_add(&n_bad, 1);
+	return dkp_err_set(err, DKP_E_BADSIG, 0, "self-verify",
+			   ok < 0 ? "the %s signature could not be checked with its public key: not released"
+				  : "the %s signature failed its check with its public key (a faulty computation or a bug): not released",
+			   dkp_alg_name(dkp_key_alg(k)));
+}
+
+/* DKP_TEST_CORRUPT_SIG: a faulty computation, for the tests. */
+static void corrupt_hook(struct dkp_signer *s)
+{
+	if (s->corrupt_every &&
+	    (atomic_fetch_add(&corrupt_count, 1) + 1) % s->corrupt_every == 0 &&
+	    s->sig.len > 0)
+		s->sig.p[s->sig.len / 2] ^= 0x10;
+}
+
+/* Write sig's base64 over the placeholder at p->off, past the folding. */
+static void pend_patch(const struct pend *p)
+{
+	unsigned char b64[RSA2048_B64 + 1];
+	char *o, *end;
+	size_t i = 0;
+
+	if (p->buf == NULL)
+		return;		/* dkp_sign_digests: the caller wants none */
+	o = p->buf->p + p->off;
+	end = p->buf->p + p->buf->len;
+	EVP_EncodeBlock(b64, p->sig, 256);
+	for (; o < end && i < RSA2048_B64; o++)
+		if (*o != '\r' && *o != '\n' && *o != ' ' && *o != '\t')
+			*o = (char)b64[i++];
+}
+
+/*
+ * A last group this small goes to OpenSSL one by one: eight lanes cost
+ * about as much as three OpenSSL signatures (docs/performance.md).
+ */
+#define IFMA_MIN_LANES 3
+
+void dkp_sign_flush(struct dkp_signer *s,
+		    void (*fail)(void *ctx, size_t tag, const struct dkp_err *e),
+		    void *ctx)
+{
+	struct dkp_rsa8_counts cnt = { 0 };
+	struct dkp_err err;
+	size_t i, nifma = s->npend;
+
+	if (s->npend == 0)
+		return;
+	if (nifma % 8 && nifma % 8 < IFMA_MIN_LANES && s->backend == DKP_RSA_AUTO)
+		nifma -= nifma % 8;
+	if (s->req_cap < s->npend) {
+		s->req_cap = s->npend;
+		s->req = dkp_realloc(s->req, s->req_cap * sizeof(*s->req));
+	}
+	for (i = 0; i < nifma; i++) {
+		struct dkp_rsa8_req *r = &s->req[i];
+
+		r->key = dkp_key_rsa8(s->pend[i].key);
+		r->pk = dkp_key_pkey(s->pend[i].key);
+		r->digest = s->pend[i].dig;
+		r->sig = s->pend[i].sig;
+		r->status = -1;
+	}
+	if (nifma)
+		dkp_rsa8_sign(s->req, nifma, &cnt);
+	atomic_fetch_add(&n_lanes, cnt.lanes);
+	atomic_fetch_add(&n_groups, cnt.groups);
+	atomic_fetch_add(&n_checked, nifma);
+	for (i = 0; i < s->npend; i++) {
+		struct pend *p = &s->pend[i];
+		int st;
+
+		dkp_err_clear(&err);
+		if (i < nifma) {
+			st = s->req[i].status;
+			if (st == 1) {
+				atomic_fetch_add(&n_recomputed, 1);
+				dkp_error("an 8-lane RSA signature failed its check and was made again by OpenSSL (a faulty computation; the wrong one was not released)");
+			}
+			if (st < 0) {
+				atomic_fetch_add(&n_bad, 1);
+				dkp_err_set(&err, DKP_E_BADSIG, 0, "self-verify",
+					    "no RSA signature passed its check, neither the 8-lane nor OpenSSL's: not released");
+			}
+		} else if (sign_digest(s, p->key, p->dig, &err) == DKP_OK &&
+			   check_due(s, p->key, p->dig, &err) == DKP_OK) {
+			memcpy(p->sig, s->sig.p, 256);
+			st = 0;
+		} else {
+			st = -1;
+		}
+		if (st < 0) {
+			if (fail)
+				fail(ctx, p->tag, &err);
+			continue;
+		}
+		pend_patch(p);
+	}
+	pend_drop(s, 0);
+}
+
+static void digests_failed(void *ctx, size_t tag, const struct dkp_err *e)
+{
+	struct dkp_err *err = ctx;
+
+	(void)tag;
+	if (err->code == DKP_OK)
+		*err = *e;
+}
+
+int dkp_sign_digests(struct dkp_signer *s, struct dkp_key *const *k,
+		     const unsigned char (*dig)[32], size_t n,
+		     struct dkp_err *err)
+{
+	size_t i;
+	int rc;
+
+	dkp_err_clear(err);
+	for (i = 0; i < n; i++) {
+		if (!(s->batch && dkp_key_rsa8(k[i]))) {
+			if ((rc = sign_digest(s, k[i], dig[i], err)) != DKP_OK ||
+			    (rc = check_due(s, k[i], dig[i], err)) != DKP_OK) {
+				pend_drop(s, 0);
+				return rc;
+			}
+			continue;
+		}
+		pend_push(s, k[i], dig[i]);
+	}
+	dkp_sign_flush(s, digests_failed, err);
+	return err->code;
 }
 
 int dkp_sign_digest(struct dkp_signer *s, struct dkp_key *k,
@@ -359,7 +669,8 @@ static int sign_parts(struct dkp_signer *s, const struct dkp_msg *m,
 		      struct dkp_key *key, enum dkp_canon hc,
 		      const char *const *names, const size_t *lens, size_t n,
 		      const char *cpre, size_t cprelen, const char *tail,
-		      size_t tlen, struct dkp_buf *b64, struct dkp_err *err)
+		      size_t tlen, struct dkp_buf *b64, int *deferred,
+		      struct dkp_err *err)
 {
 	unsigned char dig[32];
 	unsigned int dlen = 0;
@@ -375,7 +686,21 @@ static int sign_parts(struct dkp_signer *s, const struct dkp_msg *m,
 	    !EVP_DigestUpdate(s->md, s->hdr.p, s->hdr.len) ||
 	    !EVP_DigestFinal_ex(s->md, dig, &dlen))
 		return dkp_err_ssl(err, DKP_E_CRYPTO, "hash", "header hash");
+	if (deferred && s->batch && dkp_key_rsa8(key)) {
+		/* the 8-lane path signs it in dkp_sign_flush */
+		pend_push(s, key, dig);
+		dkp_buf_reserve(b64, RSA2048_B64);
+		memset(b64->p + b64->len, 'A', RSA2048_B64 - 2);
+		memcpy(b64->p + b64->len + RSA2048_B64 - 2, "==", 2);
+		b64->len += RSA2048_B64;
+		b64->p[b64->len] = '\0';
+		*deferred = 1;
+		return DKP_OK;
+	}
 	if ((rc = sign_digest(s, key, dig, err)) != DKP_OK)
+		return rc;
+	corrupt_hook(s);
+	if ((rc = check_due(s, key, dig, err)) != DKP_OK)
 		return rc;
 	len = 4 * ((s->sig.len + 2) / 3);
 	dkp_buf_reserve(b64, len);
@@ -398,7 +723,7 @@ int dkp_sign_rendered(struct dkp_signer *s, const struct dkp_msg *m,
 	dkp_buf_init(&c);
 	dkp_canon_header(hc, field, flen, strlen("DKIM-Signature"), 0, &c);
 	rc = sign_parts(s, m, key, hc, names, lens, n, c.p, c.len, "", 0, b64,
-			err);
+			NULL, err);
 	dkp_buf_free(&c);
 	return rc;
 }
@@ -410,7 +735,7 @@ int dkp_sign(struct dkp_signer *s, const struct dkp_msg *m,
 	char bh[2][48];
 	int have_bh[2] = { 0, 0 };
 	struct dkp_limits lim;
-	size_t i, out0 = out->len;
+	size_t i, out0 = out->len, pend0 = s->npend;
 
 	/* The signed message must stay within the limits the message was
 	 * parsed with, or our own `verify` (and the next engine) would
@@ -426,14 +751,14 @@ int dkp_sign(struct dkp_signer *s, const struct dkp_msg *m,
 		struct dkp_sigfmt f;
 		const struct dkp_tmpl *t;
 		size_t nn, j, col, start, rest;
-		int rc;
+		int rc, deferred = 0;
 
 		if ((rc = check_spec(sp, err)) != DKP_OK)
-			return rc;
+			goto fail;
 		if (!have_bh[sp->bcanon]) {
 			rc = body_hash(s, m, sp->bcanon, bh[sp->bcanon], err);
 			if (rc != DKP_OK)
-				return rc;
+				goto fail;
 			have_bh[sp->bcanon] = 1;
 		}
 		/* the h= list */
@@ -470,18 +795,29 @@ int dkp_sign(struct dkp_signer *s, const struct dkp_msg *m,
 		dkp_buf_reset(&s->b64);
 		rc = sign_parts(s, m, sp->key, sp->hcanon, s->names, s->lens,
 				nn, t->canon.p, t->canon.len, out->p + rest,
-				out->len - rest, &s->b64, err);
+				out->len - rest, &s->b64, &deferred, err);
 		if (rc != DKP_OK) {
 			out->len = start;
-			return rc;
+			goto fail;
+		}
+		if (deferred) {
+			s->pend[s->npend - 1].buf = out;
+			s->pend[s->npend - 1].off = out->len;
 		}
 		dkp_sigfmt_finish(out, col, s->b64.p, s->b64.len);
+		continue;
+fail:
+		/* nothing of this call stays queued: its fields are gone */
+		out->len = out0;
+		pend_drop(s, pend0);
+		return rc;
 	}
 	/* body_off counts the empty line, as the parser's limit does */
 	if (out->len - out0 + m->body_off > lim.max_header_bytes) {
 		size_t total = out->len - out0 + m->body_off;
 
 		out->len = out0;
+		pend_drop(s, pend0);
 		return dkp_err_set(err, DKP_E_LIMIT, 0, "sign",
 				   "the signed header block would be %zu bytes, over the limit of %zu",
 				   total, lim.max_header_bytes);

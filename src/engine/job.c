@@ -6,7 +6,9 @@
 #include <time.h>
 
 #include "base/err.h"
+#include "base/log.h"
 #include "base/mem.h"
+#include "dkim/sign.h"
 #include "dkim/envelope.h"
 #include "dkim/sigfmt.h"
 
@@ -177,8 +179,11 @@ static void sign_one(struct dkp_job *j, struct dkp_snap *s, struct dkp_tmsg *m,
 		/* what the message itself causes fails the same way again
 		 * (a signed result over the limits); the rest may pass */
 		int temp = !(err->code == DKP_E_LIMIT || err->code == DKP_E_SYNTAX ||
-			     err->code == DKP_E_FROM);
+			     err->code == DKP_E_FROM || err->code == DKP_E_BADSIG);
 
+		if (err->code == DKP_E_BADSIG)
+			dkp_error("SELF-VERIFICATION FAILED for message %s: %s; moved to failed/, not published",
+				  m->id, err->msg);
 		memcpy(swhy, err->msg, sizeof(swhy));
 		dkp_err_set(err, err->code, temp, "sign", "signing failed: %.280s", swhy);
 		dkp_tmsg_reject(m, err);
@@ -211,13 +216,36 @@ void dkp_job_trim(struct dkp_job *j, size_t keep)
 	}
 }
 
+/* dkp_sign_flush could not make a queued signature of message tag. */
+static void batch_fail(void *ctx, size_t tag, const struct dkp_err *e)
+{
+	struct dkp_tmsg *m = (struct dkp_tmsg *)ctx + tag;
+	struct dkp_err err = *e;
+
+	dkp_error("SELF-VERIFICATION FAILED for message %s: %s; moved to failed/, not published",
+		  m->id, e->msg);
+	err.temp = 0;
+	m->nout = 0;
+	dkp_tmsg_reject(m, &err);
+}
+
 void dkp_job_sign(struct dkp_job *j, struct dkp_snap *s, struct dkp_tmsg *m,
 		  size_t n)
 {
 	int64_t now = (int64_t)time(NULL);
+	struct dkp_err err;
 	size_t i;
 
+	dkp_signer_set_verify(j->signer, s->cfg->self_verify);
+	if (dkp_signer_set_backend(j->signer, s->cfg->rsa_backend, &err) != DKP_OK)
+		dkp_signer_set_backend(j->signer, DKP_RSA_OPENSSL, &err);
+	/* RSA-2048 signatures of the whole batch (both of every message)
+	 * wait here and are made eight at a time (dkp_sign_flush) */
 	for (i = 0; i < n && i < j->cap; i++)
-		if (m[i].outcome < 0)
+		if (m[i].outcome < 0) {
+			dkp_signer_set_batch(j->signer, 1, i);
 			sign_one(j, s, &m[i], &j->msg[i], &j->sigs[i], now);
+		}
+	dkp_sign_flush(j->signer, batch_fail, m);
+	dkp_signer_set_batch(j->signer, 0, 0);
 }

@@ -35,6 +35,18 @@
  * Shutdown: the hooks' stop ends dispatching; dkp_pool_stop drops IDs not
  * yet claimed (they stay queued), lets each worker finish the batch in
  * hand, and joins them.
+ *
+ * Pulling transports (ops->pulls, JetStream): there is no scan and no job
+ * queue. Each worker calls fetch with room for `batch` messages; fetch
+ * claims them from the broker itself, waiting a short while (under a
+ * second) when there is nothing, and returns how many it filled (or
+ * -errno). The rest of the batch — budget, sign, commit, stats, back-off,
+ * the batch in hand finished on stop — is the same code as above. The
+ * dispatcher only serves the hooks; recovery is the broker's (it hands
+ * back what a dead engine held). With once, the run ends when every
+ * worker's last fetch found nothing and no batch runs; fetches failing
+ * for CLAIM_STOP_S end it with 75. In watch mode failing fetches are
+ * logged once per outage and retried until the broker is back.
  */
 #include "engine/pool.h"
 
@@ -63,6 +75,8 @@
 #define CLAIM_STOP_S 5.0
 #define ONCE_GIVE_UP_S 10	/* once: no progress, only transient errors */
 #define KEEP_BUF (256u << 10)
+#define FETCH_RETRY_MS 200	/* pulls: after a failed fetch */
+#define PULL_TICK_MS 100	/* pulls: the dispatcher's round */
 
 struct deferral {
 	double next;		/* monotonic seconds */
@@ -109,6 +123,10 @@ struct dkp_pool {
 	size_t found;			/* IDs seen by scans (progress) */
 	struct worker *w;
 	int uring;
+	/* pulling transports (ops->pulls) */
+	unsigned empty_fetches;		/* fetches in a row that found nothing */
+	double fetch_fail_since;	/* fetches failing, none succeeding */
+	int fetch_errno;
 };
 
 static void esp_only_hook(void *ctx, const char *domain, const char *id)
@@ -224,6 +242,9 @@ static int batch_backoff(const struct dkp_tmsg *m, size_t n)
 	return 0;
 }
 
+static void run_batch(struct worker *w, struct dkp_snap *s, size_t n,
+		      double started);
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -232,9 +253,8 @@ static void *worker_main(void *arg)
 
 	for (;;) {
 		struct dkp_snap *s;
-		size_t n = 0, i;
+		size_t n = 0;
 		double wait, started;
-		int rc, e;
 
 		pthread_mutex_lock(&p->mu);
 		while (p->count == 0 && !p->stop)
@@ -259,56 +279,147 @@ static void *worker_main(void *arg)
 			usleep((useconds_t)(wait * 1e6));
 		started = dkp_mono_now();
 		ops->fetch(w->tw, w->m, n, s->cfg->limits.max_message_bytes, &p->budget);
-		dkp_job_sign(w->job, s, w->m, n);
-		rc = ops->commit(w->tw, w->m, n);
-		dkp_stats_add(&p->stats, w->m, n, dkp_mono_now());
-		dkp_snap_unref(s);
-		report_batch(p, w->m, n);
-		e = batch_backoff(w->m, n);
+		run_batch(w, s, n, started);
+	}
+	return NULL;
+}
+
+/* Sign and commit a fetched batch, count and log its outcomes, back off
+ * after transient errors; drops the batch's snapshot reference. */
+static void run_batch(struct worker *w, struct dkp_snap *s, size_t n,
+		      double started)
+{
+	struct dkp_pool *p = w->p;
+	const struct dkp_transport_ops *ops = p->t->ops;
+	size_t i;
+	int rc, e;
+
+	dkp_job_sign(w->job, s, w->m, n);
+	rc = ops->commit(w->tw, w->m, n);
+	dkp_stats_add(&p->stats, w->m, n, dkp_mono_now());
+	dkp_snap_unref(s);
+	report_batch(p, w->m, n);
+	e = batch_backoff(w->m, n);
+
+	pthread_mutex_lock(&p->mu);
+	account(p, w->m, n);
+	for (i = 0; i < n; i++)
+		if (w->m[i].outcome == DKP_OUT_SIGNED ||
+		    w->m[i].outcome == DKP_OUT_ESP_ONLY) {
+			p->last_progress = dkp_mono_now();
+			break;
+		}
+	if (rc < 0 && !p->fatal) {
+		p->fatal = 74;
+		pthread_mutex_unlock(&p->mu);
+		dkp_error("cannot make the batch durable (%s): stopping; the next start recovers what was in hand",
+			  strerror(-rc));
+		pthread_mutex_lock(&p->mu);
+	}
+	if (e && started >= p->pause_until) {
+		/* one back-off window at a time: batches already running
+		 * when it opened do not stretch it */
+		unsigned max = p->cfg.once ? ONCE_MAX_PAUSE_MS : MAX_PAUSE_MS, ms;
+
+		p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : 100;
+		if (p->backoff_ms > max)
+			p->backoff_ms = max;
+		p->pause_until = dkp_mono_now() + p->backoff_ms / 1000.0;
+		ms = p->backoff_ms;	/* other workers change it once unlocked */
+		pthread_mutex_unlock(&p->mu);
+		dkp_warn("transient error (%s): pausing %u ms before the next batch",
+			 strerror(e), ms);
+		pthread_mutex_lock(&p->mu);
+	} else if (e == 0) {
+		p->backoff_ms = 0;
+	}
+	p->busy--;
+	pthread_cond_broadcast(&p->idle);
+	pthread_mutex_unlock(&p->mu);
+	/* keep small buffers for the next batch, not a rare big one */
+	dkp_job_trim(w->job, KEEP_BUF);
+	for (i = 0; i < n; i++)
+		if (w->m[i].cap > KEEP_BUF) {
+			dkp_free(w->m[i].buf);
+			w->m[i].buf = NULL;
+			w->m[i].cap = 0;
+		}
+}
+
+/* A fetch that found nothing (rc 0) or failed (rc < 0): counted for
+ * once's end and for the outage log; a failure waits a little. */
+static void fetch_idle(struct dkp_pool *p, int rc)
+{
+	int first = 0;
+
+	pthread_mutex_lock(&p->mu);
+	if (rc == 0) {
+		p->empty_fetches++;
+		if (p->fetch_fail_since > 0) {
+			p->fetch_fail_since = 0;
+			pthread_mutex_unlock(&p->mu);
+			dkp_info("fetching again");
+			return;
+		}
+	} else if (p->fetch_fail_since == 0) {
+		p->fetch_fail_since = dkp_mono_now();
+		p->fetch_errno = -rc;
+		first = 1;
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (first)
+		dkp_error("cannot fetch from the transport (%s); retrying%s", strerror(-rc),
+			  p->cfg.once ? "" : " until it comes back");
+	if (rc < 0)
+		usleep(FETCH_RETRY_MS * 1000);
+}
+
+/* A worker of a pulling transport: fetch fills the batch itself (waiting
+ * a short while when there is nothing), then the same batch as above. */
+static void *worker_pull(void *arg)
+{
+	struct worker *w = arg;
+	struct dkp_pool *p = w->p;
+	const struct dkp_transport_ops *ops = p->t->ops;
+
+	for (;;) {
+		struct dkp_snap *s;
+		double wait, started;
+		int rc;
 
 		pthread_mutex_lock(&p->mu);
-		account(p, w->m, n);
-		for (i = 0; i < n; i++)
-			if (w->m[i].outcome == DKP_OUT_SIGNED ||
-			    w->m[i].outcome == DKP_OUT_ESP_ONLY) {
-				p->last_progress = dkp_mono_now();
-				break;
-			}
-		if (rc < 0 && !p->fatal) {
-			p->fatal = 74;
+		if (p->stop || p->fatal) {
 			pthread_mutex_unlock(&p->mu);
-			dkp_error("cannot make the batch durable (%s): stopping; the next start recovers what was in hand",
-				  strerror(-rc));
-			pthread_mutex_lock(&p->mu);
+			break;
 		}
-		if (e && started >= p->pause_until) {
-			/* one back-off window at a time: batches already running
-			 * when it opened do not stretch it */
-			unsigned max = p->cfg.once ? ONCE_MAX_PAUSE_MS : MAX_PAUSE_MS, ms;
-
-			p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : 100;
-			if (p->backoff_ms > max)
-				p->backoff_ms = max;
-			p->pause_until = dkp_mono_now() + p->backoff_ms / 1000.0;
-			ms = p->backoff_ms;	/* other workers change it once unlocked */
-			pthread_mutex_unlock(&p->mu);
-			dkp_warn("transient error (%s): pausing %u ms before the next batch",
-				 strerror(e), ms);
-			pthread_mutex_lock(&p->mu);
-		} else if (e == 0) {
-			p->backoff_ms = 0;
-		}
-		p->busy--;
-		pthread_cond_broadcast(&p->idle);
+		s = p->snap;
+		dkp_snap_ref(s);
+		wait = p->pause_until - dkp_mono_now();
 		pthread_mutex_unlock(&p->mu);
-		/* keep small buffers for the next batch, not a rare big one */
-		dkp_job_trim(w->job, KEEP_BUF);
-		for (i = 0; i < n; i++)
-			if (w->m[i].cap > KEEP_BUF) {
-				dkp_free(w->m[i].buf);
-				w->m[i].buf = NULL;
-				w->m[i].cap = 0;
-			}
+
+		if (wait > 0)
+			usleep((useconds_t)(wait * 1e6));
+		started = dkp_mono_now();
+		rc = ops->fetch(w->tw, w->m, p->batch, s->cfg->limits.max_message_bytes,
+				&p->budget);
+		if (rc <= 0) {
+			dkp_snap_unref(s);
+			fetch_idle(p, rc);
+			continue;
+		}
+		pthread_mutex_lock(&p->mu);
+		/* a batch in hand runs to its end, even after a stop */
+		p->busy++;
+		p->found += (size_t)rc;
+		p->empty_fetches = 0;
+		if (p->fetch_fail_since > 0) {
+			p->fetch_fail_since = 0;
+			pthread_mutex_unlock(&p->mu);
+			dkp_info("fetching again");
+		} else {
+			pthread_mutex_unlock(&p->mu);
+		}
+		run_batch(w, s, (size_t)rc, started);
 	}
 	return NULL;
 }
@@ -377,7 +488,9 @@ int dkp_pool_start(struct dkp_pool **out, struct dkp_transport *t,
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	for (i = 0; i < p->nthreads; i++) {
-		if (pthread_create(&p->w[i].th, NULL, worker_main, &p->w[i]) != 0) {
+		if (pthread_create(&p->w[i].th, NULL,
+				   t->ops->pulls ? worker_pull : worker_main,
+				   &p->w[i]) != 0) {
 			rc = -EAGAIN;
 			break;
 		}
@@ -574,10 +687,51 @@ static int once_stalled(struct dkp_pool *p)
 	return stalled;
 }
 
+/* The dispatcher of a pulling transport: nothing to scan or recover
+ * (the workers fetch; the server hands back what a crashed engine held);
+ * it serves the hooks and, with once, ends when every worker's last
+ * fetch found nothing and no batch runs, or when fetches keep failing. */
+static int dispatch_pull(struct dkp_pool *p, const struct dkp_pool_hooks *h)
+{
+	while (!h->stop(h->ctx) && !pool_fatal(p)) {
+		if (h->tick)
+			h->tick(h->ctx, p);
+		if (p->cfg.once) {
+			int done, failing;
+			double since;
+
+			if (once_stalled(p)) {
+				dkp_warn("nothing published for %d s, only transient errors: stopping; the rest stays queued",
+					 ONCE_GIVE_UP_S);
+				break;
+			}
+			pthread_mutex_lock(&p->mu);
+			done = p->busy == 0 && p->empty_fetches >= p->nthreads;
+			since = p->fetch_fail_since;
+			failing = since > 0 && dkp_mono_now() - since >= CLAIM_STOP_S;
+			if (failing && !p->fatal)
+				p->fatal = 75;	/* EX_TEMPFAIL: try again later */
+			pthread_mutex_unlock(&p->mu);
+			if (failing) {
+				dkp_error("nothing could be fetched for %.1f s: stopping",
+					  dkp_mono_now() - since);
+				break;
+			}
+			if (done)
+				break;
+		}
+		usleep(PULL_TICK_MS * 1000);
+	}
+	return pool_fatal(p);
+}
+
 int dkp_pool_dispatch(struct dkp_pool *p, const struct dkp_pool_hooks *h)
 {
 	double last_recover = dkp_mono_now();
 	int ino = -1;
+
+	if (p->t->ops->pulls)
+		return dispatch_pull(p, h);
 
 	if (!p->cfg.once)
 		ino = watch_setup(p->cfg.watch_path);

@@ -1,7 +1,233 @@
-/* stats.c — engine counters and the latency histogram; see stats.h. */
+/* stats.c — engine counters, the latency histograms and the bounded
+ * per-domain table; see stats.h. */
 #include "engine/stats.h"
 
+#include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/htab.h"
+#include "base/mem.h"
+
+const double dkp_stats_le[DKP_HIST_BUCKETS - 1] = {
+	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+	1, 2.5, 5, 10, 30, 60,
+};
+
+const char *const dkp_stats_alg_names[DKP_SALG_N] = {
+	"rsa-sha256", "ed25519-sha256",
+};
+
+/* ---- the per-domain table (stats.h) ---------------------------------- */
+
+struct cand {			/* a space-saving candidate */
+	char *name;
+	size_t len;
+	uint64_t count, err;	/* estimate and its overestimate bound */
+	size_t heap;		/* its index in the min-heap */
+};
+
+struct prom {			/* a domain with its own series */
+	char name[256];
+	uint64_t msgs, bytes;
+};
+
+struct dkp_domstats {
+	pthread_mutex_t mu;
+	size_t bound, ccap;
+	struct dkp_htab *pidx;	/* name -> index + 1 into p */
+	struct prom *p;
+	size_t np, pcap;
+	struct dkp_htab *cidx;	/* name -> struct cand */
+	struct cand **heap;	/* min-heap on count, nc of ccap */
+	size_t nc;
+	uint64_t total;		/* messages counted */
+	uint64_t other_msgs, other_bytes;
+};
+
+static void heap_swap(struct dkp_domstats *d, size_t a, size_t b)
+{
+	struct cand *t = d->heap[a];
+
+	d->heap[a] = d->heap[b];
+	d->heap[b] = t;
+	d->heap[a]->heap = a;
+	d->heap[b]->heap = b;
+}
+
+static void sift_up(struct dkp_domstats *d, size_t i)
+{
+	while (i > 0 && d->heap[(i - 1) / 2]->count > d->heap[i]->count) {
+		heap_swap(d, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void sift_down(struct dkp_domstats *d, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+
+		if (l < d->nc && d->heap[l]->count < d->heap[m]->count)
+			m = l;
+		if (r < d->nc && d->heap[r]->count < d->heap[m]->count)
+			m = r;
+		if (m == i)
+			return;
+		heap_swap(d, i, m);
+		i = m;
+	}
+}
+
+/* Take candidate c out of the heap and the index, and free it. */
+static void cand_drop(struct dkp_domstats *d, struct cand *c)
+{
+	size_t i = c->heap;
+
+	dkp_htab_del(d->cidx, c->name, c->len);
+	d->nc--;
+	if (i != d->nc) {
+		d->heap[i] = d->heap[d->nc];
+		d->heap[i]->heap = i;
+		sift_down(d, i);
+		sift_up(d, i);
+	}
+	dkp_free(c->name);
+	dkp_free(c);
+}
+
+/* The candidate for name, made (or taken over from the smallest, which
+ * the sketch then forgets) if it is new, with this message counted. */
+static struct cand *cand_count(struct dkp_domstats *d, const char *name, size_t len)
+{
+	struct cand *c = dkp_htab_get(d->cidx, name, len);
+
+	if (c) {
+		c->count++;
+		sift_down(d, c->heap);
+		return c;
+	}
+	if (d->nc < d->ccap) {
+		c = dkp_calloc(1, sizeof(*c));
+		c->heap = d->nc;
+		d->heap[d->nc++] = c;
+		c->count = 1;
+	} else {
+		c = d->heap[0];	/* the smallest: replaced (space-saving) */
+		dkp_htab_del(d->cidx, c->name, c->len);
+		dkp_free(c->name);
+		c->err = c->count;
+		c->count++;
+	}
+	c->name = dkp_strndup(name, len);
+	c->len = len;
+	dkp_htab_put(d->cidx, c->name, len, c);
+	sift_down(d, c->heap);
+	sift_up(d, c->heap);
+	return c;
+}
+
+/* Count one published message of len bytes for domain name (may be ""),
+ * mutex held. */
+static void dom_count(struct dkp_domstats *d, const char *name, size_t len,
+		      uint64_t bytes)
+{
+	uintptr_t pi;
+	struct cand *c;
+	uint64_t sure;
+
+	d->total++;
+	if (len && (pi = (uintptr_t)dkp_htab_get(d->pidx, name, len)) != 0) {
+		d->p[pi - 1].msgs++;
+		d->p[pi - 1].bytes += bytes;
+		return;
+	}
+	d->other_msgs++;
+	d->other_bytes += bytes;
+	if (len == 0 || d->np == d->bound)
+		return;
+	c = cand_count(d, name, len);
+	sure = c->count - c->err;
+	/* a large share at once; after the warm-up, any domain the sketch
+	 * kept long enough to count DKP_DOM_PROMOTE_MIN messages surely */
+	if (sure >= DKP_DOM_PROMOTE_MIN &&
+	    (sure * 2 * d->bound >= d->total || d->total >= DKP_DOM_WARMUP * d->bound)) {
+		if (d->np == d->pcap) {
+			d->pcap = d->pcap ? 2 * d->pcap : 16;
+			if (d->pcap > d->bound)
+				d->pcap = d->bound;
+			d->p = dkp_realloc(d->p, d->pcap * sizeof(*d->p));
+		}
+		memset(&d->p[d->np], 0, sizeof(d->p[d->np]));
+		memcpy(d->p[d->np].name, name, len);
+		d->np++;
+		dkp_htab_put(d->pidx, name, len, (void *)(uintptr_t)d->np);
+		cand_drop(d, c);
+		if (d->np == d->bound)	/* no more promotions: the sketch can go */
+			while (d->nc)
+				cand_drop(d, d->heap[d->nc - 1]);
+	}
+}
+
+void dkp_stats_track_domains(struct dkp_stats *st, size_t bound)
+{
+	struct dkp_domstats *d = dkp_calloc(1, sizeof(*d));
+
+	if (bound < 1)
+		bound = 1;
+	if (bound > DKP_DOM_MAX)
+		bound = DKP_DOM_MAX;
+	pthread_mutex_init(&d->mu, NULL);
+	d->bound = bound;
+	d->ccap = 4 * bound < 64 ? 64 : 4 * bound;
+	d->pidx = dkp_htab_new(bound);
+	d->cidx = dkp_htab_new(d->ccap);
+	d->heap = dkp_calloc(d->ccap, sizeof(*d->heap));
+	atomic_store(&st->dom, d);
+}
+
+void dkp_stats_untrack_domains(struct dkp_stats *st)
+{
+	struct dkp_domstats *d = atomic_exchange(&st->dom, NULL);
+
+	if (d == NULL)
+		return;
+	while (d->nc)
+		cand_drop(d, d->heap[d->nc - 1]);
+	dkp_htab_free(d->cidx, NULL);
+	dkp_htab_free(d->pidx, NULL);
+	dkp_free(d->heap);
+	dkp_free(d->p);
+	pthread_mutex_destroy(&d->mu);
+	dkp_free(d);
+}
+
+size_t dkp_stats_domains(const struct dkp_stats *st, struct dkp_stats_dom *out,
+			 size_t max)
+{
+	struct dkp_domstats *d = atomic_load(&((struct dkp_stats *)st)->dom);
+	size_t i, n = 0;
+
+	if (d == NULL || max == 0)
+		return 0;
+	pthread_mutex_lock(&d->mu);
+	for (i = 0; i < d->np && n + 1 < max; i++, n++) {
+		memcpy(out[n].domain, d->p[i].name, sizeof(out[n].domain));
+		out[n].msgs = d->p[i].msgs;
+		out[n].bytes = d->p[i].bytes;
+	}
+	snprintf(out[n].domain, sizeof(out[n].domain), "_other");
+	out[n].msgs = d->other_msgs;
+	out[n].bytes = d->other_bytes;
+	n++;
+	pthread_mutex_unlock(&d->mu);
+	return n;
+}
+
+/* ---- counting a batch ------------------------------------------------ */
 
 /* 8 buckets per power of two of microseconds. */
 static unsigned lat_bucket(uint64_t us)
@@ -17,10 +243,98 @@ static unsigned lat_bucket(uint64_t us)
 	return msb < DKP_LAT_BUCKETS ? msb : DKP_LAT_BUCKETS - 1;
 }
 
+static unsigned hist_bucket(double s)
+{
+	unsigned i;
+
+	for (i = 0; i < DKP_HIST_BUCKETS - 1; i++)
+		if (s <= dkp_stats_le[i])
+			return i;
+	return DKP_HIST_BUCKETS - 1;
+}
+
+static int is_fws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* The DKIM-Signature fields in p[0..len) (as job.c renders them, one
+ * after the other, each starting "DKIM-Signature:" at a line start):
+ * count each a= in st, and put the first field's d=, lowercased, in dom
+ * (cap bytes; "" if none). Only the tags up to a= and d= are read (they
+ * come first; b=, the bulk, is skipped with memmem): this runs for every
+ * published message. */
+static size_t read_sigs(struct dkp_stats *st, const char *p, size_t len,
+			char *dom, size_t cap)
+{
+	static const char fname[] = "DKIM-Signature:", next[] = "\nDKIM-Signature:";
+	size_t pos = 0, dlen = 0, k;
+	int first = 1;
+
+	dom[0] = '\0';
+	if (len < sizeof(fname) - 1 || memcmp(p, fname, sizeof(fname) - 1)) {
+		const char *n = memmem(p, len, next, sizeof(next) - 1);
+
+		pos = n ? (size_t)(n - p) + 1 : len;
+	}
+	while (pos < len) {
+		const char *n = memmem(p + pos + 1, len - pos - 1, next, sizeof(next) - 1);
+		size_t fe = n ? (size_t)(n - p) + 1 : len, t = pos + sizeof(fname) - 1;
+		int need = first ? 2 : 1;	/* a=, and d= in the first field */
+
+		while (t < fe && need > 0) {
+			const char *semi, *eq;
+			size_t ns, vs, ve;
+
+			while (t < fe && is_fws(p[t]))
+				t++;
+			ns = t;
+			semi = memchr(p + t, ';', fe - t);
+			ve = semi ? (size_t)(semi - p) : fe;
+			eq = memchr(p + t, '=', ve - t);
+			t = ve + 1;
+			if (eq == NULL)
+				continue;
+			vs = (size_t)(eq - p) + 1;
+			while (vs < ve && is_fws(p[vs]))
+				vs++;
+			while (ve > vs && is_fws(p[ve - 1]))
+				ve--;
+			if (eq - p - (ptrdiff_t)ns != 1 && !(eq - p - (ptrdiff_t)ns > 1 &&
+			    is_fws(p[ns + 1])))
+				continue;	/* not a one-letter tag name */
+			if (p[ns] == 'a') {
+				need--;
+				for (k = 0; k < DKP_SALG_N; k++)
+					if (ve - vs == strlen(dkp_stats_alg_names[k]) &&
+					    !strncasecmp(p + vs, dkp_stats_alg_names[k], ve - vs))
+						atomic_fetch_add_explicit(&st->sigs[k], 1,
+									  memory_order_relaxed);
+			} else if (p[ns] == 'd' && first) {
+				need--;
+				if (ve - vs < cap) {
+					for (k = 0; k < ve - vs; k++) {
+						char c = p[vs + k];
+
+						dom[k] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+					}
+					dlen = ve - vs;
+				}
+			}
+		}
+		first = 0;
+		pos = fe;
+	}
+	dom[dlen] = '\0';
+	return dlen;
+}
+
 void dkp_stats_add(struct dkp_stats *st, const struct dkp_tmsg *m, size_t n,
 		   double now)
 {
+	struct dkp_domstats *d = atomic_load(&st->dom);
 	size_t i;
+	int locked = 0;
 
 	for (i = 0; i < n; i++) {
 		int o = m[i].outcome;
@@ -31,12 +345,35 @@ void dkp_stats_add(struct dkp_stats *st, const struct dkp_tmsg *m, size_t n,
 		if (m[i].pub[0])
 			atomic_fetch_add(&st->renamed, 1);
 		if (o == DKP_OUT_SIGNED || o == DKP_OUT_ESP_ONLY) {
-			double us = (now - m[i].t_claim) * 1e6;
+			double s = now - m[i].t_claim, us = s * 1e6;
+			uint64_t out = 0;
+			char dom[256];
+			size_t dlen = 0;
+			int k;
 
+			for (k = 0; k < m[i].nout && k < 3; k++)
+				out += m[i].out[k].iov_len;
+			if (m[i].nout >= 2 && m[i].out[1].iov_base)
+				dlen = read_sigs(st, m[i].out[1].iov_base, m[i].out[1].iov_len,
+						 dom, sizeof(dom));
+			else
+				dom[0] = '\0';
 			atomic_fetch_add(&st->bytes, m[i].len);
+			atomic_fetch_add(&st->bytes_out, out);
 			atomic_fetch_add(&st->lat[lat_bucket(us > 0 ? (uint64_t)us : 0)], 1);
+			atomic_fetch_add(&st->hist[hist_bucket(s)], 1);
+			atomic_fetch_add(&st->lat_sum_us, us > 0 ? (uint64_t)(us + 0.5) : 0);
+			if (d) {
+				if (!locked) {
+					pthread_mutex_lock(&d->mu);
+					locked = 1;
+				}
+				dom_count(d, dom, dlen, m[i].len);
+			}
 		}
 	}
+	if (locked)
+		pthread_mutex_unlock(&d->mu);
 }
 
 double dkp_stats_latency_ms(const struct dkp_stats *st, double q)

@@ -12,6 +12,8 @@
 #                 ${XDG_CACHE_HOME:-$HOME/.cache}/dkimpress/mailauth-VERSION,
 #                 outside the repository; installed on first use)
 #   INTEROP_ONLY=edges  run only steps a, b and h (quick, for development)
+#   INTEROP_RSA_BACKEND=ifma  steps c, d and g sign with --rsa-backend ifma
+#                 (the 8-lane AVX-512 IFMA path; tests/interop/run_ifma.sh)
 #
 # No network, no standard input.  Everything happens in a mktemp -d work
 # directory, removed at the end.  Steps:
@@ -400,7 +402,8 @@ sign_group() {
 	: >"$dir.signlog"
 	for f in "$C"/*.eml; do
 		out=$dir/${f##*/}
-		"$DKIMPRESS" sign --key "$D1:${SEL1[$setup]}:$K/${SEL1[$setup]}.pem" \
+		"$DKIMPRESS" sign ${INTEROP_RSA_BACKEND:+--rsa-backend "$INTEROP_RSA_BACKEND"} \
+			--key "$D1:${SEL1[$setup]}:$K/${SEL1[$setup]}.pem" \
 			--key "$D2:${SEL2[$setup]}:$K/${SEL2[$setup]}.pem" \
 			--canon "$canon" --time "$T0" -o "$out" "$f" 2>"$dir.err"
 		rc=$?
@@ -760,7 +763,8 @@ for canon in $CANONS; do
 	for f in "$E/in"/*.eml; do
 		name=${f##*/}
 		out=$E/signed/env/$cdir/$name
-		"$DKIMPRESS" sign --key "$D1:rsa2048:$K/rsa2048.pem" --key "$D2:ed1:$K/ed1.pem" \
+		"$DKIMPRESS" sign ${INTEROP_RSA_BACKEND:+--rsa-backend "$INTEROP_RSA_BACKEND"} \
+			--key "$D1:rsa2048:$K/rsa2048.pem" --key "$D2:ed1:$K/ed1.pem" \
 			--canon "$canon" --time "$T0" -o "$out" "$f" 2>"$E/err"
 		rc=$?
 		n=$(wc -c <"$E/want/$name")

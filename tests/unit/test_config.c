@@ -88,7 +88,49 @@ static void minimal_file_gets_defaults(void **st)
 	assert_int_equal(c->limits.max_message_bytes, DKP_DEFAULT_MAX_MESSAGE_BYTES);
 	assert_int_equal(c->io, DKP_IO_AUTO);
 	assert_int_equal(c->flush, DKP_FLUSH_FILESYSTEM);
+	assert_int_equal(c->self_verify, 1);		/* all */
+	assert_int_equal(c->rsa_backend, DKP_RSA_AUTO);
 	dkp_config_free(c);
+}
+
+/* self_verify and rsa_backend: every value, and the refusals. */
+static void check_and_backend_settings(void **st)
+{
+	static const struct { const char *line; unsigned sv; int be; } good[] = {
+		{ "self_verify = off", 0, DKP_RSA_AUTO },
+		{ "self_verify = all", 1, DKP_RSA_AUTO },
+		{ "self_verify = sample:100", 100, DKP_RSA_AUTO },
+		{ "rsa_backend = openssl", 1, DKP_RSA_OPENSSL },
+		{ "rsa_backend = ifma", 1, DKP_RSA_IFMA },
+		{ "rsa_backend = auto", 1, DKP_RSA_AUTO },
+	};
+	static const char *const bad_lines[] = {
+		"self_verify = some", "self_verify = sample:0", "self_verify = sample:",
+		"self_verify = sample:x", "rsa_backend = gmp",
+	};
+	struct dkp_config *c;
+	struct dkp_err err;
+	char text[256];
+	size_t i;
+
+	(void)st;
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(text, sizeof(text), "queue_dir = /q\nesp_key = e.example:s:/k\n%s\n",
+			 good[i].line);
+		if (load(text, &c, &err))
+			fail_msg("%s: %s", good[i].line, err.msg);
+		assert_int_equal(c->self_verify, good[i].sv);
+		assert_int_equal(c->rsa_backend, good[i].be);
+		dkp_config_free(c);
+	}
+	for (i = 0; i < sizeof(bad_lines) / sizeof(bad_lines[0]); i++) {
+		c = NULL;
+		snprintf(text, sizeof(text), "queue_dir = /q\nesp_key = e.example:s:/k\n%s\n",
+			 bad_lines[i]);
+		if (load(text, &c, &err) == DKP_OK)
+			fail_msg("%s: accepted", bad_lines[i]);
+		assert_true(strstr(err.msg, ":3: ") != NULL);
+	}
 }
 
 static void every_setting_parses(void **st)
@@ -211,6 +253,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(minimal_file_gets_defaults),
+		cmocka_unit_test(check_and_backend_settings),
 		cmocka_unit_test(overrides_replace_the_file),
 		cmocka_unit_test(every_setting_parses),
 		cmocka_unit_test(bad_files_name_file_and_line),

@@ -297,6 +297,107 @@ static void signatures_keep_order_and_share_the_body_hash(void **st)
 	dkp_buf_free(&out);
 }
 
+static void count_fail(void *ctx, size_t tag, const struct dkp_err *e)
+{
+	(void)e;
+	assert_int_equal(tag, 7);
+	(*(size_t *)ctx)++;
+}
+
+/* Sign esp_msg with specs through a signer in batch mode (backend b),
+ * flushing at the end; returns the number of failures reported. */
+static size_t sign_batch(const struct dkp_sig_spec *specs, size_t n,
+			 enum dkp_rsa_backend b, struct dkp_buf *out)
+{
+	struct dkp_signer *s = dkp_signer_new();
+	struct dkp_msg m;
+	struct dkp_err err;
+	size_t fails = 0;
+
+	dkp_msg_init(&m);
+	assert_int_equal(dkp_msg_parse(&m, esp_msg, strlen(esp_msg), NULL, &err), DKP_OK);
+	assert_int_equal(dkp_signer_set_backend(s, b, &err), DKP_OK);
+	dkp_signer_set_batch(s, 1, 7);
+	if (dkp_sign(s, &m, specs, n, out, &err) != DKP_OK)
+		fail_msg("dkp_sign: %s", err.msg);
+	dkp_sign_flush(s, count_fail, &fails);
+	assert_int_equal(dkp_sign_pending(s), 0);
+	dkp_msg_fini(&m);
+	dkp_signer_free(s);
+	return fails;
+}
+
+/*
+ * Batch mode: the RSA-2048 signatures wait (their b= a placeholder) and
+ * are made eight at a time, then written in past the folding. PKCS#1 v1.5
+ * is deterministic, so the result must be byte-identical to OpenSSL's one
+ * by one, for 11 signatures (a full group and a partial one), mixed with
+ * Ed25519 ones signed at once. On a CPU without AVX-512 IFMA batch mode
+ * stays off and the comparison still holds (both OpenSSL).
+ */
+static void batch_mode_is_byte_identical(void **st)
+{
+	struct dkp_sig_spec sp[11];
+	struct dkp_buf one, batch, aut;
+	struct dkp_sign_counts c0, c1;
+	size_t i;
+
+	(void)st;
+	for (i = 0; i < 11; i++)
+		sp[i] = spec(i % 2 ? "b.example" : "a.example",
+			     i == 5 ? ed_key : rsa_key,
+			     i % 3 ? DKP_CANON_RELAXED : DKP_CANON_SIMPLE,
+			     i % 4 ? DKP_CANON_RELAXED : DKP_CANON_SIMPLE);
+	dkp_buf_init(&one);
+	dkp_buf_init(&batch);
+	dkp_buf_init(&aut);
+	assert_int_equal(sign_batch(sp, 11, DKP_RSA_OPENSSL, &one), 0);
+	dkp_sign_counts(&c0);
+	assert_int_equal(sign_batch(sp, 11, dkp_sign_ifma_available()
+					       ? DKP_RSA_IFMA : DKP_RSA_OPENSSL,
+				    &batch), 0);
+	dkp_sign_counts(&c1);
+	assert_bytes_equal(batch.p, batch.len, one.p, one.len);
+	if (dkp_sign_ifma_available()) {
+		assert_int_equal(c1.lanes - c0.lanes, 10);	/* 10 RSA */
+		assert_int_equal(c1.groups - c0.groups, 2);
+		/* auto: 10 = 8 + 2, and a last group of 2 goes to OpenSSL */
+		assert_int_equal(sign_batch(sp, 11, DKP_RSA_AUTO, &aut), 0);
+		dkp_sign_counts(&c0);
+		assert_int_equal(c0.lanes - c1.lanes, 8);
+		assert_bytes_equal(aut.p, aut.len, one.p, one.len);
+	}
+	dkp_buf_free(&one);
+	dkp_buf_free(&batch);
+	dkp_buf_free(&aut);
+}
+
+/* A dkp_sign that fails after queueing leaves nothing queued. */
+static void failed_sign_leaves_nothing_queued(void **st)
+{
+	struct dkp_sig_spec sp[2] = {
+		spec("a.example", rsa_key, DKP_CANON_RELAXED, DKP_CANON_RELAXED),
+		spec("not a domain", rsa_key, DKP_CANON_RELAXED, DKP_CANON_RELAXED),
+	};
+	struct dkp_signer *s = dkp_signer_new();
+	struct dkp_buf out;
+	struct dkp_msg m;
+	struct dkp_err err;
+
+	(void)st;
+	dkp_buf_init(&out);
+	dkp_msg_init(&m);
+	assert_int_equal(dkp_msg_parse(&m, esp_msg, strlen(esp_msg), NULL, &err), DKP_OK);
+	dkp_signer_set_backend(s, DKP_RSA_AUTO, &err);
+	dkp_signer_set_batch(s, 1, 0);
+	assert_int_equal(dkp_sign(s, &m, sp, 2, &out, &err), DKP_E_USAGE);
+	assert_int_equal(dkp_sign_pending(s), 0);
+	assert_int_equal(out.len, 0);
+	dkp_msg_fini(&m);
+	dkp_buf_free(&out);
+	dkp_signer_free(s);
+}
+
 static int fetch_none(void *ctx, const char *q, struct dkp_buf *txt,
 		      struct dkp_err *err)
 {
@@ -584,6 +685,8 @@ int main(void)
 		cmocka_unit_test(signatures_keep_order_and_share_the_body_hash),
 		cmocka_unit_test(round_trip_and_tamper_detection),
 		cmocka_unit_test(expiry_and_identity_tags),
+		cmocka_unit_test(batch_mode_is_byte_identical),
+		cmocka_unit_test(failed_sign_leaves_nothing_queued),
 	};
 	UNIT_RUN_WITH("test_sign", tests, make_keys, free_keys);
 }

@@ -1,0 +1,84 @@
+/*
+ * rsa8.h — eight RSA-2048 private-key operations side by side with
+ * AVX-512 IFMA (vpmadd52luq/vpmadd52huq), and PKCS#1 v1.5 SHA-256
+ * signatures built on them.
+ *
+ * Contract. Each of the 8 vector lanes is one independent key and message:
+ * CRT with two 1024-bit modular exponentiations per lane in 52-bit limbs
+ * (20 limbs), almost-Montgomery multiplication, 5-bit fixed windows, a
+ * constant-time Garner recombination. Constant time in every secret
+ * (p, q, dp, dq, qinv, the message representative): no branch and no memory
+ * index depends on one; table look-ups read every entry and select with
+ * masks. n and e are public.
+ *
+ * Ownership. dkp_rsa8_key_new copies what it needs out of the EVP_PKEY (the
+ * caller keeps its key); dkp_rsa8_key_free wipes the struct. Key material is
+ * never logged.
+ *
+ * Threads. Keys are immutable after dkp_rsa8_key_new and may be shared.
+ * dkp_rsa8_sign keeps per-thread caches only (OpenSSL verify contexts).
+ *
+ * CPU. Every AVX-512 instruction sits in functions built with per-function
+ * target attributes; none runs unless dkp_rsa8_cpu_ok() returned 1, so the
+ * binary runs on any x86-64. Built with -DDKP_RSA8_EMULATE (tests/ct only),
+ * the same kernel source uses plain C over 8-element arrays instead of
+ * intrinsics and dkp_rsa8_cpu_ok() is 1 everywhere.
+ */
+#ifndef DKP_RSA8_H
+#define DKP_RSA8_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+/* 1 when CPUID (+ OS XSAVE state) allows AVX-512F/VL/BW/DQ + AVX-512IFMA;
+ * computed once. 0 under valgrind, which cannot execute AVX-512. */
+int dkp_rsa8_cpu_ok(void);
+
+/* Lane-ready material of one RSA-2048 key (opaque). */
+struct dkp_rsa8_key;
+
+/* NULL (and *why set to a static reason) unless pk is RSA with a 2048-bit
+ * modulus, e = 65537, two 1024-bit primes and CRT parameters present. */
+struct dkp_rsa8_key *dkp_rsa8_key_new(const EVP_PKEY *pk, const char **why);
+/* Wipe and free; NULL is a no-op. */
+void dkp_rsa8_key_free(struct dkp_rsa8_key *k);
+
+/* Raw RSA private operation on up to 8 lanes: out[i] = in[i]^d mod n_i
+ * (CRT), 256-byte big-endian buffers, in[i] < n_i. Lanes with k[i] == NULL
+ * are ignored (out untouched). Constant time in every secret. Requires
+ * dkp_rsa8_cpu_ok(). */
+void dkp_rsa8_private(const struct dkp_rsa8_key *const k[8],
+		      const unsigned char *const in[8], unsigned char *const out[8]);
+
+/* PKCS#1 v1.5 SHA-256 signature requests (RFC 8017 EMSA-PKCS1-v1_5). */
+struct dkp_rsa8_req {
+	const struct dkp_rsa8_key *key;	/* from dkp_rsa8_key_new */
+	EVP_PKEY *pk;			/* the same key: check and fallback */
+	const unsigned char *digest;	/* 32 bytes */
+	unsigned char *sig;		/* 256 bytes out */
+	int status;			/* out: 0 = 8-lane result verified,
+					 * 1 = failed the check, recomputed by
+					 * OpenSSL and verified, -1 = error */
+};
+struct dkp_rsa8_counts {
+	uint64_t lanes, groups, mismatches, errors;
+};
+/* Sign r[0..n) in groups of 8 (a partial last group runs with empty
+ * lanes); every signature is verified with the public key through OpenSSL
+ * before it is returned. Returns the number of requests with status >= 0.
+ * c (may be NULL) is added to. Thread-safe (per-thread caches only). */
+size_t dkp_rsa8_sign(struct dkp_rsa8_req *r, size_t n, struct dkp_rsa8_counts *c);
+
+/* Test hook: when 1..8, lane (value-1) of the next groups gets one bit of
+ * its CRT half flipped before recombination. 0 = off. Also set from the
+ * environment variable DKP_RSA8_FAULT_LANE, read once at first use. */
+extern int dkp_rsa8_fault_lane;
+
+/* For tests/ct only: the secret part of the key struct (p, q, dp, dq, qinv
+ * and the constants derived from p and q), so that a test can mark it
+ * undefined for valgrind. */
+void *dkp_rsa8_key_secret(struct dkp_rsa8_key *k, size_t *len);
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * jetstream.h — the NATS JetStream transport (transport = jetstream;
+ * docs/scale-out.md). A second implementation of transport.h, beside the
+ * queue directory, for several signer machines fed from one replicated
+ * store.
+ *
+ * Wire format: the NATS payload is the RFC 5322 message; the envelope is
+ * in the headers X-Sender (one) and X-Receiver (one value per
+ * recipient); the queue ID in Nats-Msg-Id. The signed output carries the
+ * same three headers, so the output stream's duplicate window drops the
+ * re-publish of a message signed again after a crash. Inside the engine
+ * the envelope travels as the pickup-directory lines (dkim/envelope.h):
+ * fetch renders the headers as "x-sender:"/"x-receiver:" lines in front
+ * of the payload, commit takes them back into headers.
+ *
+ * The engine loop (src/engine/pool.c, ops->pulls = 1): each worker
+ * fetches up to `batch` messages from one durable pull consumer shared by
+ * every engine (fetch returns how many it filled, 0 after a short wait
+ * with nothing to do, or -errno); commit publishes every output
+ * asynchronously (signed ones to out_subject; failed ones, with
+ * X-Dkimpress-Error, to failed_subject), waits for every publish
+ * acknowledgement, and only then acknowledges the inputs; deferred ones
+ * are negatively acknowledged with a delay (nak_delay, doubling per
+ * delivery up to 64x). A publish that is not acknowledged leaves its
+ * input unacknowledged-then-NAK'd: it comes back, is signed again, and
+ * the duplicate window drops whatever copy already made it.
+ *
+ * Threads: one NATS connection per process, one JetStream context and
+ * one pull subscription per worker. dkp_js_open/close belong to the
+ * caller's thread.
+ *
+ * Errors: functions return 0 or -errno: -ETIMEDOUT / -ECONNREFUSED the
+ * cluster cannot be reached (EX_TEMPFAIL), -ENOENT a stream is missing
+ * and create_streams = no (EX_CONFIG), -EACCES authorization refused,
+ * -EMSGSIZE over the server's max_payload, -EIO anything else; why gets
+ * one line for the log (never a password or token).
+ */
+#ifndef DKP_JETSTREAM_H
+#define DKP_JETSTREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf/config.h"
+#include "transport/transport.h"
+
+struct dkp_js;
+
+/* Connect to c->js.servers, make (or check) the three streams and the
+ * durable consumer. The config must outlive the transport. */
+int dkp_js_open(struct dkp_js **out, const struct dkp_config *c, char *why,
+		size_t whylen);
+struct dkp_transport *dkp_js_transport(struct dkp_js *j);
+/* The server's max_payload (bytes). */
+int64_t dkp_js_max_payload(const struct dkp_js *j);
+/* Replicas of the input stream as found or made. */
+int dkp_js_replicas(const struct dkp_js *j);
+/* Messages waiting in the consumer (pending + delivered unacknowledged),
+ * or -1 when the server cannot tell now. */
+long dkp_js_waiting(struct dkp_js *j);
+/* Flush what is buffered (acknowledgements), close, free. */
+void dkp_js_close(struct dkp_js *j);
+
+/* Sysexits code for a negative return of dkp_js_open or dkp_js_publish. */
+int dkp_js_exit_code(int rc);
+
+/*
+ * Producer side (`dkimpress enqueue` with transport = jetstream): publish
+ * data[0..len) to c->js.in_subject with X-Sender = sender (NULL: no
+ * envelope headers), one X-Receiver per rcpts[i], Nats-Msg-Id = id, and
+ * wait for the stream's acknowledgement (up to wait_ms). A duplicate
+ * (same ID within the window) counts as published.
+ */
+int dkp_js_publish(const struct dkp_config *c, const char *sender,
+		   const char *const *rcpts, size_t nrcpts, const char *data,
+		   size_t len, const char *id, int64_t wait_ms, char *why,
+		   size_t whylen);
+
+#endif
