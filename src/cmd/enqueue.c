@@ -20,6 +20,11 @@
  * behind and a retry makes a fresh ID. From the rename on, the catchable
  * termination signals are blocked: a message that is in in/new is not
  * also reported as failed (the MTA would send it again).
+ *
+ * With transport = jetstream (enqueue_jetstream) the message is read into
+ * memory instead and published to in_subject under a new ID with the
+ * envelope in headers, waiting for the stream's acknowledgement
+ * (dkp_js_publish: 75 when the cluster does not answer).
  */
 #include "cmd/enqueue.h"
 

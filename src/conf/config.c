@@ -260,15 +260,18 @@ static const char *apply(struct dkp_config *c, enum ckey k, const char *v,
 			return "want filesystem or files";
 		break;
 	case K_SELF_VERIFY:
+		c->self_verify_rsa_only = 0;
 		if (!strcasecmp(v, "all"))
 			c->self_verify = 1;
+		else if (!strcasecmp(v, "rsa"))
+			c->self_verify = 1, c->self_verify_rsa_only = 1;
 		else if (!strcasecmp(v, "off"))
 			c->self_verify = 0;
 		else if (!strncasecmp(v, "sample:", 7) &&
 			 parse_uint(v + 7, 1, 1000000, &u) == 0)
 			c->self_verify = (unsigned)u;
 		else
-			return "want all, off or sample:N (N from 1 to 1000000)";
+			return "want all, rsa, off or sample:N (N from 1 to 1000000)";
 		break;
 	case K_RSA_BACKEND:
 		if (!strcasecmp(v, "auto"))
@@ -594,6 +597,7 @@ int dkp_config_load(struct dkp_config **out, const char *path,
 	c->key_cache = DKP_DEF_KEY_CACHE;
 	c->flush = DKP_FLUSH_FILESYSTEM;
 	c->self_verify = DKP_DEF_SELF_VERIFY;
+	c->self_verify_rsa_only = 1;		/* the default: rsa */
 	c->metrics_domains = DKP_DEF_METRICS_DOMAINS;
 	c->js.create_streams = 1;
 	c->js.dup_window = DKP_DEF_JS_DUP_WINDOW;

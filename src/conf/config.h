@@ -41,7 +41,7 @@ enum dkp_flush_mode {
 #define DKP_MAX_THREADS 256
 #define DKP_DEF_METRICS_DOMAINS 100		/* metrics_domains */
 #define DKP_MAX_METRICS_DOMAINS 100000
-#define DKP_DEF_SELF_VERIFY 1			/* all (docs/performance.md) */
+#define DKP_DEF_SELF_VERIFY 1	/* with rsa_only: "rsa" (docs/performance.md) */
 #define DKP_MAX_CONF_HEADERS 64
 
 /* Where messages come from and go to (docs/scale-out.md). */
@@ -98,7 +98,8 @@ struct dkp_config {
 	int log_syslog;				/* log = syslog */
 	enum dkp_transport_kind transport;	/* queue dirs needed only for queue */
 	struct dkp_js_config js;
-	unsigned self_verify;			/* 0 off, 1 all, N: 1 in N */
+	unsigned self_verify;			/* 0 off, 1 every, N: 1 in N */
+	int self_verify_rsa_only;		/* self_verify = rsa */
 	enum dkp_rsa_backend rsa_backend;
 };
 

@@ -67,8 +67,13 @@ struct dkp_rsa8_counts {
 };
 /* Sign r[0..n) in groups of 8 (a partial last group runs with empty
  * lanes); every signature is verified with the public key through OpenSSL
- * before it is returned. Returns the number of requests with status >= 0.
- * c (may be NULL) is added to. Thread-safe (per-thread caches only). */
+ * (EVP_PKEY_verify, a per-thread cached context per EVP_PKEY) before it is
+ * returned. Returns the number of requests with status >= 0. c (may be
+ * NULL) is added to: lanes computed, groups run, mismatches (lanes that
+ * failed the check), errors (status -1). A request with a NULL field, or
+ * any request when !dkp_rsa8_cpu_ok(), gets status -1. Thread-safe
+ * (per-thread caches only; a cached context keeps its EVP_PKEY alive until
+ * evicted — 32 per thread — or the thread exits). */
 size_t dkp_rsa8_sign(struct dkp_rsa8_req *r, size_t n, struct dkp_rsa8_counts *c);
 
 /* Test hook: when 1..8, lane (value-1) of the next groups gets one bit of

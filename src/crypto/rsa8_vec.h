@@ -21,6 +21,16 @@
 
 #define RSA8_M52 ((UINT64_C(1) << 52) - 1)
 
+/* The optimizer must not know that a mask is 0 or all-ones: clang 14
+ * turns "x | (y & mask)" into a branch or cmov on the mask when it does
+ * (tests/ct caught it in the emulated build). An empty asm makes the
+ * value opaque. For every scalar mask, in both builds. */
+static inline uint64_t ct_barrier(uint64_t x)
+{
+	__asm__("" : "+r"(x));
+	return x;
+}
+
 #ifdef DKP_RSA8_EMULATE
 
 typedef struct {
@@ -74,14 +84,14 @@ RSA8_INLINE v8 v_madd52hi(v8 acc, v8 a, v8 b)
 /* lanes where a == b (branch-free: (d | -d) has its top bit set iff d != 0) */
 RSA8_INLINE m8 v_eq(v8 a, v8 b)
 {
-	V8_MAP1(((((a.l[i_] ^ b.l[i_]) | (UINT64_C(0) - (a.l[i_] ^ b.l[i_]))) >> 63)) -
-		1);
+	V8_MAP1(ct_barrier(((((a.l[i_] ^ b.l[i_]) |
+			      (UINT64_C(0) - (a.l[i_] ^ b.l[i_]))) >> 63)) - 1));
 }
 RSA8_INLINE v8 v_eqv(v8 a, v8 b) { return v_eq(a, b); }
 /* a | (b & c) */
 RSA8_INLINE v8 v_or_and(v8 a, v8 b, v8 c) { V8_MAP1(a.l[i_] | (b.l[i_] & c.l[i_])); }
 /* lanes where a, as a signed number, is negative */
-RSA8_INLINE m8 v_isneg(v8 a) { V8_MAP1(UINT64_C(0) - (a.l[i_] >> 63)); }
+RSA8_INLINE m8 v_isneg(v8 a) { V8_MAP1(ct_barrier(UINT64_C(0) - (a.l[i_] >> 63))); }
 /* m ? b : a, lane by lane */
 RSA8_INLINE v8 v_blend(m8 m, v8 a, v8 b)
 {

@@ -87,6 +87,7 @@ struct dkp_signer {
 	struct dkp_tmpl_cache *tmpl;
 	/* the check before release (dkp_signer_set_verify) */
 	unsigned verify_every, verify_n;
+	int verify_rsa_only;
 	/* the test hook DKP_TEST_CORRUPT_SIG=N: every Nth signature made
 	 * by OpenSSL gets one bit flipped before its check */
 	unsigned long corrupt_every;
@@ -127,8 +128,9 @@ struct dkp_signer *dkp_signer_new(void)
 	return s;
 }
 
-void dkp_signer_set_verify(struct dkp_signer *s, unsigned every)
+void dkp_signer_set_verify(struct dkp_signer *s, unsigned every, int rsa_only)
 {
+	s->verify_rsa_only = rsa_only;
 	if (s->verify_every != every) {
 		s->verify_every = every;
 		s->verify_n = 0;
@@ -351,7 +353,9 @@ static int check_due(struct dkp_signer *s, struct dkp_key *k,
 {
 	int ok;
 
-	if (s->verify_every == 0 || ++s->verify_n < s->verify_every)
+	if (s->verify_every == 0 ||
+	    (s->verify_rsa_only && dkp_key_alg(k) != DKP_ALG_RSA_SHA256) ||
+	    ++s->verify_n < s->verify_every)
 		return DKP_OK;
 	s->verify_n = 0;
 	ok = check_sig(s, k, dig, (const unsigned char *)s->sig.p, s->sig.len);

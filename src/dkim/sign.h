@@ -21,10 +21,11 @@ enum dkp_rsa_backend {
 /*
  * Check each signature made through s with the public half of its key
  * before it is used: every = 0 off, 1 every signature, N one in N (per
- * thread). A signature that fails the check is an error DKP_E_BADSIG
- * (permanent): it is never released. Default 1.
+ * thread); rsa_only: RSA signatures only. A signature that fails the check
+ * is an error DKP_E_BADSIG (permanent): it is never released. Default: 1,
+ * every algorithm.
  */
-void dkp_signer_set_verify(struct dkp_signer *s, unsigned every);
+void dkp_signer_set_verify(struct dkp_signer *s, unsigned every, int rsa_only);
 
 /*
  * Choose the RSA backend for s (default DKP_RSA_OPENSSL for a new signer;

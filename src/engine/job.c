@@ -236,7 +236,8 @@ void dkp_job_sign(struct dkp_job *j, struct dkp_snap *s, struct dkp_tmsg *m,
 	struct dkp_err err;
 	size_t i;
 
-	dkp_signer_set_verify(j->signer, s->cfg->self_verify);
+	dkp_signer_set_verify(j->signer, s->cfg->self_verify,
+			      s->cfg->self_verify_rsa_only);
 	if (dkp_signer_set_backend(j->signer, s->cfg->rsa_backend, &err) != DKP_OK)
 		dkp_signer_set_backend(j->signer, DKP_RSA_OPENSSL, &err);
 	/* RSA-2048 signatures of the whole batch (both of every message)

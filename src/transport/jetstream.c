@@ -48,12 +48,16 @@
 
 struct dkp_js {
 	struct dkp_transport t;
-	const struct dkp_config *c;
+	/* a copy: the configuration snapshot it came from is released on a
+	 * reload (SIGHUP), while the transport lives on */
+	struct dkp_js_config jc;
+	const struct dkp_config *c;	/* only during open */
 	natsConnection *nc;
 	natsOptions *opts;
 	jsCtx *js;		/* set-up requests (streams, consumer, info) */
 	int64_t max_payload;
 	int replicas;
+	atomic_ulong dups;	/* outputs the stream already had */
 };
 
 struct dkp_tworker {
@@ -209,7 +213,7 @@ static int make_options(natsOptions **out, const struct dkp_config *c,
 static int ensure_stream(struct dkp_js *j, const char *name, const char *subj,
 			 jsRetentionPolicy retention, char *why, size_t whylen)
 {
-	const struct dkp_js_config *jc = &j->c->js;
+	const struct dkp_js_config *jc = &j->jc;
 	jsStreamInfo *si = NULL;
 	jsStreamConfig sc;
 	jsErrCode jerr = 0;
@@ -272,7 +276,7 @@ static int ensure_stream(struct dkp_js *j, const char *name, const char *subj,
 /* The durable pull consumer every engine shares. */
 static int ensure_consumer(struct dkp_js *j, char *why, size_t whylen)
 {
-	const struct dkp_js_config *jc = &j->c->js;
+	const struct dkp_js_config *jc = &j->jc;
 	jsConsumerInfo *ci = NULL;
 	jsConsumerConfig cc;
 	jsErrCode jerr = 0;
@@ -319,7 +323,7 @@ static int js_connect(struct dkp_js *j, int forever, int *nservers, char *why,
 		return rc;
 	s = natsConnection_Connect(&j->nc, j->opts);
 	if (s != NATS_OK) {
-		snprintf(why, whylen, "cannot connect to %s: %s", j->c->js.servers,
+		snprintf(why, whylen, "cannot connect to %s: %s", j->jc.servers,
 			 status_text(s));
 		return s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED
 			       ? -EACCES : s == NATS_SSL_ERROR ? -EINVAL : -ECONNREFUSED;
@@ -335,10 +339,40 @@ static int js_connect(struct dkp_js *j, int forever, int *nservers, char *why,
 	return 0;
 }
 
+/* Duplicate the transport settings the workers use after open. */
+static void copy_config(struct dkp_js_config *d, const struct dkp_js_config *s)
+{
+	*d = *s;
+	d->servers = dkp_strdup(s->servers);
+	d->in_stream = dkp_strdup(s->in_stream);
+	d->in_subject = dkp_strdup(s->in_subject);
+	d->out_stream = dkp_strdup(s->out_stream);
+	d->out_subject = dkp_strdup(s->out_subject);
+	d->failed_stream = dkp_strdup(s->failed_stream);
+	d->failed_subject = dkp_strdup(s->failed_subject);
+	d->consumer = dkp_strdup(s->consumer);
+	/* credentials stay with the options they were loaded into */
+	d->creds = d->user = d->password = d->token = NULL;
+	d->tls_ca = d->tls_cert = d->tls_key = NULL;
+}
+
+static void free_config(struct dkp_js_config *d)
+{
+	dkp_free(d->servers);
+	dkp_free(d->in_stream);
+	dkp_free(d->in_subject);
+	dkp_free(d->out_stream);
+	dkp_free(d->out_subject);
+	dkp_free(d->failed_stream);
+	dkp_free(d->failed_subject);
+	dkp_free(d->consumer);
+}
+
 static void js_free(struct dkp_js *j)
 {
 	if (j == NULL)
 		return;
+	free_config(&j->jc);
 	jsCtx_Destroy(j->js);
 	if (j->nc) {
 		natsConnection_FlushTimeout(j->nc, 2000);
@@ -351,13 +385,19 @@ static void js_free(struct dkp_js *j)
 
 /* ---- worker --------------------------------------------------------- */
 
-static void on_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure)
+/* Every publish acknowledgement (library thread): errors fail the batch;
+ * a duplicate is a re-publish after a redelivery, dropped by the stream. */
+static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
+		       void *closure)
 {
 	struct dkp_tworker *w = closure;
 
 	(void)js;
-	(void)pae;
-	atomic_fetch_add(&w->pub_errors, 1);
+	if (pae != NULL || pa == NULL)
+		atomic_fetch_add(&w->pub_errors, 1);
+	else if (pa->Duplicate)
+		atomic_fetch_add(&w->j->dups, 1);
+	natsMsg_Destroy(msg);
 }
 
 static int js_worker_new(struct dkp_transport *t, unsigned id, int want_uring,
@@ -378,20 +418,20 @@ static int js_worker_new(struct dkp_transport *t, unsigned id, int want_uring,
 	atomic_init(&w->pub_errors, 0);
 	jsOptions_Init(&jo);
 	jo.Wait = API_WAIT_MS;
-	jo.PublishAsync.ErrHandler = on_pub_error;
-	jo.PublishAsync.ErrHandlerClosure = w;
+	jo.PublishAsync.AckHandler = on_pub_ack;
+	jo.PublishAsync.AckHandlerClosure = w;
 	jo.PublishAsync.MaxPending = 4096;
 	s = natsConnection_JetStream(&w->js, j->nc, &jo);
 	if (s == NATS_OK) {
 		jsSubOptions_Init(&so);
-		so.Stream = j->c->js.in_stream;
-		so.Consumer = j->c->js.consumer;
-		s = js_PullSubscribe(&w->sub, w->js, j->c->js.in_subject,
-				     j->c->js.consumer, &jo, &so, &jerr);
+		so.Stream = j->jc.in_stream;
+		so.Consumer = j->jc.consumer;
+		s = js_PullSubscribe(&w->sub, w->js, j->jc.in_subject,
+				     j->jc.consumer, &jo, &so, &jerr);
 	}
 	if (s != NATS_OK) {
 		dkp_error("jetstream: worker %u cannot bind to consumer %s: %s", id,
-			  j->c->js.consumer, status_text(s));
+			  j->jc.consumer, status_text(s));
 		jsCtx_Destroy(w->js);
 		dkp_buf_free(&w->scratch);
 		dkp_free(w);
@@ -657,7 +697,7 @@ static void defer_msg(struct dkp_tmsg *m, int e, const char *what)
 
 static int js_commit(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
 {
-	const struct dkp_js_config *jc = &w->j->c->js;
+	const struct dkp_js_config *jc = &w->j->jc;
 	jsPubOptions po;
 	natsStatus s;
 	size_t i;
@@ -790,7 +830,9 @@ int dkp_js_open(struct dkp_js **out, const struct dkp_config *c, char *why,
 
 	*out = NULL;
 	j->t.ops = &js_ops;
+	atomic_init(&j->dups, 0);
 	j->c = c;
+	copy_config(&j->jc, &c->js);
 	if ((rc = js_connect(j, 1, &nservers, why, whylen)) < 0) {
 		js_free(j);
 		return rc;
@@ -813,6 +855,7 @@ int dkp_js_open(struct dkp_js **out, const struct dkp_config *c, char *why,
 		js_free(j);
 		return rc;
 	}
+	j->c = NULL;	/* the caller's snapshot may go away on a reload */
 	*out = j;
 	return 0;
 }
@@ -837,7 +880,7 @@ long dkp_js_waiting(struct dkp_js *j)
 	jsConsumerInfo *ci = NULL;
 	long n;
 
-	if (js_GetConsumerInfo(&ci, j->js, j->c->js.in_stream, j->c->js.consumer,
+	if (js_GetConsumerInfo(&ci, j->js, j->jc.in_stream, j->jc.consumer,
 			       NULL, NULL) != NATS_OK)
 		return -1;
 	n = (long)(ci->NumPending + (uint64_t)ci->NumAckPending);
@@ -847,6 +890,14 @@ long dkp_js_waiting(struct dkp_js *j)
 
 void dkp_js_close(struct dkp_js *j)
 {
+	unsigned long d;
+
+	if (j == NULL)
+		return;
+	d = atomic_load(&j->dups);
+	if (d)
+		dkp_info("jetstream: %lu signed copies were in %s already (signed again after a redelivery; dropped by its duplicate window)",
+			 d, j->jc.out_stream);
 	js_free(j);
 }
 
@@ -868,6 +919,7 @@ int dkp_js_publish(const struct dkp_config *c, const char *sender,
 	double deadline;
 
 	j->c = c;
+	copy_config(&j->jc, &c->js);
 	if ((rc = js_connect(j, 0, &nservers, why, whylen)) < 0) {
 		js_free(j);
 		return rc;

@@ -47,7 +47,8 @@
 struct dkp_js;
 
 /* Connect to c->js.servers, make (or check) the three streams and the
- * durable consumer. The config must outlive the transport. */
+ * durable consumer. c is read during the call only (the transport keeps
+ * copies: a reload may free it). */
 int dkp_js_open(struct dkp_js **out, const struct dkp_config *c, char *why,
 		size_t whylen);
 struct dkp_transport *dkp_js_transport(struct dkp_js *j);

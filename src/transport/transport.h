@@ -15,8 +15,8 @@
  * After commit every message of the batch is in exactly one outcome
  * (m->outcome). Where the IDs come from is the transport's too: the queue
  * directory lists in/new (scan, fed to workers by the pool's dispatcher);
- * a broker (JetStream, the second transport) would set `pulls` and fill the
- * IDs itself in fetch from a pull consumer.
+ * a broker (JetStream, src/transport/jetstream.c) sets `pulls` and fills
+ * the IDs itself in fetch from a pull consumer.
  *
  * Recovery takes back what a crashed engine left; it runs at start and,
  * for transports shared by several engines, periodically.
@@ -93,7 +93,9 @@ struct dkp_transport_ops {
 	void (*worker_free)(struct dkp_tworker *w);
 	int (*worker_uring)(const struct dkp_tworker *w);
 	/* Claim and read m[0..n); messages over max_bytes fail; the bytes
-	 * read are taken from budget, and given back by commit. */
+	 * read are taken from budget, and given back by commit. A pulling
+	 * transport fills the IDs too and returns how many messages it
+	 * filled (0 after waiting up to about 500 ms for one), or -errno. */
 	int (*fetch)(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 		     uint64_t max_bytes, struct dkp_budget *budget);
 	/* Make every outcome of m[0..n) durable. A negative return means the

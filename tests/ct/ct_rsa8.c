@@ -8,6 +8,9 @@
  * that depends on them. The output is marked defined again before it is
  * compared with BN_mod_exp, so the comparison itself reports nothing.
  *
+ * The derivations of the key set-up (-p^-1 mod 2^52, R^2 mod p by masked
+ * doublings) are redone on the undefined secrets too (dkp_rsa8_ct_derive).
+ *
  * Built from src/crypto/rsa8.c with -DDKP_RSA8_EMULATE: valgrind 3.19
  * cannot execute AVX-512 ("unhandled instruction"), so memcheck runs the
  * same kernel source with the vector wrappers of rsa8_vec.h compiled to
@@ -30,6 +33,8 @@
 
 #include "base/mem.h"
 #include "crypto/rsa8.h"
+
+void dkp_rsa8_ct_derive(struct dkp_rsa8_key *k);	/* rsa8.c, emulated build */
 
 /* rsa8.c's allocations (base/mem.c without its logging dependencies) */
 void *dkp_malloc(size_t n)
@@ -133,6 +138,10 @@ int main(int argc, char **argv)
 		VALGRIND_MAKE_MEM_UNDEFINED(s, len);
 	}
 	VALGRIND_MAKE_MEM_UNDEFINED(in, sizeof(in));
+	/* the key set-up arithmetic on p and q (Montgomery constants, R^2
+	 * mod p by masked doublings) runs on the undefined secrets too */
+	for (i = 0; i < nk; i++)
+		dkp_rsa8_ct_derive(rk[i]);
 
 	dkp_rsa8_private(k, ip, op);
 

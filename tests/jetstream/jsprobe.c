@@ -20,6 +20,8 @@
  *   jsprobe pubfiles URLS SUBJECT LIST PREFIX
  *       publish every file named in LIST (one path a line) with
  *       Nats-Msg-Id PREFIX-N, X-Sender and one X-Receiver (the benchmark).
+ *   jsprobe pubone URLS SUBJECT ID FILE
+ *       publish FILE with Nats-Msg-Id ID and wait for the ack.
  *   jsprobe purge URLS STREAM
  *       remove every message of STREAM.
  *   jsprobe count URLS STREAM
@@ -251,6 +253,36 @@ static int cmd_pubfiles(const char *subj, const char *list, const char *prefix)
 	return 0;
 }
 
+/* One message: FILE's bytes to SUBJECT with Nats-Msg-Id ID, acked. */
+static int cmd_pubone(const char *subj, const char *id, const char *file)
+{
+	FILE *f = fopen(file, "rb");
+	char buf[65536];
+	size_t len;
+	natsMsg *m = NULL;
+	jsPubAck *pa = NULL;
+	natsStatus s;
+
+	if (f == NULL) {
+		perror(file);
+		return 1;
+	}
+	len = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	s = natsMsg_Create(&m, subj, NULL, buf, (int)len);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
+	if (s == NATS_OK)
+		s = js_PublishMsg(&pa, js, m, NULL, NULL);
+	if (s != NATS_OK)
+		die("publish", s);
+	printf("%s seq %llu%s\n", pa->Stream, (unsigned long long)pa->Sequence,
+	       pa->Duplicate ? " duplicate" : "");
+	jsPubAck_Destroy(pa);
+	natsMsg_Destroy(m);
+	return 0;
+}
+
 static int cmd_purge(const char *stream)
 {
 	natsStatus s = js_PurgeStream(js, stream, NULL, NULL);
@@ -404,6 +436,8 @@ int main(int argc, char **argv)
 		rc = cmd_drain(argv[3], argv[4], atol(argv[5]));
 	else if (!strcmp(argv[1], "pubfiles") && argc == 6)
 		rc = cmd_pubfiles(argv[3], argv[4], argv[5]);
+	else if (!strcmp(argv[1], "pubone") && argc == 6)
+		rc = cmd_pubone(argv[3], argv[4], argv[5]);
 	else if (!strcmp(argv[1], "purge"))
 		rc = cmd_purge(argv[3]);
 	else if (!strcmp(argv[1], "count"))

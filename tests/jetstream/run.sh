@@ -9,7 +9,12 @@
 #   - a malformed message goes to the failed subject with the reason in
 #     X-Dkimpress-Error and its input is acknowledged (T_IN empty);
 #   - a message without a customer key, missing_key = defer, is NAK'd and
-#     redelivered (deferred twice within a few seconds, still in T_IN);
+#     redelivered (deferred twice within a few seconds, still in T_IN),
+#     then signed by an engine with missing_key = esp-only;
+#   - an output already in T_OUT under the input's ID (a crash between
+#     publish and acknowledgement, staged): the re-publish is dropped by
+#     the duplicate window, T_OUT keeps one copy, the input is acked;
+#   - an unknown transport or a bad stream name: 78;
 #   - create_streams = no and a stream missing: run exits 78;
 #   - enqueue with nothing listening: exit 75;
 #  the cluster run (DKIM_IN, DKIM_OUT, R3 streams made by `run`):
@@ -21,8 +26,8 @@
 #     a key (ESP signature only);
 #   - three `dkimpress run` engines (threads = 2) sign them; meanwhile
 #     the test kill -9s a random engine at least JS_KILLS times (default
-#     20), restarting it, and kill -9s one NATS node once, restarting it
-#     3 s later;
+#     20), restarting it, sends SIGHUP (reload) now and then, and kill -9s
+#     one NATS node once, restarting it 3 s later;
 #   - at the end: DKIM_IN is empty, DKIM_OUT holds every input ID exactly
 #     once with its own body (read by jsprobe, an ordered consumer
 #     written against nats.c only), DKIM_FAILED is empty, the engines exit
@@ -162,10 +167,25 @@ sleep 0.3
 kill -TERM "$dpid"; rc=0; wait "$dpid" || rc=$?
 check '[ "$rc" = 0 ] && [ "$($P count "$JS_URLS" T_IN)" = 0 ] && [ "$($P count "$JS_URLS" T_OUT)" = 1 ]' \
 	"with missing_key = esp-only again the redelivered message is signed and acknowledged" "exit $rc: $(tail -n 2 "$W/t3.err")"
+# a crash between publish and acknowledgement, staged: the output of ID is
+# already in T_OUT when the engine gets the input; the re-publish carries
+# the same Nats-Msg-Id and T_OUT's duplicate window drops it
+printf 'From: <a@c4.example>\r\nTo: <b@example.net>\r\nSubject: twice\r\n\r\nTOK-twice-END\r\n' >"$W/twice.eml"
+xid=$("$D" enqueue -c "$W/t.conf" -f a@c4.example -r b@example.net "$W/twice.eml" 2>&1)
+"$P" pubone "$JS_URLS" t.out "$xid" "$W/twice.eml" >/dev/null
+before=$("$P" count "$JS_URLS" T_OUT)
+rc=0; "$D" run -c "$W/t.conf" --once >"$W/t3b.out" 2>"$W/t3b.err" || rc=$?
+after=$("$P" count "$JS_URLS" T_OUT)
+check '[ "$rc" = 0 ] && [ "$after" = "$before" ] && [ "$($P count "$JS_URLS" T_IN)" = 0 ] && grep -q "1 signed copies were in T_OUT already" "$W/t3b.err"' \
+	"an output already in the stream (crash between publish and ack): the re-publish is dropped as a duplicate, the input acknowledged" \
+	"exit $rc, T_OUT $before -> $after: $(tail -n 2 "$W/t3b.err")"
 rc=0; "$D" run -c "$W/t.conf" --once --set create_streams=no --set in_stream=NOPE_IN --set in_subject=nope.in \
 	>"$W/t4.out" 2>"$W/t4.err" || rc=$?
 check '[ "$rc" = 78 ] && grep -q "NOPE_IN is missing and create_streams = no" "$W/t4.err"' \
 	"create_streams = no and a missing stream: run exits 78" "exit $rc: $(tail -1 "$W/t4.err")"
+rc=0; "$D" run -c "$W/t.conf" --once --set transport=broker >/dev/null 2>"$W/t4b.err" || rc=$?
+rc2=0; "$D" run -c "$W/t.conf" --once --set in_stream=a.b >/dev/null 2>>"$W/t4b.err" || rc2=$?
+check '[ "$rc" = 78 ] && [ "$rc2" = 78 ]' "an unknown transport or a stream name with '.' is a configuration error (78)" "exits $rc $rc2: $(cat "$W/t4b.err")"
 read -r freeport <<<"$(js_free_ports 1)"
 conf "$W/down.conf" "nats_servers = nats://127.0.0.1:$freeport"
 sed -i "2d" "$W/down.conf"	# the first nats_servers line
@@ -215,7 +235,7 @@ BG+=("$ENQPID")
 PUBPID=$!
 BG+=("$PUBPID")
 
-kills=0 selfexit=0 natskill=0 producing=1 iter=0
+kills=0 selfexit=0 natskill=0 producing=1 iter=0 hups=0
 : >"$W/selfexits"
 while [ "$producing" = 1 ] || [ "$kills" -lt "$KILLS" ] || [ "$natskill" = 0 ]; do
 	# an engine needs a moment to connect and bind (unlike the queue
@@ -246,6 +266,11 @@ while [ "$producing" = 1 ] || [ "$kills" -lt "$KILLS" ] || [ "$natskill" = 0 ]; 
 		js_node_start "$node"
 		echo "   NATS node n$node restarted (pid ${JS_PID[$node]})"
 		NATSWAIT=""
+	fi
+	# a reload now and then: the transport must not hold on to the old
+	# snapshot's configuration
+	if [ $((iter % 4)) = 0 ]; then
+		kill -HUP "${ENG[$((RANDOM % NENG))]}" 2>/dev/null && hups=$((hups + 1))
 	fi
 	s=$((RANDOM % NENG))
 	if kill -9 "${ENG[$s]}" 2>/dev/null; then
@@ -292,8 +317,13 @@ for s in $(seq 0 $((NENG - 1))); do
 done
 termrc=${termrc# }
 
+ndup=$(cat "$W"/logs/*.err | sed -n 's/.*jetstream: \([0-9]*\) signed copies were in DKIM_OUT already.*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
+nnak=$(cat "$W"/logs/*.err | grep -c "deferred: publish not acknowledged")
+echo "   redeliveries seen by engines that lived to SIGTERM: $ndup re-published copies dropped by DKIM_OUT's duplicate window; $nnak messages NAK'd after a publish was not acknowledged"
 check '[ "$kills" -ge "$KILLS" ]' "killed an engine with kill -9 $kills times (want >= $KILLS)"
 check '[ "$natskill" = 1 ]' "killed a NATS node with kill -9 and restarted it"
+nrel=$(cat "$W"/logs/*.err | grep -c "reloaded $W/conf")
+check '[ "$nrel" -gt 0 ] && ! grep -q "reload failed" "$W"/logs/*.err' "SIGHUP reloads during the run ($hups sent, $nrel logged as reloaded)"
 check '[ "$selfexit" = 0 ]' "no engine exited by itself" "$(head -3 "$W/selfexits" | tr '\n' ' '); last log: $(tail -n 1 "$(ls -t "$W"/logs/*.err | head -1)")"
 check 'for r in $termrc; do [ "$r" = 0 ] || exit 1; done' "the engines exit 0 on SIGTERM (exits: $termrc)"
 nretry=$(grep -c "exit 75" "$W/enq.out")
@@ -337,7 +367,11 @@ fi
 nenv=$(grep -l '^X-Sender: ' "$W"/out/sample/*.hdr 2>/dev/null | xargs -r grep -l '^X-Receiver: ' | wc -l)
 check '[ "$nenv" = "$nv" ]' "every sampled output carries its X-Sender and X-Receiver headers ($nenv of $nv)"
 ncust=$(grep -c "d=c[1-6].example" "$W/vfy.dkimpy")
-check '[ "$ncust" -gt 0 ]' "customer signatures (RSA and Ed25519) and ESP-only messages among them ($ncust with a customer d=)"
+nrsa=$(grep -c "d=c[1-3].example s=s[1-3] a=rsa-sha256: pass" "$W/vfy.dkimpy")
+ned=$(grep -c "d=c[4-6].example s=s[4-6] a=ed25519-sha256: pass" "$W/vfy.dkimpy")
+nesp=$(grep -c "sigs=1 pass=1" "$W/vfy.dkimpy")
+check '[ "$nrsa" -gt 0 ] && [ "$ned" -gt 0 ] && [ "$nesp" -gt 0 ]' \
+	"the sample mixes RSA ($nrsa) and Ed25519 ($ned) customer signatures and ESP-only messages ($nesp)"
 
 if grep -lE "AddressSanitizer|LeakSanitizer|runtime error:" "$W"/logs/* >/dev/null 2>&1; then
 	bad "sanitizer reports in the engine logs"

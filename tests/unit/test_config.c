@@ -88,7 +88,8 @@ static void minimal_file_gets_defaults(void **st)
 	assert_int_equal(c->limits.max_message_bytes, DKP_DEFAULT_MAX_MESSAGE_BYTES);
 	assert_int_equal(c->io, DKP_IO_AUTO);
 	assert_int_equal(c->flush, DKP_FLUSH_FILESYSTEM);
-	assert_int_equal(c->self_verify, 1);		/* all */
+	assert_int_equal(c->self_verify, 1);		/* rsa */
+	assert_int_equal(c->self_verify_rsa_only, 1);
 	assert_int_equal(c->rsa_backend, DKP_RSA_AUTO);
 	dkp_config_free(c);
 }
@@ -96,13 +97,14 @@ static void minimal_file_gets_defaults(void **st)
 /* self_verify and rsa_backend: every value, and the refusals. */
 static void check_and_backend_settings(void **st)
 {
-	static const struct { const char *line; unsigned sv; int be; } good[] = {
-		{ "self_verify = off", 0, DKP_RSA_AUTO },
-		{ "self_verify = all", 1, DKP_RSA_AUTO },
-		{ "self_verify = sample:100", 100, DKP_RSA_AUTO },
-		{ "rsa_backend = openssl", 1, DKP_RSA_OPENSSL },
-		{ "rsa_backend = ifma", 1, DKP_RSA_IFMA },
-		{ "rsa_backend = auto", 1, DKP_RSA_AUTO },
+	static const struct { const char *line; unsigned sv; int ro, be; } good[] = {
+		{ "self_verify = off", 0, 0, DKP_RSA_AUTO },
+		{ "self_verify = all", 1, 0, DKP_RSA_AUTO },
+		{ "self_verify = rsa", 1, 1, DKP_RSA_AUTO },
+		{ "self_verify = sample:100", 100, 0, DKP_RSA_AUTO },
+		{ "rsa_backend = openssl", 1, 1, DKP_RSA_OPENSSL },
+		{ "rsa_backend = ifma", 1, 1, DKP_RSA_IFMA },
+		{ "rsa_backend = auto", 1, 1, DKP_RSA_AUTO },
 	};
 	static const char *const bad_lines[] = {
 		"self_verify = some", "self_verify = sample:0", "self_verify = sample:",
@@ -120,6 +122,7 @@ static void check_and_backend_settings(void **st)
 		if (load(text, &c, &err))
 			fail_msg("%s: %s", good[i].line, err.msg);
 		assert_int_equal(c->self_verify, good[i].sv);
+		assert_int_equal(c->self_verify_rsa_only, good[i].ro);
 		assert_int_equal(c->rsa_backend, good[i].be);
 		dkp_config_free(c);
 	}
