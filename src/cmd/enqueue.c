@@ -44,6 +44,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "conf/config.h"
+#include "dkim/envelope.h"
 #include "transport/jetstream.h"
 #include "transport/qdir.h"
 
@@ -595,6 +596,82 @@ static char *header_addr(const char *a)
 	return dkp_strdup(a);
 }
 
+/* Is every one of a[0..na) (as given to -r) in b[0..nb) (header form)? */
+static int rcpts_in(const char *const *a, size_t na, char *const *b, size_t nb)
+{
+	size_t i, k;
+	int found;
+
+	for (i = 0; i < na; i++) {
+		char *v = header_addr(a[i]);
+
+		for (k = 0, found = 0; k < nb && !found; k++)
+			found = strcmp(v, b[k]) == 0;
+		dkp_free(v);
+		if (!found)
+			return 0;
+	}
+	return 1;
+}
+
+/* transport = jetstream: x-sender/x-receiver lines at the top of the
+ * file (pickup format) become the X-Sender/X-Receiver headers (*sender,
+ * *rcpts; *env_len their bytes, left out of the payload), as the queue
+ * directory's engine would read them. With -f/-r too the two must name
+ * the same envelope (then -f/-r are used), or 65. Malformed lines: 65. */
+static int file_envelope(struct enq *e, const struct dkp_buf *msg, size_t *env_len,
+			 char **sender, char ***rcpts, size_t *nrcpts)
+{
+	const struct dkp_cli *c = e->c;
+	struct dkp_envelope env;
+	struct dkp_err err;
+	char *cs;
+	int same;
+
+	dkp_err_clear(&err);
+	*env_len = 0;
+	if (dkp_envelope_split(msg->p, msg->len, &env, &err) != DKP_OK) {
+		dkp_error("%s: envelope lines: %s", e->in_name, err.msg);
+		return EX_DATAERR_;
+	}
+	if (env.len == 0)
+		return 0;
+	if (dkp_js_envelope_parse(msg->p, env.len, sender, rcpts, nrcpts) < 0) {
+		dkp_error("%s: cannot read its envelope lines", e->in_name);
+		return EX_DATAERR_;
+	}
+	*env_len = env.len;
+	if (c->sender == NULL)
+		return 0;
+	cs = header_addr(c->sender);
+	same = strcmp(cs, *sender) == 0 &&
+	       rcpts_in((const char *const *)c->rcpts, c->nrcpts, *rcpts, *nrcpts);
+	dkp_free(cs);
+	/* and every line's recipient among -r's */
+	if (same) {
+		size_t i, k;
+
+		for (i = 0; i < *nrcpts && same; i++) {
+			for (k = 0, same = 0; k < c->nrcpts && !same; k++) {
+				char *v = header_addr(c->rcpts[k]);
+
+				same = strcmp(v, (*rcpts)[i]) == 0;
+				dkp_free(v);
+			}
+		}
+	}
+	dkp_js_envelope_free(*sender, *rcpts, *nrcpts);
+	*sender = NULL;
+	*rcpts = NULL;
+	*nrcpts = 0;
+	if (!same) {
+		dkp_error("%s starts with x-sender/x-receiver lines that name another envelope than -f and -r",
+			  e->in_name);
+		return EX_DATAERR_;
+	}
+	return 0;	/* the same envelope: -f and -r's headers, lines dropped */
+}
+
 /* transport = jetstream: read the message (envelope headers count
  * against max_message_size as the lines would), publish it to in_subject
  * under a new ID and wait for the stream's acknowledgement. 75 when the
@@ -604,7 +681,7 @@ static int enqueue_jetstream(struct enq *e, const struct dkp_config *conf)
 	const struct dkp_cli *c = e->c;
 	struct dkp_buf msg, env;
 	char **rcpts = NULL, *sender = NULL, why[512], buf[65536];
-	size_t i;
+	size_t i, nrcpts = 0, skip = 0, env_len = 0;
 	int rc = 0;
 
 	dkp_buf_init(&msg);
@@ -631,33 +708,32 @@ static int enqueue_jetstream(struct enq *e, const struct dkp_config *conf)
 		dkp_error("empty message on %s; nothing queued", e->in_name);
 		rc = EX_DATAERR_;
 	}
-	if (rc == 0 && c->sender &&
-	    ((msg.len >= 9 && strncasecmp(msg.p, "x-sender:", 9) == 0) ||
-	     (msg.len >= 11 && strncasecmp(msg.p, "x-receiver:", 11) == 0))) {
-		dkp_error("%s already starts with x-sender/x-receiver lines; with -f and -r they would become part of the envelope",
+	if (rc == 0)
+		rc = file_envelope(e, &msg, &env_len, &sender, &rcpts, &nrcpts);
+	if (rc == 0 && env_len == msg.len) {
+		dkp_error("%s holds envelope lines and no message; nothing queued",
 			  e->in_name);
 		rc = EX_DATAERR_;
 	}
 	if (rc == 0) {
-		if (c->sender) {
+		if (c->sender && sender == NULL) {
 			sender = header_addr(c->sender);
 			rcpts = dkp_calloc(c->nrcpts + 1, sizeof(*rcpts));
 			for (i = 0; i < c->nrcpts; i++)
 				rcpts[i] = header_addr(c->rcpts[i]);
+			nrcpts = c->nrcpts;
 		}
+		skip = env_len;	/* the lines are headers now */
 		dkp_enqueue_make_id(e->id, sizeof(e->id));
 		rc = dkp_js_publish(conf, sender, (const char *const *)rcpts,
-				    c->sender ? c->nrcpts : 0, msg.p, msg.len, e->id,
-				    10000, why, sizeof(why));
+				    sender ? nrcpts : 0, msg.p + skip, msg.len - skip,
+				    e->id, 10000, why, sizeof(why));
 		if (rc < 0) {
 			dkp_error("jetstream: %s", why);
 			rc = dkp_js_exit_code(rc);
 		}
 	}
-	for (i = 0; rcpts && i < c->nrcpts; i++)
-		dkp_free(rcpts[i]);
-	dkp_free(rcpts);
-	dkp_free(sender);
+	dkp_js_envelope_free(sender, rcpts, nrcpts);
 	dkp_buf_free(&msg);
 	dkp_buf_free(&env);
 	if (rc == 0 && (printf("%s\n", e->id) < 0 || fflush(stdout) != 0))

@@ -24,6 +24,11 @@
 #include "conf/keycache.h"
 #include "dkim/sign.h"
 #include "engine/stats.h"
+#include "transport/jetstream.h"
+
+/* JetStream: the consumer's pending count is a server round trip; a
+ * scrape every second asks the server at most this often */
+#define PENDING_MAX_AGE_S 5.0
 
 #define CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
@@ -207,13 +212,18 @@ void dkp_metrics_render(const struct dkp_metrics_src *src, struct dkp_buf *b)
 	dkp_buf_printf(b, "dkimpress_uptime_seconds %.3f\n", dkp_mono_now() - src->start_mono);
 
 	head(b, "dkimpress_messages_total", "counter",
-	     "Messages per outcome: signed (customer and ESP signatures) and esp_only published, failed moved to failed/, deferred every time one was handed back for a later retry, gone claimed by another engine first.");
+	     "Messages per outcome: signed (customer and ESP signatures) and esp_only published, failed moved to failed/ (or the failed subject), deferred every time one was handed back for a later retry, gone claimed by another engine first (JetStream: handed straight back, the in-flight byte budget being full).");
 	for (k = 0; k < DKP_OUT_N; k++)
 		dkp_buf_printf(b, "dkimpress_messages_total{outcome=\"%s\"} %lu\n",
 			       outcome[k], ld(&st->n[k]));
-	head(b, "dkimpress_deferred_messages", "gauge",
-	     "Messages waiting out a deferral now (the summary's deferred count).");
-	dkp_buf_printf(b, "dkimpress_deferred_messages %zu\n", dkp_pool_deferred(src->pool));
+	/* JetStream keeps no deferral table (the stream holds the NAK'd
+	 * messages, and another engine may sign them): no such gauge */
+	if (src->js == NULL) {
+		head(b, "dkimpress_deferred_messages", "gauge",
+		     "Messages waiting out a deferral now (the summary's deferred count).");
+		dkp_buf_printf(b, "dkimpress_deferred_messages %zu\n",
+			       dkp_pool_deferred(src->pool));
+	}
 	head(b, "dkimpress_renamed_messages_total", "counter",
 	     "Messages published or failed under a new name (queue ID collision).");
 	dkp_buf_printf(b, "dkimpress_renamed_messages_total %lu\n", ld(&st->renamed));
@@ -244,9 +254,11 @@ void dkp_metrics_render(const struct dkp_metrics_src *src, struct dkp_buf *b)
 		       (double)ld(&st->lat_sum_us) / 1e6);
 	dkp_buf_printf(b, "dkimpress_publish_latency_seconds_count %lu\n", cum);
 
-	if ((waiting = count_new(src->in_new)) >= 0) {
+	waiting = src->js ? dkp_js_num_pending(src->js, PENDING_MAX_AGE_S)
+			  : count_new(src->in_new);
+	if (waiting >= 0) {
 		head(b, "dkimpress_queue_waiting_messages", "gauge",
-		     "Messages waiting in in/new, not yet claimed by any engine.");
+		     "Messages waiting, not yet claimed by any engine: in in/new, or (transport = jetstream) in the consumer, its NumPending as of up to 5 s ago.");
 		dkp_buf_printf(b, "dkimpress_queue_waiting_messages %ld\n", waiting);
 	}
 

@@ -29,12 +29,15 @@
 #include "engine/pool.h"
 
 struct dkp_buf;
+struct dkp_js;
 struct dkp_metrics;
 
 /* What the endpoint reads. */
 struct dkp_metrics_src {
 	struct dkp_pool *pool;
 	const char *in_new;		/* in/new, for the queue depth gauge */
+	struct dkp_js *js;		/* transport = jetstream: the depth is
+					 * the consumer's NumPending */
 	const atomic_ulong *reloads;	/* SIGHUPs that loaded a configuration */
 	const atomic_ulong *reload_failures;	/* ... that kept the old one */
 	double start_unix;		/* wall clock at start, seconds */

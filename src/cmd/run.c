@@ -91,6 +91,50 @@ static void progress(struct run *r, int final)
 		final ? "\n" : "");
 }
 
+/* Append name to out (", "-separated) when strings a and b differ. */
+static void differ_s(struct dkp_buf *out, const char *name, const char *a,
+		     const char *b)
+{
+	if ((a == NULL) == (b == NULL) && (a == NULL || strcmp(a, b) == 0))
+		return;
+	dkp_buf_printf(out, "%s%s", out->len ? ", " : "", name);
+}
+
+static void differ_i(struct dkp_buf *out, const char *name, long long a, long long b)
+{
+	if (a != b)
+		dkp_buf_printf(out, "%s%s", out->len ? ", " : "", name);
+}
+
+/* The JetStream settings that differ between a and b, by their names in
+ * the configuration file: the transport (its connection, streams,
+ * consumer and workers) is made once, so every one waits for a restart. */
+static void js_changes(const struct dkp_js_config *a, const struct dkp_js_config *b,
+		       struct dkp_buf *out)
+{
+	differ_s(out, "nats_servers", a->servers, b->servers);
+	differ_s(out, "in_stream", a->in_stream, b->in_stream);
+	differ_s(out, "in_subject", a->in_subject, b->in_subject);
+	differ_s(out, "out_stream", a->out_stream, b->out_stream);
+	differ_s(out, "out_subject", a->out_subject, b->out_subject);
+	differ_s(out, "failed_stream", a->failed_stream, b->failed_stream);
+	differ_s(out, "failed_subject", a->failed_subject, b->failed_subject);
+	differ_s(out, "nats_consumer", a->consumer, b->consumer);
+	differ_s(out, "nats_creds", a->creds, b->creds);
+	differ_s(out, "nats_user", a->user, b->user);
+	differ_s(out, "nats_password", a->password, b->password);
+	differ_s(out, "nats_token", a->token, b->token);
+	differ_s(out, "nats_tls_ca", a->tls_ca, b->tls_ca);
+	differ_s(out, "nats_tls_cert", a->tls_cert, b->tls_cert);
+	differ_s(out, "nats_tls_key", a->tls_key, b->tls_key);
+	differ_i(out, "stream_replicas", a->replicas, b->replicas);
+	differ_i(out, "create_streams", a->create_streams, b->create_streams);
+	differ_i(out, "dup_window", a->dup_window, b->dup_window);
+	differ_i(out, "nak_delay", a->nak_delay, b->nak_delay);
+	differ_i(out, "ack_wait", a->ack_wait, b->ack_wait);
+	differ_i(out, "max_ack_pending", a->max_ack_pending, b->max_ack_pending);
+}
+
 /* SIGHUP: a new snapshot, or the old one keeps signing. */
 static void reload(struct run *r, struct dkp_pool *p)
 {
@@ -106,14 +150,23 @@ static void reload(struct run *r, struct dkp_pool *p)
 	}
 	a = dkp_pool_snap(p)->cfg;
 	b = s->cfg;
-	if (a->transport != b->transport ||
-	    (a->transport == DKP_TRANSPORT_JETSTREAM &&
-	     (strcmp(a->js.servers, b->js.servers) || strcmp(a->js.in_stream, b->js.in_stream) ||
-	      strcmp(a->js.consumer, b->js.consumer))))
-		dkp_warn("reload: transport, nats_servers, in_stream and nats_consumer change only on restart");
-	else if (a->transport == DKP_TRANSPORT_JETSTREAM)
-		;	/* no queue directories to compare */
-	else if (strcmp(a->in_dir, b->in_dir) || strcmp(a->out_dir, b->out_dir) ||
+	if (a->transport != b->transport) {
+		dkp_warn("reload: transport changes only on restart");
+	} else if (a->transport == DKP_TRANSPORT_JETSTREAM) {
+		struct dkp_buf names;
+
+		dkp_buf_init(&names);
+		js_changes(&a->js, &b->js, &names);
+		differ_i(&names, "threads", a->threads, b->threads);
+		differ_i(&names, "batch", a->batch, b->batch);
+		differ_i(&names, "inflight_bytes", (long long)a->inflight_bytes,
+			 (long long)b->inflight_bytes);
+		if (names.len)
+			dkp_warn("reload: %.*s changed; the running engine keeps the old value%s until a restart",
+				 (int)names.len, names.p,
+				 memchr(names.p, ',', names.len) ? "s" : "");
+		dkp_buf_free(&names);
+	} else if (strcmp(a->in_dir, b->in_dir) || strcmp(a->out_dir, b->out_dir) ||
 	    strcmp(a->failed_dir, b->failed_dir) || a->threads != b->threads ||
 	    a->batch != b->batch || a->io != b->io || a->flush != b->flush ||
 	    a->inflight_bytes != b->inflight_bytes || a->uring_depth != b->uring_depth)
@@ -192,15 +245,18 @@ static int write_stats(const char *path, struct dkp_pool *p, const unsigned long
 	return rc;
 }
 
+/* pulls (JetStream): "deferred" is not messages left but deferrals made
+ * (NAKs, events): the summary says so */
 static void summary(struct dkp_pool *p, const unsigned long *n, unsigned long bytes,
-		    double el, const char *why_stopped)
+		    double el, const char *why_stopped, int pulls)
 {
 	const struct dkp_stats *st = dkp_pool_stats(p);
 	unsigned long pub = n[DKP_OUT_SIGNED] + n[DKP_OUT_ESP_ONLY];
 
-	printf("dkimpress: signed %lu, esp-only %lu, deferred %lu, failed %lu "
+	printf("dkimpress: signed %lu, esp-only %lu, %s %lu, failed %lu "
 	       "in %.2f s: %.0f msg/s, %.1f MB/s",
-	       n[DKP_OUT_SIGNED], n[DKP_OUT_ESP_ONLY], n[DKP_OUT_DEFERRED],
+	       n[DKP_OUT_SIGNED], n[DKP_OUT_ESP_ONLY],
+	       pulls ? "deferrals (NAK)" : "deferred", n[DKP_OUT_DEFERRED],
 	       n[DKP_OUT_FAILED], el, el > 0 ? (double)pub / el : 0.0,
 	       el > 0 ? (double)bytes / el / 1e6 : 0.0);
 	if (dkp_pool_esp_only_domains(p))
@@ -217,13 +273,11 @@ static void summary(struct dkp_pool *p, const unsigned long *n, unsigned long by
 	fflush(stdout);
 }
 
-/* metrics_listen: bind, count per domain, serve (cmd/metrics.h). 0, or
- * the exit code: 71 (EX_OSERR) when the address cannot be listened on
- * (in use, not local), 78 when it is not HOST:PORT. */
-static int start_metrics(struct run *r, const struct dkp_config *c, const char *in_new)
+/* metrics_listen, step 1, before the pool starts: bind (cmd/metrics.h).
+ * 0, or the exit code: 71 (EX_OSERR) when the address cannot be listened
+ * on (in use, not local), 78 when it is not HOST:PORT. */
+static int bind_metrics(struct run *r, const struct dkp_config *c)
 {
-	struct dkp_metrics_src src;
-	struct timespec now;
 	char why[600];
 	int rc;
 
@@ -231,6 +285,19 @@ static int start_metrics(struct run *r, const struct dkp_config *c, const char *
 		dkp_error("%s", why);
 		return rc == -EINVAL ? 78 : 71;
 	}
+	return 0;
+}
+
+/* Step 2, with the pool started but holding its workers (nothing claimed
+ * or fetched yet): count per domain, serve. 0, or 71 (the caller stops
+ * the pool, then untracks the domains). */
+static int start_metrics(struct run *r, const struct dkp_config *c, const char *in_new,
+			 struct dkp_js *js)
+{
+	struct dkp_metrics_src src;
+	struct timespec now;
+	char why[600];
+
 	/* XXX: pool.h hands out a const view of the counters; the domain
 	 * table is attached once, before the first batch is dispatched */
 	dkp_stats_track_domains((struct dkp_stats *)dkp_pool_stats(r->pool),
@@ -239,6 +306,7 @@ static int start_metrics(struct run *r, const struct dkp_config *c, const char *
 	memset(&src, 0, sizeof(src));
 	src.pool = r->pool;
 	src.in_new = in_new;
+	src.js = js;
 	src.reloads = &n_reloads;
 	src.reload_failures = &n_reload_failures;
 	src.start_unix = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
@@ -247,7 +315,6 @@ static int start_metrics(struct run *r, const struct dkp_config *c, const char *
 		dkp_error("%s", why);
 		dkp_metrics_free(r->metrics);
 		r->metrics = NULL;
-		dkp_stats_untrack_domains((struct dkp_stats *)dkp_pool_stats(r->pool));
 		return 71;
 	}
 	return 0;
@@ -337,7 +404,7 @@ int dkp_run(const struct dkp_run_opts *o)
 	struct dkp_transport *tp = NULL;
 	struct dkp_err err;
 	const struct dkp_config *c;
-	char why[4200];
+	char why[4200], shown[1024];
 	unsigned long n[DKP_OUT_N], bytes;
 	int rc, exitcode = 0, fatal, k;
 	long left = 0;
@@ -363,6 +430,15 @@ int dkp_run(const struct dkp_run_opts *o)
 		dkp_snap_unref(snap);
 		return rc;
 	}
+	/* the endpoint's port before any worker: one that cannot be bound
+	 * stops the start-up with nothing touched but recovery */
+	if (c->metrics_listen && (rc = bind_metrics(&r, c)) != 0) {
+		if (q)
+			dkp_qdir_close(q, 1);
+		dkp_js_close(js);
+		dkp_snap_unref(snap);
+		return rc;
+	}
 
 	memset(&pc, 0, sizeof(pc));
 	pc.threads = c->threads;
@@ -374,8 +450,10 @@ int dkp_run(const struct dkp_run_opts *o)
 	pc.once = o->once;
 	pc.nosign = o->nosign;
 	pc.watch_path = q ? dkp_qdir_new_path(q) : NULL;
+	pc.hold = 1;	/* JetStream: no fetch before the endpoint serves */
 	if ((rc = dkp_pool_start(&r.pool, tp, snap, &pc, why, sizeof(why))) < 0) {
 		dkp_error("%s: %s", why, strerror(-rc));
+		dkp_metrics_free(r.metrics);
 		if (q)
 			dkp_qdir_close(q, 1);
 		dkp_js_close(js);
@@ -383,11 +461,12 @@ int dkp_run(const struct dkp_run_opts *o)
 		return pc.require_uring ? 78 : 71;
 	}
 	dkp_snap_unref(snap);	/* the pool holds it now */
-	/* the endpoint before the first claim: a port that cannot be bound
-	 * stops the start-up with nothing touched but recovery */
-	if (c->metrics_listen &&
-	    (rc = start_metrics(&r, c, q ? dkp_qdir_new_path(q) : NULL)) != 0) {
+	/* the endpoint before the first claim or fetch (the pool holds its
+	 * workers; the dispatcher has not run) */
+	if (r.metrics &&
+	    (rc = start_metrics(&r, c, q ? dkp_qdir_new_path(q) : NULL, js)) != 0) {
 		dkp_pool_stop(r.pool);
+		dkp_stats_untrack_domains((struct dkp_stats *)dkp_pool_stats(r.pool));
 		dkp_pool_free(r.pool);
 		if (q)
 			dkp_qdir_close(q, 1);
@@ -397,13 +476,15 @@ int dkp_run(const struct dkp_run_opts *o)
 
 	if (js)
 		dkp_info("run: jetstream %s, consumer %s on %s (%d replicas), %u threads, batch %u",
-			 c->js.servers, c->js.consumer, c->js.in_stream,
+			 dkp_js_redact(c->js.servers, shown, sizeof(shown)),
+			 c->js.consumer, c->js.in_stream,
 			 dkp_js_replicas(js), c->threads, c->batch);
 	else
 		dkp_info("run: engine %s, %u threads, batch %u, %s, flush %s, queue %s",
 			 dkp_qdir_engine(q), c->threads, c->batch,
 			 dkp_pool_uring(r.pool) ? "io_uring" : "syscalls",
 			 c->flush == DKP_FLUSH_FILES ? "files" : "filesystem", c->in_dir);
+	dkp_pool_release(r.pool);
 	if (o->nosign)
 		dkp_warn("--no-sign: messages are copied to %s UNSIGNED (benchmark only)",
 			 js ? c->js.out_stream : c->out_dir);
@@ -418,7 +499,9 @@ int dkp_run(const struct dkp_run_opts *o)
 	el = dkp_mono_now() - r.t0;
 	for (k = 0; k < DKP_OUT_N; k++)
 		n[k] = atomic_load(&dkp_pool_stats(r.pool)->n[k]);
-	/* a message deferred and later signed counts once, as signed */
+	/* queue directory: a message deferred and later signed counts once,
+	 * as signed; JetStream: the deferrals (NAKs) made, events (the
+	 * stream holds what is left: `left` below) */
 	n[DKP_OUT_DEFERRED] = dkp_pool_deferred(r.pool);
 	bytes = atomic_load(&dkp_pool_stats(r.pool)->bytes);
 	if (o->once)
@@ -426,7 +509,7 @@ int dkp_run(const struct dkp_run_opts *o)
 	summary(r.pool, n, bytes, el,
 		fatal ? "stopped: the queue cannot be worked" :
 		sig_stop ? (left > 0 ? "stopped by signal before the queue was drained"
-				     : "stopped by signal") : NULL);
+				     : "stopped by signal") : NULL, js != NULL);
 	if (o->stats_path && write_stats(o->stats_path, r.pool, n, bytes, el,
 					 dkp_pool_snap(r.pool)->cfg) < 0)
 		dkp_error("cannot write %s: %s", o->stats_path, strerror(errno));
@@ -434,7 +517,7 @@ int dkp_run(const struct dkp_run_opts *o)
 		exitcode = fatal;
 	else if (o->once)
 		exitcode = n[DKP_OUT_FAILED] ? 65
-			 : n[DKP_OUT_DEFERRED] || left != 0 ? 75 : 0;
+			 : (q && n[DKP_OUT_DEFERRED]) || left != 0 ? 75 : 0;
 	dkp_metrics_free(r.metrics);	/* before the counters it reads go */
 	dkp_stats_untrack_domains((struct dkp_stats *)dkp_pool_stats(r.pool));
 	dkp_pool_free(r.pool);

@@ -46,7 +46,11 @@
  * back what a dead engine held). With once, the run ends when every
  * worker's last fetch found nothing and no batch runs; fetches failing
  * for CLAIM_STOP_S end it with 75. In watch mode failing fetches are
- * logged once per outage and retried until the broker is back.
+ * logged once per outage and retried until the broker is back. No
+ * deferral table either: the broker redelivers a NAK'd message, maybe to
+ * another engine, so a deferral is counted as an event only (a table
+ * here would keep every message another engine signed later). With
+ * cfg.hold the workers wait for dkp_pool_release before the first fetch.
  */
 #include "engine/pool.h"
 
@@ -127,6 +131,7 @@ struct dkp_pool {
 	unsigned empty_fetches;		/* fetches in a row that found nothing */
 	double fetch_fail_since;	/* fetches failing, none succeeding */
 	int fetch_errno;
+	int held;			/* cfg.hold until dkp_pool_release */
 };
 
 static void esp_only_hook(void *ctx, const char *domain, const char *id)
@@ -209,6 +214,8 @@ static void account(struct dkp_pool *p, struct dkp_tmsg *m, size_t n)
 		size_t len = strlen(m[i].id);
 
 		dkp_htab_del(p->inflight, m[i].id, len);
+		if (p->t->ops->pulls)
+			continue;	/* the broker owns the retries */
 		if (m[i].outcome == DKP_OUT_DEFERRED) {
 			struct deferral *d = dkp_htab_get(p->deferred, m[i].id, len);
 			double delay;
@@ -388,6 +395,8 @@ static void *worker_pull(void *arg)
 		int rc;
 
 		pthread_mutex_lock(&p->mu);
+		while (p->held && !p->stop && !p->fatal)
+			pthread_cond_wait(&p->nonempty, &p->mu);
 		if (p->stop || p->fatal) {
 			pthread_mutex_unlock(&p->mu);
 			break;
@@ -452,6 +461,7 @@ int dkp_pool_start(struct dkp_pool **out, struct dkp_transport *t,
 	dkp_snap_ref(s);
 	p->uring = c->want_uring;
 	p->last_progress = dkp_mono_now();
+	p->held = c->hold;
 	dkp_budget_init(&p->budget, c->inflight_bytes);
 
 	/* rings and areas first, so a refusal is known before any thread */
@@ -505,6 +515,14 @@ int dkp_pool_start(struct dkp_pool **out, struct dkp_transport *t,
 	}
 	*out = p;
 	return 0;
+}
+
+void dkp_pool_release(struct dkp_pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	p->held = 0;
+	pthread_cond_broadcast(&p->nonempty);
+	pthread_mutex_unlock(&p->mu);
 }
 
 int dkp_pool_uring(const struct dkp_pool *p)
@@ -878,6 +896,8 @@ size_t dkp_pool_deferred(struct dkp_pool *p)
 {
 	size_t n;
 
+	if (p->t->ops->pulls)
+		return atomic_load(&p->stats.n[DKP_OUT_DEFERRED]);
 	pthread_mutex_lock(&p->mu);
 	n = dkp_htab_count(p->deferred);
 	pthread_mutex_unlock(&p->mu);

@@ -26,6 +26,8 @@ struct dkp_pool_cfg {
 	int once;		/* drain and return */
 	int nosign;		/* benchmark: copy messages through unsigned */
 	const char *watch_path;	/* directory to watch with inotify, or NULL */
+	int hold;		/* pulling transports: no fetch before
+				 * dkp_pool_release */
 };
 
 /* What the dispatcher asks of its caller between rounds. */
@@ -44,6 +46,9 @@ struct dkp_pool_hooks {
 int dkp_pool_start(struct dkp_pool **out, struct dkp_transport *t,
 		   struct dkp_snap *s, const struct dkp_pool_cfg *c, char *why,
 		   size_t whylen);
+/* Let workers held by cfg.hold fetch (e.g. once the metrics endpoint
+ * serves); nothing to do otherwise. */
+void dkp_pool_release(struct dkp_pool *p);
 /* Did every worker get an io_uring? */
 int dkp_pool_uring(const struct dkp_pool *p);
 
@@ -65,7 +70,10 @@ void dkp_pool_stop(struct dkp_pool *p);
 void dkp_pool_free(struct dkp_pool *p);
 
 const struct dkp_stats *dkp_pool_stats(const struct dkp_pool *p);
-/* Messages deferred and not signed since (the end-of-run count). */
+/* Messages deferred and not signed since (the end-of-run count). A
+ * pulling transport keeps no such table (the broker owns the retries and
+ * another engine may sign what this one deferred): there it is the
+ * deferrals (NAKs) this engine made, events, as the deferred counter. */
 size_t dkp_pool_deferred(struct dkp_pool *p);
 /* Domains signed with the ESP key alone. */
 size_t dkp_pool_esp_only_domains(struct dkp_pool *p);

@@ -58,6 +58,10 @@ struct dkp_js {
 	int64_t max_payload;
 	int replicas;
 	atomic_ulong dups;	/* outputs the stream already had */
+	/* dkp_js_num_pending's cache (the metrics thread) */
+	pthread_mutex_t pend_mu;
+	double pend_at;		/* monotonic seconds of the answer, 0: none */
+	long pend;
 };
 
 struct dkp_tworker {
@@ -107,8 +111,117 @@ int dkp_js_exit_code(int rc)
 	case ENOENT: case EINVAL: return 78;
 	case EACCES: return 77;
 	case EMSGSIZE: return 65;
-	default: return 69;	/* EX_UNAVAILABLE */
+	/* anything else (an API error, a stream full with discard new, no
+	 * memory) may pass: EX_TEMPFAIL, so that an MTA retries rather
+	 * than bounces */
+	default: return 75;
 	}
+}
+
+const char *dkp_js_redact(const char *servers, char *out, size_t outsz)
+{
+	struct dkp_buf b;
+	const char *p = servers ? servers : "", *tok, *auth, *end, *at;
+
+	dkp_buf_init(&b);
+	while (*p) {
+		size_t sep = strspn(p, ", \t");
+
+		dkp_buf_add(&b, p, sep);
+		p += sep;
+		tok = p;
+		p += strcspn(p, ", \t");
+		/* the authority: after "scheme://" (or from the start), up
+		 * to the first '/', '?' or '#'; its userinfo ends at the last
+		 * '@' in it */
+		auth = tok;
+		for (end = tok; end + 2 < p; end++)
+			if (end[0] == ':' && end[1] == '/' && end[2] == '/') {
+				auth = end + 3;
+				break;
+			}
+		for (end = auth; end < p && *end != '/' && *end != '?' && *end != '#'; end++)
+			;
+		for (at = end; at > auth && at[-1] != '@'; at--)
+			;
+		if (at > auth) {
+			dkp_buf_add(&b, tok, (size_t)(auth - tok));
+			dkp_buf_adds(&b, "***@");
+			dkp_buf_add(&b, at, (size_t)(p - at));
+		} else {
+			dkp_buf_add(&b, tok, (size_t)(p - tok));
+		}
+	}
+	snprintf(out, outsz, "%.*s", (int)b.len, b.p ? b.p : "");
+	dkp_buf_free(&b);
+	return out;
+}
+
+/* ---- envelope lines and headers -------------------------------------- */
+
+/* One envelope line's value: WSP and angle brackets off; the null
+ * sender "<>". */
+static char *line_value(const char *v, const char *e)
+{
+	while (v < e && (*v == ' ' || *v == '\t'))
+		v++;
+	while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
+		e--;
+	if (e - v >= 2 && *v == '<' && e[-1] == '>') {
+		v++;
+		e--;
+	}
+	return v == e ? dkp_strdup("<>") : dkp_strndup(v, (size_t)(e - v));
+}
+
+int dkp_js_envelope_parse(const char *env, size_t len, char **sender,
+			  char ***rcpts, size_t *nrcpts)
+{
+	const char *p = env, *end = env + len, *eol, *colon, *ve;
+	size_t cap = 0;
+
+	*sender = NULL;
+	*rcpts = NULL;
+	*nrcpts = 0;
+	while (p < end) {
+		eol = memchr(p, '\n', (size_t)(end - p));
+		eol = eol ? eol : end;
+		ve = eol > p && eol[-1] == '\r' ? eol - 1 : eol;
+		colon = memchr(p, ':', (size_t)(ve - p));
+		if (colon == NULL)
+			goto bad;
+		if (colon - p == 8 && !strncasecmp(p, "x-sender", 8) && *sender == NULL &&
+		    *nrcpts == 0) {
+			*sender = line_value(colon + 1, ve);
+		} else if (colon - p == 10 && !strncasecmp(p, "x-receiver", 10) && *sender) {
+			if (*nrcpts == cap) {
+				cap = cap ? 2 * cap : 8;
+				*rcpts = dkp_realloc(*rcpts, cap * sizeof(**rcpts));
+			}
+			(*rcpts)[(*nrcpts)++] = line_value(colon + 1, ve);
+		} else {
+			goto bad;
+		}
+		p = eol < end ? eol + 1 : end;
+	}
+	if (*sender && *nrcpts)
+		return 0;
+bad:
+	dkp_js_envelope_free(*sender, *rcpts, *nrcpts);
+	*sender = NULL;
+	*rcpts = NULL;
+	*nrcpts = 0;
+	return -EINVAL;
+}
+
+void dkp_js_envelope_free(char *sender, char **rcpts, size_t nrcpts)
+{
+	size_t i;
+
+	for (i = 0; i < nrcpts; i++)
+		dkp_free(rcpts[i]);
+	dkp_free(rcpts);
+	dkp_free(sender);
 }
 
 /* The library's last error text, or the status's. */
@@ -132,12 +245,12 @@ static void on_disconnected(natsConnection *nc, void *closure)
 
 static void on_reconnected(natsConnection *nc, void *closure)
 {
-	char url[256];
+	char url[256], shown[300];
 
 	(void)closure;
 	if (natsConnection_GetConnectedUrl(nc, url, sizeof(url)) != NATS_OK)
 		snprintf(url, sizeof(url), "?");
-	dkp_info("jetstream: reconnected to %s", url);
+	dkp_info("jetstream: reconnected to %s", dkp_js_redact(url, shown, sizeof(shown)));
 }
 
 static void on_async_error(natsConnection *nc, natsSubscription *sub,
@@ -318,12 +431,14 @@ static int js_connect(struct dkp_js *j, int forever, int *nservers, char *why,
 	jsOptions jo;
 	natsStatus s;
 	int rc;
+	char shown[1024];
 
 	if ((rc = make_options(&j->opts, j->c, forever, nservers, why, whylen)) < 0)
 		return rc;
 	s = natsConnection_Connect(&j->nc, j->opts);
 	if (s != NATS_OK) {
-		snprintf(why, whylen, "cannot connect to %s: %s", j->jc.servers,
+		snprintf(why, whylen, "cannot connect to %s: %s",
+			 dkp_js_redact(j->jc.servers, shown, sizeof(shown)),
 			 status_text(s));
 		return s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED
 			       ? -EACCES : s == NATS_SSL_ERROR ? -EINVAL : -ECONNREFUSED;
@@ -380,6 +495,7 @@ static void js_free(struct dkp_js *j)
 		natsConnection_Destroy(j->nc);
 	}
 	natsOptions_Destroy(j->opts);
+	pthread_mutex_destroy(&j->pend_mu);
 	dkp_free(j);
 }
 
@@ -656,21 +772,109 @@ static void copy_envelope(natsMsg *in, natsMsg *out)
 	}
 }
 
-/* Publish one output (async). Returns 0 or -errno (EMSGSIZE: too big). */
+/* An output's envelope when it is not the input's headers: the
+ * x-sender/x-receiver lines that came at the top of the payload. */
+struct envh {
+	char *sender;		/* NULL: copy the input's headers */
+	char **rcpt;
+	size_t nrcpt;
+};
+
+/* Is header value h the address a (a from dkp_js_envelope_parse)? */
+static int same_addr(const char *h, const char *a)
+{
+	char *v = line_value(h, h + strlen(h));
+	int same = strcmp(v, a) == 0;
+
+	dkp_free(v);
+	return same;
+}
+
+/* Is every address of a[0..na) one of b[0..nb)? (header values in a when
+ * hdr_a, parsed ones in b) */
+static int all_in(const char *const *a, size_t na, int hdr_a,
+		  const char *const *b, size_t nb)
+{
+	size_t i, k;
+
+	for (i = 0; i < na; i++) {
+		for (k = 0; k < nb; k++)
+			if (hdr_a ? same_addr(a[i], b[k]) : same_addr(b[k], a[i]))
+				break;
+		if (k == nb)
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * The envelope of a signed output. The engine split the envelope lines
+ * off into m->out[0]: those fetch rendered from the input's X-Sender /
+ * X-Receiver headers, and any the payload itself started with (a file
+ * enqueued in pickup format). No headers: the lines become the headers
+ * (e->sender set). Headers: the lines must name the same sender and the
+ * same recipients, or the message fails (-1, m->err set) rather than go
+ * out to a guessed envelope. Returns 0 or -1.
+ */
+static int out_envelope(natsMsg *in, struct dkp_tmsg *m, struct envh *e)
+{
+	const char *hs = NULL, **hr = NULL;
+	int nh = 0, ok;
+
+	memset(e, 0, sizeof(*e));
+	if (m->nout < 1 || m->out[0].iov_len == 0)
+		return 0;
+	if (dkp_js_envelope_parse(m->out[0].iov_base, m->out[0].iov_len, &e->sender,
+				  &e->rcpt, &e->nrcpt) < 0) {
+		dkp_err_set(&m->err, DKP_E_SYNTAX, 0, "envelope",
+			    "the envelope lines cannot be read back into headers");
+		return -1;
+	}
+	if (natsMsgHeader_Get(in, H_SENDER, &hs) != NATS_OK)
+		hs = NULL;
+	if (natsMsgHeader_Values(in, H_RECEIVER, &hr, &nh) != NATS_OK) {
+		hr = NULL;
+		nh = 0;
+	}
+	if (hs == NULL && nh == 0)
+		return 0;	/* the lines are the envelope */
+	ok = hs && same_addr(hs, e->sender) &&
+	     all_in((const char *const *)hr, (size_t)nh, 1,
+		    (const char *const *)e->rcpt, e->nrcpt) &&
+	     all_in((const char *const *)e->rcpt, e->nrcpt, 0,
+		    (const char *const *)hr, (size_t)nh);
+	free((void *)hr);	/* the library's, with libc */
+	dkp_js_envelope_free(e->sender, e->rcpt, e->nrcpt);
+	memset(e, 0, sizeof(*e));
+	if (ok)
+		return 0;	/* the same envelope twice: the headers */
+	dkp_err_set(&m->err, DKP_E_SYNTAX, 0, "envelope",
+		    "the X-Sender/X-Receiver headers and the x-sender/x-receiver lines at the top of the payload name different envelopes");
+	return -1;
+}
+
+/* Publish one output (async), its envelope from e (NULL or no sender:
+ * the input's headers). Returns 0 or -errno (EMSGSIZE: too big). */
 static int publish(struct dkp_tworker *w, const char *subj, const char *id,
-		   natsMsg *in, const void *data, size_t len, const char *reason)
+		   natsMsg *in, const void *data, size_t len, const char *reason,
+		   const struct envh *e)
 {
 	natsMsg *om = NULL;
 	natsStatus s;
+	size_t i;
 
 	s = natsMsg_Create(&om, subj, NULL, data, (int)len);
 	if (s == NATS_OK)
 		s = natsMsgHeader_Set(om, H_ID, id);
-	if (s == NATS_OK) {
+	if (s == NATS_OK && e && e->sender) {
+		s = natsMsgHeader_Set(om, H_SENDER, e->sender);
+		for (i = 0; s == NATS_OK && i < e->nrcpt; i++)
+			s = natsMsgHeader_Add(om, H_RECEIVER, e->rcpt[i]);
+	} else if (s == NATS_OK) {
 		copy_envelope(in, om);
-		if (reason)
-			s = natsMsgHeader_Set(om, H_ERROR, reason);
 	}
+	if (s == NATS_OK && reason)
+		s = natsMsgHeader_Set(om, H_ERROR, reason);
 	if (s == NATS_OK)
 		s = js_PublishMsgAsync(w->js, &om, NULL);
 	natsMsg_Destroy(om);	/* NULL when the library took it */
@@ -707,14 +911,21 @@ static int js_commit(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
 	atomic_store(&w->pub_errors, 0);
 	/* 1. signed outputs */
 	for (i = 0; i < n; i++) {
+		struct envh e;
+
 		if (!w->in[i] || (m[i].outcome != DKP_OUT_SIGNED &&
 				  m[i].outcome != DKP_OUT_ESP_ONLY))
 			continue;
+		if (out_envelope(w->in[i], &m[i], &e) < 0) {
+			m[i].outcome = DKP_OUT_FAILED;	/* published in 2. */
+			continue;
+		}
 		dkp_buf_reset(&w->scratch);
 		for (k = 1; k < m[i].nout; k++)
 			dkp_buf_add(&w->scratch, m[i].out[k].iov_base, m[i].out[k].iov_len);
 		rc = publish(w, jc->out_subject, m[i].id, w->in[i], w->scratch.p,
-			     w->scratch.len, NULL);
+			     w->scratch.len, NULL, &e);
+		dkp_js_envelope_free(e.sender, e.rcpt, e.nrcpt);
 		if (rc == -EMSGSIZE) {
 			dkp_err_set(&m[i].err, DKP_E_LIMIT, 0, "publish",
 				    "the signed message (%zu bytes) exceeds the server's max_payload (%lld)",
@@ -734,9 +945,10 @@ static int js_commit(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
 		reason_of(&m[i], reason, sizeof(reason));
 		rc = publish(w, jc->failed_subject, m[i].id, w->in[i],
 			     natsMsg_GetData(w->in[i]),
-			     (size_t)natsMsg_GetDataLength(w->in[i]), reason);
+			     (size_t)natsMsg_GetDataLength(w->in[i]), reason, NULL);
 		if (rc == -EMSGSIZE)
-			rc = publish(w, jc->failed_subject, m[i].id, w->in[i], "", 0, reason);
+			rc = publish(w, jc->failed_subject, m[i].id, w->in[i], "", 0,
+				     reason, NULL);
 		if (rc < 0)
 			defer_msg(&m[i], -rc, "cannot publish to the failed subject");
 		else
@@ -776,8 +988,18 @@ static int js_commit(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
 			if (!strcmp(m[i].err.step, "publish"))
 				delay = 1000;
 			natsMsg_NakWithDelay(w->in[i], delay, NULL);
-		} else if (m[i].outcome != DKP_OUT_GONE) {
+		} else if (m[i].outcome == DKP_OUT_SIGNED ||
+			   m[i].outcome == DKP_OUT_ESP_ONLY ||
+			   m[i].outcome == DKP_OUT_FAILED) {
+			/* its output is stored (3. above) */
 			natsMsg_Ack(w->in[i], NULL);
+		} else if (m[i].outcome != DKP_OUT_GONE) {
+			/* no outcome (a bug): never acknowledged, handed back */
+			dkp_error("jetstream: %s: no outcome after signing (%d); handed back to the stream",
+				  m[i].id, m[i].outcome);
+			natsMsg_Nak(w->in[i], NULL);
+			dkp_err_set(&m[i].err, DKP_E_IO, 1, "commit", "no outcome after signing");
+			m[i].outcome = DKP_OUT_DEFERRED;
 		}
 		m[i].claimed = 0;
 		if (w->budget && m[i].held)
@@ -831,6 +1053,7 @@ int dkp_js_open(struct dkp_js **out, const struct dkp_config *c, char *why,
 	*out = NULL;
 	j->t.ops = &js_ops;
 	atomic_init(&j->dups, 0);
+	pthread_mutex_init(&j->pend_mu, NULL);
 	j->c = c;
 	copy_config(&j->jc, &c->js);
 	if ((rc = js_connect(j, 1, &nservers, why, whylen)) < 0) {
@@ -888,6 +1111,35 @@ long dkp_js_waiting(struct dkp_js *j)
 	return n;
 }
 
+long dkp_js_num_pending(struct dkp_js *j, double max_age)
+{
+	jsConsumerInfo *ci = NULL;
+	jsOptions jo;
+	double now = dkp_mono_now();
+	long n;
+
+	pthread_mutex_lock(&j->pend_mu);
+	if (j->pend_at > 0 && now - j->pend_at < max_age) {
+		n = j->pend;
+		pthread_mutex_unlock(&j->pend_mu);
+		return n;
+	}
+	/* a scrape waits for this: a short timeout, not API_WAIT_MS */
+	jsOptions_Init(&jo);
+	jo.Wait = 1000;
+	if (js_GetConsumerInfo(&ci, j->js, j->jc.in_stream, j->jc.consumer,
+			       &jo, NULL) == NATS_OK) {
+		n = (long)ci->NumPending;
+		jsConsumerInfo_Destroy(ci);
+	} else {
+		n = -1;
+	}
+	j->pend = n;
+	j->pend_at = now;
+	pthread_mutex_unlock(&j->pend_mu);
+	return n;
+}
+
 void dkp_js_close(struct dkp_js *j)
 {
 	unsigned long d;
@@ -918,6 +1170,7 @@ int dkp_js_publish(const struct dkp_config *c, const char *sender,
 	int rc, nservers;
 	double deadline;
 
+	pthread_mutex_init(&j->pend_mu, NULL);
 	j->c = c;
 	copy_config(&j->jc, &c->js);
 	if ((rc = js_connect(j, 0, &nservers, why, whylen)) < 0) {
@@ -960,7 +1213,12 @@ int dkp_js_publish(const struct dkp_config *c, const char *sender,
 			 status_text(s),
 			 s == NATS_NO_RESPONDERS ? " (no stream takes the subject, or no JetStream leader)" : "");
 		rc = status_errno(s);
-		if (rc == -ENOENT)
+		/* the stream refuses the size (its max_msg_size): permanent;
+		 * anything else the stream or the library answered (full with
+		 * discard new, a store failure, an API error): temporary */
+		if (jerr == JSStreamMessageExceedsMaximumErr)
+			rc = -EMSGSIZE;
+		else if (rc != -EMSGSIZE && rc != -EACCES && rc != -EINVAL)
 			rc = -EAGAIN;
 	}
 	jsPubAck_Destroy(pa);

@@ -59,11 +59,33 @@ int dkp_js_replicas(const struct dkp_js *j);
 /* Messages waiting in the consumer (pending + delivered unacknowledged),
  * or -1 when the server cannot tell now. */
 long dkp_js_waiting(struct dkp_js *j);
+/* Messages waiting in the consumer, not yet delivered to any engine
+ * (the consumer's NumPending; delivered-unacknowledged ones are not
+ * counted), or -1 when the server cannot tell now. A server round trip
+ * at most every max_age seconds: within it the last answer is returned.
+ * Thread-safe (the metrics thread calls it). */
+long dkp_js_num_pending(struct dkp_js *j, double max_age);
 /* Flush what is buffered (acknowledgements), close, free. */
 void dkp_js_close(struct dkp_js *j);
 
 /* Sysexits code for a negative return of dkp_js_open or dkp_js_publish. */
 int dkp_js_exit_code(int rc);
+
+/* servers (a comma-separated URL list) with the userinfo of every URL
+ * ("nats://user:pass@host") replaced by "***@", into out (always
+ * terminated): the only form that may be logged. */
+const char *dkp_js_redact(const char *servers, char *out, size_t outsz);
+
+/*
+ * The envelope lines env[0..len) (as dkp_envelope_split accepted them)
+ * as header values: *sender (the null sender "<>") and rcpts[0..*nrcpts),
+ * without angle brackets or surrounding white space; every string and
+ * the array are the caller's to free (dkp_js_envelope_free). Returns 0,
+ * or -EINVAL when the lines are not one x-sender and x-receiver lines.
+ */
+int dkp_js_envelope_parse(const char *env, size_t len, char **sender,
+			  char ***rcpts, size_t *nrcpts);
+void dkp_js_envelope_free(char *sender, char **rcpts, size_t nrcpts);
 
 /*
  * Producer side (`dkimpress enqueue` with transport = jetstream): publish

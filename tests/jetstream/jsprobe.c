@@ -20,8 +20,12 @@
  *   jsprobe pubfiles URLS SUBJECT LIST PREFIX
  *       publish every file named in LIST (one path a line) with
  *       Nats-Msg-Id PREFIX-N, X-Sender and one X-Receiver (the benchmark).
- *   jsprobe pubone URLS SUBJECT ID FILE
- *       publish FILE with Nats-Msg-Id ID and wait for the ack.
+ *   jsprobe pubone URLS SUBJECT ID FILE [SENDER RCPT...]
+ *       publish FILE with Nats-Msg-Id ID (and X-Sender SENDER, one
+ *       X-Receiver per RCPT) and wait for the ack.
+ *   jsprobe mkstream URLS STREAM SUBJECT MAXMSGS
+ *       make a one-replica work-queue stream holding at most MAXMSGS
+ *       messages, refusing new ones when full (discard new).
  *   jsprobe purge URLS STREAM
  *       remove every message of STREAM.
  *   jsprobe count URLS STREAM
@@ -254,7 +258,8 @@ static int cmd_pubfiles(const char *subj, const char *list, const char *prefix)
 }
 
 /* One message: FILE's bytes to SUBJECT with Nats-Msg-Id ID, acked. */
-static int cmd_pubone(const char *subj, const char *id, const char *file)
+static int cmd_pubone(const char *subj, const char *id, const char *file,
+		      char **env, int nenv)
 {
 	FILE *f = fopen(file, "rb");
 	char buf[65536];
@@ -272,6 +277,10 @@ static int cmd_pubone(const char *subj, const char *id, const char *file)
 	s = natsMsg_Create(&m, subj, NULL, buf, (int)len);
 	if (s == NATS_OK)
 		s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
+	if (s == NATS_OK && nenv > 0)
+		s = natsMsgHeader_Set(m, "X-Sender", env[0]);
+	for (int i = 1; s == NATS_OK && i < nenv; i++)
+		s = natsMsgHeader_Add(m, "X-Receiver", env[i]);
 	if (s == NATS_OK)
 		s = js_PublishMsg(&pa, js, m, NULL, NULL);
 	if (s != NATS_OK)
@@ -280,6 +289,27 @@ static int cmd_pubone(const char *subj, const char *id, const char *file)
 	       pa->Duplicate ? " duplicate" : "");
 	jsPubAck_Destroy(pa);
 	natsMsg_Destroy(m);
+	return 0;
+}
+
+static int cmd_mkstream(const char *name, const char *subj, long max)
+{
+	jsStreamConfig sc;
+	jsStreamInfo *si = NULL;
+	natsStatus s;
+
+	jsStreamConfig_Init(&sc);
+	sc.Name = name;
+	sc.Subjects = &subj;
+	sc.SubjectsLen = 1;
+	sc.Retention = js_WorkQueuePolicy;
+	sc.Discard = js_DiscardNew;
+	sc.MaxMsgs = max;
+	sc.Storage = js_FileStorage;
+	sc.Replicas = 1;
+	if ((s = js_AddStream(&si, js, &sc, NULL, NULL)) != NATS_OK)
+		die("add stream", s);
+	jsStreamInfo_Destroy(si);
 	return 0;
 }
 
@@ -436,8 +466,10 @@ int main(int argc, char **argv)
 		rc = cmd_drain(argv[3], argv[4], atol(argv[5]));
 	else if (!strcmp(argv[1], "pubfiles") && argc == 6)
 		rc = cmd_pubfiles(argv[3], argv[4], argv[5]);
-	else if (!strcmp(argv[1], "pubone") && argc == 6)
-		rc = cmd_pubone(argv[3], argv[4], argv[5]);
+	else if (!strcmp(argv[1], "pubone") && (argc == 6 || argc >= 8))
+		rc = cmd_pubone(argv[3], argv[4], argv[5], argv + 6, argc - 6);
+	else if (!strcmp(argv[1], "mkstream") && argc == 6)
+		rc = cmd_mkstream(argv[3], argv[4], atol(argv[5]));
 	else if (!strcmp(argv[1], "purge"))
 		rc = cmd_purge(argv[3]);
 	else if (!strcmp(argv[1], "count"))

@@ -36,7 +36,9 @@
 # The cluster is stopped and the temporary directory removed on exit.
 # Ends with "jetstream: N passed, N failed"; exit 77 when nats-server,
 # libnats, a C compiler or python3-dkim is missing.
-# Env: DKIMPRESS, JS_N, JS_ENQ, JS_KILLS. Sanitizer builds: 3000 messages.
+# Env: DKIMPRESS, JS_N, JS_ENQ, JS_KILLS; JS_QUICK=1 stops after the
+# failure paths and regressions (no cluster run). Sanitizer builds: 3000
+# messages.
 set -u
 export LC_ALL=C
 DKIMPRESS=${DKIMPRESS:-build/dkimpress}
@@ -191,6 +193,127 @@ conf "$W/down.conf" "nats_servers = nats://127.0.0.1:$freeport"
 sed -i "2d" "$W/down.conf"	# the first nats_servers line
 rc=0; echo "x" | "$D" enqueue -c "$W/down.conf" -f a@c1.example -r b@example.net >"$W/t5.out" 2>"$W/t5.err" || rc=$?
 check '[ "$rc" = 75 ] && [ ! -s "$W/t5.out" ]' "enqueue with no server listening exits 75 and prints no ID" "exit $rc: $(cat "$W/t5.err")"
+
+echo "== review regressions: envelope lines, exit codes, start-up, credentials, reload, metrics"
+conf "$W/u.conf" "in_stream = U_IN" "in_subject = u.in" "out_stream = U_OUT" \
+	"out_subject = u.out" "failed_stream = U_FAIL" "failed_subject = u.fail" \
+	"nats_consumer = u"
+"$D" run -c "$W/u.conf" --once >/dev/null 2>"$W/u0.err"	# makes the streams
+udrain() {	# udrain STREAM DIR: every message of STREAM, headers in DIR/sample/N.hdr
+	rm -rf "$2"; mkdir -p "$2"
+	"$P" drain "$JS_URLS" "$1" "$2" 1000 >/dev/null 2>&1
+}
+# pickup format inside the payload: `enqueue` without -f of a file that
+# starts with envelope lines; the output must carry them as headers
+printf 'x-sender: bounce@c1.example\r\nx-receiver: r1@example.net\r\nx-receiver: <r2@example.org>\r\nFrom: <a@c1.example>\r\nTo: <r1@example.net>\r\nSubject: pickup\r\n\r\nTOK-pickup-END\r\n' >"$W/pickup.eml"
+pid1=$("$D" enqueue -c "$W/u.conf" "$W/pickup.eml" 2>"$W/u1e.err")
+rc=0; "$D" run -c "$W/u.conf" --once >/dev/null 2>"$W/u1.err" || rc=$?
+udrain U_OUT "$W/u1"
+hdr=$(cat "$W"/u1/sample/0.hdr 2>/dev/null | tr '\n' ' ')
+check '[ "$rc" = 0 ] && [ -n "$pid1" ] && [ "$hdr" = "X-Sender: bounce@c1.example X-Receiver: r1@example.net X-Receiver: r2@example.org " ] && ! grep -qi "^x-receiver" "$W"/u1/sample/0.eml' \
+	"enqueue (no -f) of a pickup-format file: the signed output carries X-Sender and both X-Receiver headers" \
+	"exit $rc, id '$pid1', headers '$hdr': $(tail -n 2 "$W/u1e.err" "$W/u1.err")"
+"$P" purge "$JS_URLS" U_OUT >/dev/null
+# the same lines published by another producer, no envelope headers
+"$P" pubone "$JS_URLS" u.in raw-pickup-1 "$W/pickup.eml" >/dev/null
+rc=0; "$D" run -c "$W/u.conf" --once >/dev/null 2>"$W/u2.err" || rc=$?
+udrain U_OUT "$W/u2"
+hdr=$(cat "$W"/u2/sample/0.hdr 2>/dev/null | tr '\n' ' ')
+check '[ "$rc" = 0 ] && [ "$hdr" = "X-Sender: bounce@c1.example X-Receiver: r1@example.net X-Receiver: r2@example.org " ]' \
+	"a payload that starts with envelope lines (no NATS headers): the engine turns them into X-Sender/X-Receiver headers" \
+	"exit $rc, headers '$hdr': $(tail -n 2 "$W/u2.err")"
+"$P" purge "$JS_URLS" U_OUT >/dev/null
+# headers and payload lines that disagree: failed with a reason, not guessed
+printf 'x-receiver: other@example.com\r\nFrom: <a@c1.example>\r\nTo: <r1@example.net>\r\nSubject: clash\r\n\r\nTOK-clash-END\r\n' >"$W/clash.eml"
+"$P" pubone "$JS_URLS" u.in raw-clash-1 "$W/clash.eml" bounce@c1.example r1@example.net >/dev/null
+rc=0; "$D" run -c "$W/u.conf" --once >/dev/null 2>"$W/u3.err" || rc=$?
+udrain U_FAIL "$W/u3"
+reason=$(grep -h '^X-Dkimpress-Error:' "$W"/u3/sample/*.hdr 2>/dev/null | head -1)
+check '[ "$rc" = 65 ] && [ "$($P count "$JS_URLS" U_OUT)" = 0 ] && grep -q "^raw-clash-1 " "$W/u3/ids" && echo "$reason" | grep -q "different envelopes"' \
+	"X-Receiver headers and x-receiver lines in the payload that disagree: the message fails with a reason ($reason)" \
+	"exit $rc, U_OUT $($P count "$JS_URLS" U_OUT), failed: $(cat "$W/u3/ids" 2>/dev/null): $(tail -n 2 "$W/u3.err")"
+"$P" purge "$JS_URLS" U_FAIL >/dev/null
+"$P" purge "$JS_URLS" U_OUT >/dev/null
+# enqueue -f/-r and lines that name another envelope: 65; the same: queued
+rc=0; "$D" enqueue -c "$W/u.conf" -f bounce@c1.example -r r1@example.net "$W/pickup.eml" >/dev/null 2>"$W/u4.err" || rc=$?
+rc2=0; "$D" enqueue -c "$W/u.conf" -f bounce@c1.example -r r1@example.net -r r2@example.org "$W/pickup.eml" >/dev/null 2>>"$W/u4.err" || rc2=$?
+check '[ "$rc" = 65 ] && [ "$rc2" = 0 ]' "enqueue -f/-r of a file whose envelope lines disagree exits 65; agreeing ones are queued" "exits $rc $rc2: $(cat "$W/u4.err")"
+"$P" purge "$JS_URLS" U_IN >/dev/null
+# a stream that refuses (full, discard new): temporary (75), not 69
+"$P" mkstream "$JS_URLS" V_IN v.in 1 >/dev/null
+conf "$W/v.conf" "in_stream = V_IN" "in_subject = v.in"
+printf 'From: <a@c1.example>\r\nTo: <b@example.net>\r\nSubject: full\r\n\r\nbody\r\n' >"$W/full.eml"
+rc1=0; "$D" enqueue -c "$W/v.conf" -f a@c1.example -r b@example.net "$W/full.eml" >/dev/null 2>"$W/v.err" || rc1=$?
+rc=0; "$D" enqueue -c "$W/v.conf" -f a@c1.example -r b@example.net "$W/full.eml" >/dev/null 2>>"$W/v.err" || rc=$?
+check '[ "$rc1" = 0 ] && [ "$rc" = 75 ]' "enqueue to a full stream (discard new) exits 75 (temporary), not 69" "exits $rc1 $rc: $(cat "$W/v.err")"
+# a metrics port that cannot be bound: 71 before anything is fetched
+read -r busyport mport aport <<<"$(js_free_ports 3)"
+$PY -c 'import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1); time.sleep(60)' "$busyport" &
+BUSY=$!
+BG+=("$BUSY")
+sleep 0.3
+"$D" enqueue -c "$W/u.conf" -f a@c1.example -r b@example.net "$W/full.eml" >/dev/null 2>&1
+rc=0; "$D" run -c "$W/u.conf" --once --set metrics_listen=127.0.0.1:$busyport >/dev/null 2>"$W/u5.err" || rc=$?
+check '[ "$rc" = 71 ] && [ "$($P count "$JS_URLS" U_IN)" = 1 ] && [ "$($P count "$JS_URLS" U_OUT)" = 0 ]' \
+	"metrics_listen on a busy port: run exits 71 with the message still in the input stream (nothing fetched)" \
+	"exit $rc, U_IN $($P count "$JS_URLS" U_IN), U_OUT $($P count "$JS_URLS" U_OUT): $(tail -n 2 "$W/u5.err")"
+kill "$BUSY" 2>/dev/null
+"$P" purge "$JS_URLS" U_IN >/dev/null
+# a password in nats_servers never reaches the log (start-up line, and a
+# connection error)
+first=${JS_URLS%%,*}
+secret=S3cretPw$$
+rc=0; "$D" run -c "$W/u.conf" --once --set "nats_servers=nats://alice:$secret@${first#nats://}" >"$W/u6.out" 2>"$W/u6.err" || rc=$?
+rc2=0; "$D" run -c "$W/u.conf" --once --set "nats_servers=nats://alice:$secret@127.0.0.1:$freeport" >>"$W/u6.out" 2>>"$W/u6.err" || rc2=$?
+check '[ "$rc" = 0 ] && [ "$rc2" = 75 ] && grep -q "alice\|\*\*\*@" "$W/u6.err" && ! grep -q "$secret" "$W/u6.err" "$W/u6.out"' \
+	"a password in nats_servers never appears in the log" "exits $rc $rc2: $(grep -h "$secret" "$W/u6.err" | head -2)"
+# two engines on one consumer: A defers (missing_key = defer, metrics on),
+# B signs; A's metrics must not keep the message as deferred
+conf "$W/a.conf" "in_stream = U_IN" "in_subject = u.in" "out_stream = U_OUT" \
+	"out_subject = u.out" "failed_stream = U_FAIL" "failed_subject = u.fail" \
+	"nats_consumer = u" "missing_key = defer" "metrics_listen = 127.0.0.1:$mport"
+"$P" purge "$JS_URLS" U_OUT >/dev/null
+"$D" run -c "$W/a.conf" >"$W/ua.out" 2>"$W/ua.err" &
+APID=$!
+BG+=("$APID")
+for i in $(seq 1 50); do curl -sf "http://127.0.0.1:$mport/metrics" >/dev/null && break; sleep 0.1; done
+"$D" enqueue -c "$W/u.conf" -f x@nokey2.example -r y@example.net "$W/nokey.eml" >/dev/null 2>&1
+for i in $(seq 1 50); do grep -q "deferred: no customer key" "$W/ua.err" && break; sleep 0.1; done
+"$D" run -c "$W/u.conf" >"$W/ub.out" 2>"$W/ub.err" &
+BPID=$!
+BG+=("$BPID")
+for i in $(seq 1 200); do [ "$($P count "$JS_URLS" U_OUT)" = 1 ] && break; sleep 0.1; done
+kill -TERM "$BPID"; wait "$BPID" 2>/dev/null
+sleep 0.5
+curl -sf "http://127.0.0.1:$mport/metrics" >"$W/ua.prom" 2>/dev/null
+stuck=$(sed -n 's/^dkimpress_deferred_messages //p' "$W/ua.prom")
+check '[ "$($P count "$JS_URLS" U_OUT)" = 1 ] && [ -s "$W/ua.prom" ] && { [ -z "$stuck" ] || [ "$stuck" = 0 ]; }' \
+	"a message deferred by engine A and signed by engine B is not kept as deferred by A (dkimpress_deferred_messages: '${stuck:-absent}')" \
+	"U_OUT $($P count "$JS_URLS" U_OUT), scrape $(wc -c <"$W/ua.prom") bytes"
+waiting=$(sed -n 's/^dkimpress_queue_waiting_messages //p' "$W/ua.prom")
+if command -v promtool >/dev/null; then
+	promtool check metrics <"$W/ua.prom" >"$W/ua.promtool" 2>&1; prc=$?
+else
+	prc=0; echo "(promtool missing: not checked)" >"$W/ua.promtool"
+fi
+check '[ "$waiting" = 0 ] && [ "$prc" = 0 ]' \
+	"transport = jetstream: /metrics has dkimpress_queue_waiting_messages (the consumer's pending count: '$waiting') and promtool accepts it" \
+	"waiting '$waiting', promtool exit $prc: $(head -3 "$W/ua.promtool")"
+# reload: JetStream settings and threads need a restart, and say so
+sed -i 's/^nak_delay = 1$/nak_delay = 2/; s/^threads = 2$/threads = 1/' "$W/a.conf"
+kill -HUP "$APID"
+for i in $(seq 1 30); do grep -q "reloaded $W/a.conf" "$W/ua.err" && break; sleep 0.1; done
+check 'grep "reload:" "$W/ua.err" | grep -q "nak_delay" && grep "reload:" "$W/ua.err" | grep -q "threads"' \
+	"SIGHUP with nak_delay and threads changed: a warning names both" "$(grep -E "reload" "$W/ua.err" | head -3)"
+kill -TERM "$APID"; wait "$APID" 2>/dev/null
+if [ -n "${JS_QUICK:-}" ]; then
+	echo "(JS_QUICK: the $N-message cluster run left out)"
+	echo "jetstream: $pass passed, $fail failed"
+	[ "$fail" = 0 ]
+	exit
+fi
 
 echo "== $N messages, $NENG engines (threads = 2), kill -9 at least $KILLS times, one NATS node killed"
 conf "$W/conf"
