@@ -32,9 +32,8 @@
  *
  * Code generation. The loops are fully unrolled (RSA8_UNROLL) so that the
  * accumulators live in zmm registers; OPAQUE() stops the compiler from
- * keeping all of b and m in registers across rows. GCC 12 keeps amm()
- * free of spills; clang 14 spills in ams() and runs the kernel ~40%
- * slower (correct and constant time all the same). Per 8 operations the
+ * keeping all of b and m in registers across rows. amm() has no spills;
+ * ams() has one schedule per compiler (see there). Per 8 operations the
  * kernel issues ~3.3M vpmadd52 (1020 squarings of 1240, 238 products of
  * 1620, per half); at its best here it runs ~9,000 operations/s, i.e. at
  * the ~3.7G vpmadd52/s a register-only loop reaches on this CPU: bound by
@@ -420,31 +419,44 @@ RSA8_INLINE v8 sqr_col(const v8 *a, int c)
 	return s;
 }
 
+/* Reduction row i: t[i..i+21) += u*m (lo to t[i+j], hi to t[i+j+1]), then
+ * t[i]'s carry (its low 52 bits are now 0) into t[i+1]. */
+RSA8_INLINE void red_row(v8 *t, int i, v8 u, const v8 *m)
+{
+	int j;
+
+	RSA8_UNROLL(20)
+	for (j = 0; j < NL; j++) {
+		t[i + j] = v_madd52lo(t[i + j], u, m[j]);
+		t[i + j + 1] = v_madd52hi(t[i + j + 1], u, m[j]);
+	}
+	t[i + 1] = v_add(t[i + 1], v_srli52(t[i]));
+}
+
+/* r = a*a/R mod m in [0, 2m); r may alias a. Two schedules of the same
+ * sums, one per compiler (each measured ~12% and ~2x slower respectively
+ * with the other's; the register allocators differ):
+ *   GCC    all 40 product columns, then the 20 reduction rows;
+ *   clang  columns 0..19 (row i needs column i complete), the rows, then
+ *          columns 20..39 straight into the final carry chain. */
+#ifndef __clang__
 /* t[0..40) (a full product, limbs < 2^60) -> r = t/R mod m in [0, 2m),
  * row by row: u = t[i] * k0 mod 2^52 makes t[i] + u*m divisible by 2^52. */
 RSA8_INLINE void mont_reduce(v8 *r, v8 *t, const v8 *m, v8 k0)
 {
 	v8 z = v_zero();
-	int i, j;
+	int i;
 
 	RSA8_UNROLL(20)
 	for (i = 0; i < NL; i++) {
 		v8 u = v_madd52lo(z, t[i], k0);
 
 		OPAQUE(m);
-		RSA8_UNROLL(20)
-		for (j = 0; j < NL; j++) {
-			t[i + j] = v_madd52lo(t[i + j], u, m[j]);
-			t[i + j + 1] = v_madd52hi(t[i + j + 1], u, m[j]);
-		}
-		t[i + 1] = v_add(t[i + 1], v_srli52(t[i]));
+		red_row(t, i, u, m);
 	}
 	norm(r, t + NL, NL);
 }
 
-/* r = a*a/R mod m in [0, 2m); r may alias a. The 40 product columns
- * first (independent of each other), then the row-wise reduction.
- * (Interleaving columns with rows was measured slower: GCC spills.) */
 static RSA8_TARGET void ams(v8 *r, const v8 *a, const v8 *m, v8 k0)
 {
 	v8 t[NX];
@@ -455,6 +467,35 @@ static RSA8_TARGET void ams(v8 *r, const v8 *a, const v8 *m, v8 k0)
 		t[c] = sqr_col(a, c);
 	mont_reduce(r, t, m, k0);
 }
+#else
+static RSA8_TARGET void ams(v8 *r, const v8 *a, const v8 *m, v8 k0)
+{
+	v8 t[NX], z = v_zero(), mk = v_set1(M52), c = z;
+	int i;
+
+	RSA8_UNROLL(20)
+	for (i = 0; i < NL; i++)
+		t[i] = sqr_col(a, i);
+	RSA8_UNROLL(20)
+	for (i = NL; i < NX; i++)
+		t[i] = z;
+	RSA8_UNROLL(20)
+	for (i = 0; i < NL; i++) {
+		v8 u = v_madd52lo(z, t[i], k0);
+
+		OPAQUE(m);
+		red_row(t, i, u, m);
+	}
+	/* r may alias a: column i reads a[i-20..19], r[0..i-21] is written */
+	RSA8_UNROLL(20)
+	for (i = NL; i < NX; i++) {
+		v8 v = v_add(v_add(t[i], sqr_col(a, i)), c);
+
+		c = v_srli52(v);
+		r[i - NL] = v_and(v, mk);
+	}
+}
+#endif
 
 /* r[0..40) = a*b + add, a, b, add of 20 limbs (the Garner step). */
 static RSA8_TARGET void mul_add(v8 *r, const v8 *a, const v8 *b, const v8 *add)
