@@ -105,6 +105,8 @@ struct cthread {
 	size_t ncust;
 	double until;
 	enum dkp_rsa_backend backend;
+	unsigned self_verify;
+	int self_verify_rsa_only;
 	unsigned long sigs;
 	int failed;
 };
@@ -146,6 +148,9 @@ static void *crypto_main(void *arg)
 	dkp_err_clear(&err);
 	if (t->backend != DKP_RSA_OPENSSL &&
 	    dkp_signer_set_backend(s, t->backend, &err) == DKP_OK) {
+		/* as a worker signs: the 8-lane results always checked, the
+		 * others as self_verify says */
+		dkp_signer_set_verify(s, t->self_verify, t->self_verify_rsa_only);
 		dkp_signer_set_batch(s, 1, 0);
 		do {
 			if (crypto_batch(t, s, &n, &j, &err) != DKP_OK)
@@ -224,6 +229,8 @@ static int phase_crypto(struct dkp_snap *s, unsigned seconds, struct row *r)
 		t[i].ncust = ncust;
 		t[i].until = t0 + seconds;
 		t[i].backend = c->rsa_backend;
+		t[i].self_verify = c->self_verify;
+		t[i].self_verify_rsa_only = c->self_verify_rsa_only;
 		if (pthread_create(&t[i].th, NULL, crypto_main, &t[i]) != 0)
 			dkp_fatal("cannot start threads");
 	}
