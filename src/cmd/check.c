@@ -127,33 +127,6 @@ static void add_item(struct check *k, const char *name, const char *domain,
 	it->path = dkp_strdup(path);
 }
 
-/* Split a table line into two fields as route.c does; 1 two fields,
- * 0 blank or comment, -1 otherwise. Modifies line. */
-static int two_fields(char *line, char **a, char **b)
-{
-	char *p = line, *e;
-
-	if ((e = strchr(p, '#')) != NULL)
-		*e = '\0';
-	while (*p == ' ' || *p == '\t')
-		p++;
-	e = p + strlen(p);
-	while (e > p && strchr(" \t\r\n", e[-1]))
-		*--e = '\0';
-	if (*p == '\0')
-		return 0;
-	*a = p;
-	while (*p && *p != ' ' && *p != '\t')
-		p++;
-	if (*p == '\0')
-		return -1;
-	*p++ = '\0';
-	while (*p == ' ' || *p == '\t')
-		p++;
-	*b = p;
-	return strpbrk(p, " \t") ? -1 : 1;
-}
-
 /*
  * The concrete domain a SigningTable key stands for, or NULL: "local@d"
  * and "d" give d; ".parent" (subdomains) and a refile pattern with '*' in
@@ -195,7 +168,7 @@ static void expand_from_domain(struct check *k,
 		uintptr_t idx;
 		char *p;
 
-		if (two_fields(line, &key, &kname) != 1)
+		if (dkp_route_two_fields(line, &key, &kname) != 1)
 			continue;
 		for (p = key; *p; p++)
 			*p = (char)tolower((unsigned char)*p);

@@ -595,6 +595,19 @@ static int add_set(struct dkp_cli *c, const char *v, struct dkp_err *err)
 	return DKP_OK;
 }
 
+/* After the options of a command that takes -c CONF and no operands. */
+static int conf_only(const struct dkp_cli *c, int argc, char **argv,
+		     const char *cmd, struct dkp_err *err)
+{
+	if (optind < argc)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "%s takes no arguments; got '%s'", cmd, argv[optind]);
+	if (c->conf == NULL)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "%s needs -c CONF", cmd);
+	return DKP_OK;
+}
+
 static int parse_run(struct dkp_cli *c, int argc, char **argv,
 		     struct dkp_err *err)
 {
@@ -635,13 +648,7 @@ static int parse_run(struct dkp_cli *c, int argc, char **argv,
 					   "see 'dkimpress run --help'");
 		}
 	}
-	if (optind < argc)
-		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
-				   "run takes no arguments; got '%s'", argv[optind]);
-	if (c->conf == NULL)
-		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
-				   "run needs -c CONF");
-	return DKP_OK;
+	return conf_only(c, argc, argv, "run", err);
 }
 
 static int parse_bench(struct dkp_cli *c, int argc, char **argv,
@@ -663,7 +670,7 @@ static int parse_bench(struct dkp_cli *c, int argc, char **argv,
 		{ NULL, 0, NULL, 0 },
 	};
 	int64_t v;
-	int o;
+	int o, rc;
 
 	c->phases = DKP_PHASE_CRYPTO | DKP_PHASE_IO | DKP_PHASE_ENGINE;
 	c->seconds = 3;
@@ -743,11 +750,8 @@ static int parse_bench(struct dkp_cli *c, int argc, char **argv,
 					   "see 'dkimpress bench --help'");
 		}
 	}
-	if (optind < argc)
-		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
-				   "bench takes no arguments; got '%s'", argv[optind]);
-	if (c->conf == NULL)
-		return dkp_err_set(err, DKP_E_USAGE, 0, "usage", "bench needs -c CONF");
+	if ((rc = conf_only(c, argc, argv, "bench", err)) != DKP_OK)
+		return rc;
 	if (c->corpus == NULL && (c->phases & ~DKP_PHASE_CRYPTO))
 		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
 				   "bench needs --corpus DIR for the io and engine phases");
@@ -852,13 +856,7 @@ static int parse_check(struct dkp_cli *c, int argc, char **argv,
 					   "see 'dkimpress check --help'");
 		}
 	}
-	if (optind < argc)
-		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
-				   "check takes no arguments; got '%s'", argv[optind]);
-	if (c->conf == NULL)
-		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
-				   "check needs -c CONF");
-	return DKP_OK;
+	return conf_only(c, argc, argv, "check", err);
 }
 
 int dkp_cli_parse(struct dkp_cli *c, int argc, char **argv,

@@ -33,9 +33,7 @@ static void lower(char *s)
 		*s = (char)tolower((unsigned char)*s);
 }
 
-/* Split a line into two whitespace-separated fields; 0 if blank/comment,
- * 1 if two fields, -1 otherwise. Modifies line. */
-static int two_fields(char *line, char **a, char **b)
+int dkp_route_two_fields(char *line, char **a, char **b)
 {
 	char *p = line, *e;
 
@@ -99,7 +97,7 @@ static int load_keytable(struct dkp_route *r, const char *path,
 		int n;
 
 		lineno++;
-		n = two_fields(line, &name, &spec);
+		n = dkp_route_two_fields(line, &name, &spec);
 		if (n == 0)
 			continue;
 		c1 = n > 0 ? strchr(spec, ':') : NULL;
@@ -170,7 +168,7 @@ static int load_signing(struct dkp_route *r, const char *spec,
 		int n;
 
 		lineno++;
-		n = two_fields(line, &key, &kname);
+		n = dkp_route_two_fields(line, &key, &kname);
 		if (n == 0)
 			continue;
 		if (n < 0) {

@@ -48,5 +48,9 @@ int dkp_route_is_patterns(const struct dkp_route *r);
 const struct dkp_keyent *dkp_route_key(const struct dkp_route *r, size_t i);
 /* Case-insensitive glob with '*' (any run, including empty). */
 int dkp_route_glob(const char *pat, const char *s);
+/* Split a KeyTable or SigningTable line into its two whitespace-separated
+ * fields (a '#' starts a comment): 1 two fields, 0 blank or comment, -1
+ * otherwise. Modifies line. */
+int dkp_route_two_fields(char *line, char **a, char **b);
 
 #endif
