@@ -169,8 +169,9 @@ static void reload(struct run *r, struct dkp_pool *p)
 	} else if (strcmp(a->in_dir, b->in_dir) || strcmp(a->out_dir, b->out_dir) ||
 	    strcmp(a->failed_dir, b->failed_dir) || a->threads != b->threads ||
 	    a->batch != b->batch || a->io != b->io || a->flush != b->flush ||
+	    a->group_commit != b->group_commit ||
 	    a->inflight_bytes != b->inflight_bytes || a->uring_depth != b->uring_depth)
-		dkp_warn("reload: queue directories, threads, batch, io, flush, uring_depth and inflight_bytes change only on restart");
+		dkp_warn("reload: queue directories, threads, batch, io, flush, group_commit, uring_depth and inflight_bytes change only on restart");
 	if (!a->metrics_listen != !b->metrics_listen ||
 	    (a->metrics_listen && strcmp(a->metrics_listen, b->metrics_listen)) ||
 	    a->metrics_domains != b->metrics_domains || a->log_syslog != b->log_syslog)
@@ -449,6 +450,7 @@ int dkp_run(const struct dkp_run_opts *o)
 	pc.inflight_bytes = c->inflight_bytes;
 	pc.once = o->once;
 	pc.nosign = o->nosign;
+	pc.group_commit = c->group_commit;
 	pc.watch_path = q ? dkp_qdir_new_path(q) : NULL;
 	pc.hold = 1;	/* JetStream: no fetch before the endpoint serves */
 	if ((rc = dkp_pool_start(&r.pool, tp, snap, &pc, why, sizeof(why))) < 0) {

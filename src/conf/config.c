@@ -27,7 +27,7 @@ enum ckey {
 	K_KEY_TABLE, K_SIGNING_TABLE, K_MISSING_KEY, K_CANON, K_HEADERS,
 	K_EXPIRE, K_THREADS, K_BATCH, K_URING_DEPTH, K_IO, K_INFLIGHT,
 	K_MAX_MESSAGE, K_MAX_HEADER_BYTES, K_MAX_HEADER_FIELDS, K_KEY_CACHE,
-	K_INSECURE, K_FLUSH, K_SELF_VERIFY, K_RSA_BACKEND,
+	K_INSECURE, K_FLUSH, K_GROUP_COMMIT, K_SELF_VERIFY, K_RSA_BACKEND,
 	K_METRICS_LISTEN, K_METRICS_DOMAINS, K_LOG, K_COUNT
 };
 
@@ -37,7 +37,7 @@ static const char *const key_names[K_COUNT] = {
 	"headers", "expire", "threads", "batch", "uring_depth", "io",
 	"inflight_bytes", "max_message_size", "max_header_bytes",
 	"max_header_fields", "key_cache", "insecure_key_perms", "flush",
-	"self_verify", "rsa_backend",
+	"group_commit", "self_verify", "rsa_backend",
 	"metrics_listen", "metrics_domains", "log",
 };
 
@@ -258,6 +258,11 @@ static const char *apply(struct dkp_config *c, enum ckey k, const char *v,
 			c->flush = DKP_FLUSH_FILES;
 		else
 			return "want filesystem or files";
+		break;
+	case K_GROUP_COMMIT:
+		if (parse_bool(v, &b))
+			return "want yes or no";
+		c->group_commit = b;
 		break;
 	case K_SELF_VERIFY:
 		c->self_verify_rsa_only = 0;
@@ -596,6 +601,7 @@ int dkp_config_load(struct dkp_config **out, const char *path,
 	c->inflight_bytes = DKP_DEF_INFLIGHT_BYTES;
 	c->key_cache = DKP_DEF_KEY_CACHE;
 	c->flush = DKP_FLUSH_FILESYSTEM;
+	c->group_commit = 0;	/* measured slower on journalled ext4 (docs/performance.md) */
 	c->self_verify = DKP_DEF_SELF_VERIFY;
 	c->self_verify_rsa_only = 1;		/* the default: rsa */
 	c->metrics_domains = DKP_DEF_METRICS_DOMAINS;

@@ -93,6 +93,8 @@ struct dkp_config {
 	size_t key_cache;
 	int insecure_key_perms;
 	enum dkp_flush_mode flush;
+	int group_commit;			/* 1: one commit thread flushes
+						 * every worker's batches */
 	char *metrics_listen;			/* HOST:PORT, NULL: no endpoint */
 	size_t metrics_domains;			/* per-domain series bound */
 	int log_syslog;				/* log = syslog */

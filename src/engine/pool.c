@@ -81,6 +81,7 @@
 #define KEEP_BUF (256u << 10)
 #define FETCH_RETRY_MS 200	/* pulls: after a failed fetch */
 #define PULL_TICK_MS 100	/* pulls: the dispatcher's round */
+#define NSLOTS 2		/* batches per worker: one signing, one committing */
 
 struct deferral {
 	double next;		/* monotonic seconds */
@@ -88,12 +89,24 @@ struct deferral {
 	int retry;		/* transient cause */
 };
 
+/* A worker's batch: filled, signed and staged by the worker; committed
+ * and ended by the commit thread (or by the worker itself without one). */
+struct slot {
+	struct worker *w;
+	struct dkp_tmsg *m;	/* batch entries */
+	size_t n;
+	double started;
+	int pending;		/* staged, its commit not ended (p->mu) */
+	struct slot *next;	/* the commit queue */
+};
+
 struct worker {
 	struct dkp_pool *p;
 	unsigned id;
 	struct dkp_tworker *tw;
 	struct dkp_job *job;
-	struct dkp_tmsg *m;
+	struct slot slot[NSLOTS];
+	unsigned cur;		/* the slot the next batch fills */
 	pthread_t th;
 	int started;
 };
@@ -127,6 +140,16 @@ struct dkp_pool {
 	size_t found;			/* IDs seen by scans (progress) */
 	struct worker *w;
 	int uring;
+	/* group commit (cfg.group_commit and the transport's commit_many) */
+	int gc;
+	pthread_cond_t slot_done, cq_nonempty;
+	struct slot *cq_head, *cq_tail;	/* staged batches, oldest first */
+	int cq_stop;
+	pthread_t committer;
+	int committer_started;
+	struct dkp_tbatch *tb;		/* the commit thread's scratch */
+	struct slot **tl;
+	unsigned long commit_rounds, commit_batches;	/* commit thread only */
 	/* pulling transports (ops->pulls) */
 	unsigned empty_fetches;		/* fetches in a row that found nothing */
 	double fetch_fail_since;	/* fetches failing, none succeeding */
@@ -249,8 +272,18 @@ static int batch_backoff(const struct dkp_tmsg *m, size_t n)
 	return 0;
 }
 
-static void run_batch(struct worker *w, struct dkp_snap *s, size_t n,
-		      double started);
+static void run_batch(struct worker *w, struct slot *sl, struct dkp_snap *s,
+		      size_t n, double started);
+
+/* Under p->mu: the worker's next slot, once its last commit has ended. */
+static struct slot *next_slot(struct dkp_pool *p, struct worker *w)
+{
+	struct slot *sl = &w->slot[w->cur];
+
+	while (sl->pending)
+		pthread_cond_wait(&p->slot_done, &p->mu);
+	return sl;
+}
 
 static void *worker_main(void *arg)
 {
@@ -260,10 +293,12 @@ static void *worker_main(void *arg)
 
 	for (;;) {
 		struct dkp_snap *s;
+		struct slot *sl;
 		size_t n = 0;
 		double wait, started;
 
 		pthread_mutex_lock(&p->mu);
+		sl = next_slot(p, w);
 		while (p->count == 0 && !p->stop)
 			pthread_cond_wait(&p->nonempty, &p->mu);
 		if (p->stop) {
@@ -271,7 +306,7 @@ static void *worker_main(void *arg)
 			break;
 		}
 		while (n < p->batch && p->count > 0) {
-			memcpy(w->m[n++].id, p->q[p->head], DKP_QID_MAX + 1);
+			memcpy(sl->m[n++].id, p->q[p->head], DKP_QID_MAX + 1);
 			p->head = (p->head + 1) % p->cap;
 			p->count--;
 		}
@@ -285,34 +320,36 @@ static void *worker_main(void *arg)
 		if (wait > 0)
 			usleep((useconds_t)(wait * 1e6));
 		started = dkp_mono_now();
-		ops->fetch(w->tw, w->m, n, s->cfg->limits.max_message_bytes, &p->budget);
-		run_batch(w, s, n, started);
+		ops->fetch(w->tw, sl->m, n, s->cfg->limits.max_message_bytes, &p->budget);
+		run_batch(w, sl, s, n, started);
 	}
 	return NULL;
 }
 
-/* Sign and commit a fetched batch, count and log its outcomes, back off
- * after transient errors; drops the batch's snapshot reference. */
-static void run_batch(struct worker *w, struct dkp_snap *s, size_t n,
-		      double started)
+/* The end of a committed batch (commit returned rc): count and log its
+ * outcomes, back off after transient errors, free the slot. Runs on the
+ * commit thread, or on the worker without one. */
+static void end_batch(struct dkp_pool *p, struct slot *sl, int rc)
 {
-	struct dkp_pool *p = w->p;
-	const struct dkp_transport_ops *ops = p->t->ops;
-	size_t i;
-	int rc, e;
+	struct dkp_tmsg *m = sl->m;
+	size_t i, n = sl->n;
+	int e;
 
-	dkp_job_sign(w->job, s, w->m, n);
-	rc = ops->commit(w->tw, w->m, n);
-	dkp_stats_add(&p->stats, w->m, n, dkp_mono_now());
-	dkp_snap_unref(s);
-	report_batch(p, w->m, n);
-	e = batch_backoff(w->m, n);
+	dkp_stats_add(&p->stats, m, n, dkp_mono_now());
+	report_batch(p, m, n);
+	e = batch_backoff(m, n);
+	/* keep small buffers for the next batch, not a rare big one */
+	for (i = 0; i < n; i++)
+		if (m[i].cap > KEEP_BUF) {
+			dkp_free(m[i].buf);
+			m[i].buf = NULL;
+			m[i].cap = 0;
+		}
 
 	pthread_mutex_lock(&p->mu);
-	account(p, w->m, n);
+	account(p, m, n);
 	for (i = 0; i < n; i++)
-		if (w->m[i].outcome == DKP_OUT_SIGNED ||
-		    w->m[i].outcome == DKP_OUT_ESP_ONLY) {
+		if (m[i].outcome == DKP_OUT_SIGNED || m[i].outcome == DKP_OUT_ESP_ONLY) {
 			p->last_progress = dkp_mono_now();
 			break;
 		}
@@ -323,7 +360,7 @@ static void run_batch(struct worker *w, struct dkp_snap *s, size_t n,
 			  strerror(-rc));
 		pthread_mutex_lock(&p->mu);
 	}
-	if (e && started >= p->pause_until) {
+	if (e && sl->started >= p->pause_until) {
 		/* one back-off window at a time: batches already running
 		 * when it opened do not stretch it */
 		unsigned max = p->cfg.once ? ONCE_MAX_PAUSE_MS : MAX_PAUSE_MS, ms;
@@ -341,16 +378,83 @@ static void run_batch(struct worker *w, struct dkp_snap *s, size_t n,
 		p->backoff_ms = 0;
 	}
 	p->busy--;
+	sl->pending = 0;
 	pthread_cond_broadcast(&p->idle);
+	pthread_cond_broadcast(&p->slot_done);
 	pthread_mutex_unlock(&p->mu);
-	/* keep small buffers for the next batch, not a rare big one */
-	dkp_job_trim(w->job, KEEP_BUF);
-	for (i = 0; i < n; i++)
-		if (w->m[i].cap > KEEP_BUF) {
-			dkp_free(w->m[i].buf);
-			w->m[i].buf = NULL;
-			w->m[i].cap = 0;
+}
+
+/* Sign a fetched batch, then either stage it and hand it to the commit
+ * thread (the worker goes on with its other slot at once) or commit and
+ * end it here; drops the batch's snapshot reference. */
+static void run_batch(struct worker *w, struct slot *sl, struct dkp_snap *s,
+		      size_t n, double started)
+{
+	struct dkp_pool *p = w->p;
+	const struct dkp_transport_ops *ops = p->t->ops;
+	int rc;
+
+	sl->n = n;
+	sl->started = started;
+	dkp_job_sign(w->job, s, sl->m, n);
+	if (p->gc) {
+		ops->stage(w->tw, sl->m, n);
+		dkp_snap_unref(s);
+		pthread_mutex_lock(&p->mu);
+		sl->pending = 1;
+		sl->next = NULL;
+		if (p->cq_tail)
+			p->cq_tail->next = sl;
+		else
+			p->cq_head = sl;
+		p->cq_tail = sl;
+		pthread_cond_signal(&p->cq_nonempty);
+		pthread_mutex_unlock(&p->mu);
+		w->cur = (w->cur + 1) % NSLOTS;
+	} else {
+		rc = ops->commit(w->tw, sl->m, n);
+		dkp_snap_unref(s);
+		end_batch(p, sl, rc);
+	}
+	dkp_job_trim(w->job, KEEP_BUF);	/* the out vectors are used up */
+}
+
+/* The commit thread: takes every staged batch waiting (of any worker)
+ * and commits them together, so one round of flushes covers them all;
+ * while it flushes, the workers sign the next ones. It ends when told to
+ * stop and nothing is left. */
+static void *committer_main(void *arg)
+{
+	struct dkp_pool *p = arg;
+	const struct dkp_transport_ops *ops = p->t->ops;
+	struct slot **list = p->tl, *sl;
+	size_t nb, k;
+	int rc;
+
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		while (p->cq_head == NULL && !p->cq_stop)
+			pthread_cond_wait(&p->cq_nonempty, &p->mu);
+		if (p->cq_head == NULL) {
+			pthread_mutex_unlock(&p->mu);
+			break;
 		}
+		for (nb = 0, sl = p->cq_head; sl; sl = sl->next)
+			list[nb++] = sl;
+		p->cq_head = p->cq_tail = NULL;
+		pthread_mutex_unlock(&p->mu);
+		for (k = 0; k < nb; k++) {
+			p->tb[k].w = list[k]->w->tw;
+			p->tb[k].m = list[k]->m;
+			p->tb[k].n = list[k]->n;
+		}
+		rc = ops->commit_many(p->tb, nb);
+		p->commit_rounds++;
+		p->commit_batches += nb;
+		for (k = 0; k < nb; k++)
+			end_batch(p, list[k], rc);
+	}
+	return NULL;
 }
 
 /* A fetch that found nothing (rc 0) or failed (rc < 0): counted for
@@ -391,10 +495,12 @@ static void *worker_pull(void *arg)
 
 	for (;;) {
 		struct dkp_snap *s;
+		struct slot *sl;
 		double wait, started;
 		int rc;
 
 		pthread_mutex_lock(&p->mu);
+		sl = next_slot(p, w);
 		while (p->held && !p->stop && !p->fatal)
 			pthread_cond_wait(&p->nonempty, &p->mu);
 		if (p->stop || p->fatal) {
@@ -409,7 +515,7 @@ static void *worker_pull(void *arg)
 		if (wait > 0)
 			usleep((useconds_t)(wait * 1e6));
 		started = dkp_mono_now();
-		rc = ops->fetch(w->tw, w->m, p->batch, s->cfg->limits.max_message_bytes,
+		rc = ops->fetch(w->tw, sl->m, p->batch, s->cfg->limits.max_message_bytes,
 				&p->budget);
 		if (rc <= 0) {
 			dkp_snap_unref(s);
@@ -428,7 +534,7 @@ static void *worker_pull(void *arg)
 		} else {
 			pthread_mutex_unlock(&p->mu);
 		}
-		run_batch(w, s, (size_t)rc, started);
+		run_batch(w, sl, s, (size_t)rc, started);
 	}
 	return NULL;
 }
@@ -439,7 +545,7 @@ int dkp_pool_start(struct dkp_pool **out, struct dkp_transport *t,
 {
 	struct dkp_pool *p = dkp_calloc(1, sizeof(*p));
 	sigset_t all, old;
-	unsigned i;
+	unsigned i, j, k;
 	int rc = 0;
 
 	*out = NULL;
@@ -449,7 +555,10 @@ int dkp_pool_start(struct dkp_pool **out, struct dkp_transport *t,
 	pthread_cond_init(&p->nonempty, NULL);
 	pthread_cond_init(&p->space, NULL);
 	pthread_cond_init(&p->idle, NULL);
+	pthread_cond_init(&p->slot_done, NULL);
+	pthread_cond_init(&p->cq_nonempty, NULL);
 	pthread_mutex_init(&p->esp_mu, NULL);
+	p->gc = c->group_commit && t->ops->stage && t->ops->commit_many;
 	p->nthreads = c->threads;
 	p->batch = c->batch;
 	p->cap = (size_t)c->threads * c->batch * 2;
@@ -489,15 +598,29 @@ int dkp_pool_start(struct dkp_pool **out, struct dkp_transport *t,
 		w->job = dkp_job_new(c->batch);
 		dkp_job_set_hook(w->job, esp_only_hook, p);
 		dkp_job_set_nosign(w->job, c->nosign);
-		w->m = dkp_calloc(c->batch, sizeof(*w->m));
-		for (rc = 0; rc < (int)c->batch; rc++)
-			w->m[rc].fd = -1;
-		rc = 0;
+		for (k = 0; k < NSLOTS; k++) {
+			struct slot *sl = &w->slot[k];
+
+			sl->w = w;
+			sl->m = dkp_calloc(c->batch, sizeof(*sl->m));
+			for (j = 0; j < c->batch; j++)
+				sl->m[j].fd = -1;
+		}
+	}
+	if (p->gc) {
+		p->tb = dkp_calloc((size_t)p->nthreads * NSLOTS, sizeof(*p->tb));
+		p->tl = dkp_calloc((size_t)p->nthreads * NSLOTS, sizeof(*p->tl));
 	}
 	/* workers never take signals; the caller's thread does */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	for (i = 0; i < p->nthreads; i++) {
+	if (p->gc) {
+		if (pthread_create(&p->committer, NULL, committer_main, p) != 0)
+			rc = -EAGAIN;
+		else
+			p->committer_started = 1;
+	}
+	for (i = 0; rc == 0 && i < p->nthreads; i++) {
 		if (pthread_create(&p->w[i].th, NULL,
 				   t->ops->pulls ? worker_pull : worker_main,
 				   &p->w[i]) != 0) {
@@ -848,6 +971,15 @@ void dkp_pool_stop(struct dkp_pool *p)
 			pthread_join(p->w[i].th, NULL);
 			p->w[i].started = 0;
 		}
+	/* the workers are gone: the commit thread ends what they staged */
+	if (p->committer_started) {
+		pthread_mutex_lock(&p->mu);
+		p->cq_stop = 1;
+		pthread_cond_broadcast(&p->cq_nonempty);
+		pthread_mutex_unlock(&p->mu);
+		pthread_join(p->committer, NULL);
+		p->committer_started = 0;
+	}
 }
 
 static void free_val(void *v)
@@ -857,7 +989,7 @@ static void free_val(void *v)
 
 void dkp_pool_free(struct dkp_pool *p)
 {
-	unsigned i;
+	unsigned i, j;
 	size_t k;
 
 	if (p == NULL)
@@ -868,10 +1000,14 @@ void dkp_pool_free(struct dkp_pool *p)
 		if (w->tw)
 			p->t->ops->worker_free(w->tw);
 		dkp_job_free(w->job);
-		for (k = 0; w->m && k < p->batch; k++)
-			dkp_free(w->m[k].buf);
-		dkp_free(w->m);
+		for (j = 0; j < NSLOTS; j++) {
+			for (k = 0; w->slot[j].m && k < p->batch; k++)
+				dkp_free(w->slot[j].m[k].buf);
+			dkp_free(w->slot[j].m);
+		}
 	}
+	dkp_free(p->tb);
+	dkp_free(p->tl);
 	dkp_free(p->w);
 	dkp_htab_free(p->inflight, NULL);
 	dkp_htab_free(p->deferred, free_val);
@@ -884,6 +1020,8 @@ void dkp_pool_free(struct dkp_pool *p)
 	pthread_cond_destroy(&p->nonempty);
 	pthread_cond_destroy(&p->space);
 	pthread_cond_destroy(&p->idle);
+	pthread_cond_destroy(&p->slot_done);
+	pthread_cond_destroy(&p->cq_nonempty);
 	dkp_free(p);
 }
 

@@ -25,6 +25,8 @@ struct dkp_pool_cfg {
 	uint64_t inflight_bytes;
 	int once;		/* drain and return */
 	int nosign;		/* benchmark: copy messages through unsigned */
+	int group_commit;	/* 1: a commit thread, where the transport
+				 * has stage/commit_many */
 	const char *watch_path;	/* directory to watch with inotify, or NULL */
 	int hold;		/* pulling transports: no fetch before
 				 * dkp_pool_release */

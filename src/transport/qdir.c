@@ -2,9 +2,9 @@
  * qdir.c — the queue-directory transport; see qdir.h and docs/queue.md.
  *
  * The protocol's steps are the named functions below, in the order a
- * batch meets them: claim, read_inputs (fetch); write_copies,
- * flush_copies, check_inputs, retire, publish, fail_one, defer (commit);
- * recover (qdir_recover.c). Namespace operations (rename, unlink, link) are plain
+ * batch meets them: claim, read_inputs (fetch, here); write_copies
+ * (stage), flush_copies, check_inputs, retire, publish, fail_one, defer
+ * (commit_many) in qdir_commit.c; recover in qdir_recover.c. Namespace operations (rename, unlink, link) are plain
  * syscalls; opens, reads, writes and fsyncs of files go through the
  * worker's ring (uring.h).
  */
@@ -78,7 +78,7 @@ int dkp_qdir_engine_name_ok(const char *s)
 
 /* The n-th name for id: id itself, then id.dup1, id.dup2, ... (the base
  * shortened so the name stays a valid queue ID). */
-static void dup_name(char *out, const char *id, unsigned n)
+void dkp_qdir_dup_name(char *out, const char *id, unsigned n)
 {
 	char suf[16];
 	size_t keep;
@@ -103,7 +103,7 @@ int dkp_qdir_move_unique(int sdir, const char *sname, int ddir, const char *id,
 	unsigned n;
 
 	for (n = 0; n < DUP_MAX; n++) {
-		dup_name(name, id, n);
+		dkp_qdir_dup_name(name, id, n);
 		if (renameat2(sdir, sname, ddir, name, RENAME_NOREPLACE) == 0) {
 			if (used)
 				memcpy(used, name, sizeof(name));
@@ -454,6 +454,7 @@ static void qdir_worker_free(struct dkp_tworker *w)
 	if (w->tmpdir >= 0)
 		close(w->tmpdir);
 	dkp_free(w->ops);
+	dkp_free(w->ofd);
 	dkp_free(w);
 }
 
@@ -462,7 +463,7 @@ static int qdir_worker_uring(const struct dkp_tworker *w)
 	return dkp_ring_is_uring(w->ring);
 }
 
-static struct dkp_rop *op(struct dkp_tworker *w, size_t k, enum dkp_rop_kind kind)
+struct dkp_rop *dkp_qdir_op(struct dkp_tworker *w, size_t k, enum dkp_rop_kind kind)
 {
 	struct dkp_rop *o;
 
@@ -480,12 +481,12 @@ static struct dkp_rop *op(struct dkp_tworker *w, size_t k, enum dkp_rop_kind kin
 	return o;
 }
 
-static int publishable(const struct dkp_tmsg *m)
+int dkp_qdir_publishable(const struct dkp_tmsg *m)
 {
 	return m->outcome == DKP_OUT_SIGNED || m->outcome == DKP_OUT_ESP_ONLY;
 }
 
-static void defer_sys(struct dkp_tmsg *m, const char *step, int e, const char *what)
+void dkp_qdir_defer_sys(struct dkp_tmsg *m, const char *step, int e, const char *what)
 {
 	dkp_err_sys(&m->err, DKP_E_IO, 1, step, e, "%s", what);
 	m->outcome = DKP_OUT_DEFERRED;
@@ -523,7 +524,7 @@ static void claim(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
 	}
 }
 
-static int64_t ts_ns(const struct timespec *ts)
+int64_t dkp_qdir_ts_ns(const struct timespec *ts)
 {
 	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
 }
@@ -559,7 +560,7 @@ static void put_back(struct dkp_qdir *q, struct dkp_tmsg *m)
 		m->fd = -1;
 	}
 	if ((rc = dkp_qdir_move_unique(q->claim, m->id, q->in_new, m->id, m->pub)) < 0) {
-		defer_sys(m, "read", -rc, "cannot put back a message the budget cannot hold now");
+		dkp_qdir_defer_sys(m, "read", -rc, "cannot put back a message the budget cannot hold now");
 		return;
 	}
 	m->claimed = 0;
@@ -578,7 +579,7 @@ static int read_inputs(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 
 	for (i = k = 0; i < n; i++)
 		if (m[i].claimed) {
-			struct dkp_rop *o = op(w, k++, DKP_ROP_OPEN_RD);
+			struct dkp_rop *o = dkp_qdir_op(w, k++, DKP_ROP_OPEN_RD);
 
 			o->dirfd = q->claim;
 			o->name = m[i].id;
@@ -599,12 +600,12 @@ static int read_inputs(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 			continue;
 		}
 		if (res < 0) {
-			defer_sys(&m[i], "open", (int)-res, "cannot open the claimed message");
+			dkp_qdir_defer_sys(&m[i], "open", (int)-res, "cannot open the claimed message");
 			continue;
 		}
 		m[i].fd = (int)res;
 		if (fstat(m[i].fd, &st) < 0) {
-			defer_sys(&m[i], "stat", errno, "cannot stat the claimed message");
+			dkp_qdir_defer_sys(&m[i], "stat", errno, "cannot stat the claimed message");
 			continue;
 		}
 		if (!S_ISREG(st.st_mode)) {
@@ -632,8 +633,8 @@ static int read_inputs(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 			continue;
 		}
 		m[i].st_size = st.st_size;
-		m[i].st_mtime_ns = ts_ns(&st.st_mtim);
-		m[i].st_ctime_ns = ts_ns(&st.st_ctim);
+		m[i].st_mtime_ns = dkp_qdir_ts_ns(&st.st_mtim);
+		m[i].st_ctime_ns = dkp_qdir_ts_ns(&st.st_ctim);
 		m[i].len = (size_t)st.st_size;
 	}
 	/* the budget: a worker that holds nothing waits for its first
@@ -641,7 +642,8 @@ static int read_inputs(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 	 * ones are taken only if they fit now, else put back for later, so
 	 * no worker waits while holding bytes (no deadlock) and the cap
 	 * holds */
-	w->budget = budget;
+	if (w->budget == NULL)
+		w->budget = budget;	/* set once: commit_many reads it */
 	w->taken = 0;
 	for (i = 0; i < n; i++) {
 		uint64_t need;
@@ -661,7 +663,7 @@ static int read_inputs(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 	}
 	for (i = k = 0; i < n; i++)
 		if (m[i].fd >= 0 && m[i].outcome < 0) {
-			struct dkp_rop *o = op(w, k++, DKP_ROP_READ);
+			struct dkp_rop *o = dkp_qdir_op(w, k++, DKP_ROP_READ);
 
 			if (m[i].cap < m[i].len + 1) {
 				dkp_free(m[i].buf);
@@ -681,9 +683,9 @@ static int read_inputs(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 			continue;
 		res = w->ops[k++].res;
 		if (res < 0)
-			defer_sys(&m[i], "read", (int)-res, "cannot read the claimed message");
+			dkp_qdir_defer_sys(&m[i], "read", (int)-res, "cannot read the claimed message");
 		else if ((uint64_t)res != m[i].len)
-			defer_sys(&m[i], "read", EAGAIN,
+			dkp_qdir_defer_sys(&m[i], "read", EAGAIN,
 				  "short read: the message changed while being read");
 		else
 			m[i].buf[m[i].len] = '\0';
@@ -726,333 +728,11 @@ static int qdir_fetch(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 		/* the ring failed: nothing read is trusted; all go back */
 		for (i = 0; i < n; i++)
 			if (m[i].claimed && m[i].outcome < 0)
-				defer_sys(&m[i], "read", -rc, "I/O ring failed");
-		if (w->budget == NULL) {
+				dkp_qdir_defer_sys(&m[i], "read", -rc, "I/O ring failed");
+		if (w->budget == NULL)
 			w->budget = budget;
-			w->taken = 0;
-		}
 	}
 	return 0;
-}
-
-/* ---- commit: write, flush, check, retire, publish, fail, defer ------- */
-
-/* Step 4, write: out/tmp/E/wN/ID created exclusively, written whole (and
- * fsync'ed, linked, with flush = files). */
-static int write_copies(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
-			int *ofd)
-{
-	size_t i, k;
-	int rc, j;
-
-	for (i = k = 0; i < n; i++) {
-		ofd[i] = -1;
-		if (publishable(&m[i])) {
-			struct dkp_rop *o = op(w, k++, DKP_ROP_OPEN_EXCL);
-
-			o->dirfd = w->tmpdir;
-			o->name = m[i].id;
-		}
-	}
-	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
-		return rc;
-	for (i = k = 0; i < n; i++) {
-		int64_t res;
-
-		if (!publishable(&m[i]))
-			continue;
-		res = w->ops[k++].res;
-		if (res < 0) {
-			defer_sys(&m[i], "write", (int)-res, "cannot create the signed copy");
-		} else {
-			ofd[i] = (int)res;
-			m[i].copy = 1;
-		}
-	}
-	for (i = k = 0; i < n; i++)
-		if (ofd[i] >= 0) {
-			struct dkp_rop *o = op(w, k++, DKP_ROP_WRITEV);
-
-			o->fd = ofd[i];
-			for (j = 0; j < m[i].nout; j++)
-				o->iov[j] = m[i].out[j];
-			o->niov = m[i].nout;
-			if (w->q->flush_files) {
-				o = op(w, k++, DKP_ROP_FSYNC);
-				o->flags = DKP_ROP_LINK;
-				o->fd = ofd[i];
-			}
-		}
-	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
-		return rc;
-	for (i = k = 0; i < n; i++) {
-		int64_t r1, r2 = 0;
-
-		if (ofd[i] < 0)
-			continue;
-		r1 = w->ops[k++].res;
-		if (w->q->flush_files)
-			r2 = w->ops[k++].res;
-		if (r1 < 0 || r2 < 0)
-			defer_sys(&m[i], "write", (int)-(r1 < 0 ? r1 : r2),
-				  "cannot write the signed copy");
-	}
-	return 0;
-}
-
-/* Step 5, flush the copies: one syncfs for the batch, or (flush = files)
- * the per-file fsyncs already done plus this worker's directory. */
-static void flush_copies(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
-			 int *ofd)
-{
-	size_t i;
-	int live = 0, e = 0;
-
-	for (i = 0; i < n; i++)
-		live |= ofd[i] >= 0 && publishable(&m[i]);
-	if (live) {
-		if (w->q->flush_files)
-			e = dkp_qdir_sync_dir(w->tmpdir) < 0 ? errno : 0;
-		else if (syncfs(w->tmpdir) < 0)
-			e = errno;	/* reports write-back errors too */
-	}
-	for (i = 0; i < n; i++) {
-		if (ofd[i] < 0)
-			continue;
-		if (close(ofd[i]) < 0 && publishable(&m[i]) && errno != EINTR)
-			defer_sys(&m[i], "write", errno, "cannot close the signed copy");
-		ofd[i] = -1;
-		if (e && publishable(&m[i]))
-			defer_sys(&m[i], "flush", e, "cannot flush the signed copy");
-	}
-}
-
-/* Step 6, check: an input whose size, mtime or ctime moved since it was
- * read has been written to after the claim; never publish it truncated. */
-static void check_inputs(struct dkp_tmsg *m, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		struct stat st;
-
-		if (!publishable(&m[i]) || m[i].fd < 0)
-			continue;
-		if (fstat(m[i].fd, &st) < 0) {
-			defer_sys(&m[i], "check", errno, "cannot stat the claimed message");
-		} else if (st.st_size != m[i].st_size ||
-			   ts_ns(&st.st_mtim) != m[i].st_mtime_ns ||
-			   ts_ns(&st.st_ctim) != m[i].st_ctime_ns) {
-			dkp_err_set(&m[i].err, DKP_E_IO, 1, "check",
-				    "changed after it was claimed (%lld bytes read, %lld now): a producer is writing into in/new directly",
-				    (long long)m[i].st_size, (long long)st.st_size);
-			m[i].err.sys_errno = EAGAIN;	/* worth a retry soon */
-			m[i].outcome = DKP_OUT_DEFERRED;
-		}
-	}
-}
-
-/* Remove the copies of messages that will not be published, durably, so
- * no copy can outlive a requeue (that would publish it twice). */
-static void drop_copies(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
-{
-	size_t i;
-	int any = 0;
-
-	for (i = 0; i < n; i++)
-		if (m[i].copy && !publishable(&m[i])) {
-			if (unlinkat(w->tmpdir, m[i].id, 0) == 0 || errno == ENOENT)
-				m[i].copy = 0;
-			any = 1;
-		}
-	if (any)
-		dkp_qdir_sync_dir(w->tmpdir);
-}
-
-/* Step 7, retire: unlink the inputs, then one flush of in/cur/E. From
- * here the flushed copy is the message. */
-static int retire(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
-{
-	size_t i;
-	int any = 0, rc;
-
-	for (i = 0; i < n; i++) {
-		if (!publishable(&m[i]))
-			continue;
-		if (unlinkat(w->q->claim, m[i].id, 0) < 0 && errno != ENOENT) {
-			defer_sys(&m[i], "retire", errno, "cannot retire the input");
-			continue;
-		}
-		m[i].claimed = 0;
-		any = 1;
-	}
-	drop_copies(w, m, n);	/* those whose retire failed */
-	if (any && (rc = dkp_qdir_sync_dir(w->q->claim)) < 0) {
-		/* not known retired: neither publishing nor requeuing is
-		 * safe; the copies stay for recovery at the next start */
-		for (i = 0; i < n; i++)
-			if (publishable(&m[i])) {
-				dkp_err_sys(&m[i].err, DKP_E_IO, 1, "retire", -rc,
-					    "cannot flush %s/cur/%s; recovery publishes it at the next start",
-					    w->q->in_path, w->q->engine);
-				m[i].outcome = DKP_OUT_DEFERRED;
-			}
-		return rc;
-	}
-	return 0;
-}
-
-/* Step 8, publish: out/tmp/E/wN/ID → out/new/ID (or ID.dupN), then one
- * flush of out/new. */
-static int publish(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
-{
-	size_t i;
-	int any = 0, rc, bad = 0;
-
-	for (i = 0; i < n; i++) {
-		if (!publishable(&m[i]))
-			continue;
-		rc = dkp_qdir_move_unique(w->tmpdir, m[i].id, w->q->out_new, m[i].id, m[i].pub);
-		if (rc < 0) {
-			dkp_err_sys(&m[i].err, DKP_E_IO, 1, "publish", -rc,
-				    "cannot publish; recovery publishes it at the next start");
-			m[i].outcome = DKP_OUT_DEFERRED;
-			bad = rc;
-			continue;
-		}
-		m[i].copy = 0;
-		if (strcmp(m[i].pub, m[i].id) == 0)
-			m[i].pub[0] = '\0';
-		else
-			dkp_warn("%s: out/new/%s exists already (a reused queue ID?): published as out/new/%s",
-				 m[i].id, m[i].id, m[i].pub);
-		any = 1;
-	}
-	if (any && (rc = dkp_qdir_sync_dir(w->q->out_new)) < 0)
-		return rc;
-	return bad;
-}
-
-/* Fail: failed/ID.reason, then the message to failed/ID (or ID.dupN with
- * ID.dupN.reason), never over anything; then flush failed/. */
-static int fail_one(struct dkp_qdir *q, struct dkp_tmsg *m)
-{
-	char tname[DKP_QID_MAX + 32], name[DKP_QID_MAX + 1], rname[DKP_QID_MAX + 16];
-	const char *reason = m->err.msg[0] ? m->err.msg : "failed";
-	size_t len = strlen(reason);
-	unsigned k;
-	int fd, rc = 0;
-
-	snprintf(tname, sizeof(tname), ".%s.reason.tmp", m->id);
-	/* never follow or reuse what is there: a leftover of a crash, or a
-	 * symlink planted to make us overwrite its target, is removed (the
-	 * name itself, not what it points to) */
-	fd = openat(q->failed, tname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0 && errno == EEXIST && unlinkat(q->failed, tname, 0) == 0)
-		fd = openat(q->failed, tname,
-			    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, reason, len) != (ssize_t)len || write(fd, "\n", 1) != 1 ||
-	    fsync(fd) < 0)
-		rc = errno ? -errno : -EIO;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	for (k = 0; rc == 0 && k < DUP_MAX; k++) {
-		dup_name(name, m->id, k);
-		snprintf(rname, sizeof(rname), "%s.reason", name);
-		if (linkat(q->failed, tname, q->failed, rname, 0) < 0) {
-			if (errno != EEXIST)
-				rc = -errno;
-			continue;
-		}
-		if (renameat2(q->claim, m->id, q->failed, name, RENAME_NOREPLACE) == 0)
-			break;
-		rc = errno == EEXIST ? 0 : -errno;
-		unlinkat(q->failed, rname, 0);
-	}
-	if (rc == 0 && k == DUP_MAX)
-		rc = -EEXIST;
-	unlinkat(q->failed, tname, 0);
-	if (rc < 0)
-		return rc;
-	m->claimed = 0;
-	if (k > 0) {
-		snprintf(m->pub, sizeof(m->pub), "%s", name);
-		dkp_warn("%s: failed/%s exists already: failed as failed/%s", m->id,
-			 m->id, name);
-	}
-	/* moved: the message is failed whatever the flush says; a crash
-	 * before the flush lands may bring it back to in/cur/E, and
-	 * recovery then fails it again */
-	if ((rc = dkp_qdir_sync_dir(q->failed)) < 0)
-		dkp_error("%s: moved to %s/%s, but flushing that directory failed (%s)",
-			  m->id, q->failed_path, name, strerror(-rc));
-	return 0;
-}
-
-/* Defer: back to in/new/ID (or ID.dupN). Its copy, if any, is gone
- * already (drop_copies). */
-static int defer(struct dkp_qdir *q, struct dkp_tmsg *m)
-{
-	int rc = dkp_qdir_move_unique(q->claim, m->id, q->in_new, m->id, m->pub);
-
-	if (rc < 0)
-		return rc;
-	m->claimed = 0;
-	if (strcmp(m->pub, m->id) == 0)
-		m->pub[0] = '\0';
-	else
-		dkp_warn("%s: in/new/%s was queued again meanwhile: put back as in/new/%s",
-			 m->id, m->id, m->pub);
-	return 0;
-}
-
-static int qdir_commit(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
-{
-	int *ofd = dkp_calloc(n ? n : 1, sizeof(*ofd));
-	size_t i;
-	int rc = 0, r;
-
-	if ((r = write_copies(w, m, n, ofd)) < 0) {
-		for (i = 0; i < n; i++)
-			if (publishable(&m[i]))
-				defer_sys(&m[i], "write", -r, "I/O ring failed");
-	}
-	flush_copies(w, m, n, ofd);
-	check_inputs(m, n);
-	drop_copies(w, m, n);
-	if ((r = retire(w, m, n)) < 0)
-		rc = r;
-	else if ((r = publish(w, m, n)) < 0)
-		rc = r;
-	for (i = 0; i < n; i++) {
-		if (m[i].fd >= 0) {
-			close(m[i].fd);
-			m[i].fd = -1;
-		}
-		if (!m[i].claimed)
-			continue;
-		if (m[i].outcome == DKP_OUT_FAILED && (r = fail_one(w->q, &m[i])) < 0) {
-			dkp_error("%s: cannot move to %s (%s); leaving it queued: %s",
-				  m[i].id, w->q->failed_path, strerror(-r), m[i].err.msg);
-			dkp_err_sys(&m[i].err, DKP_E_IO, 1, "fail", -r,
-				    "cannot move to failed/");
-			m[i].outcome = DKP_OUT_DEFERRED;
-		}
-		if (m[i].outcome == DKP_OUT_DEFERRED && (r = defer(w->q, &m[i])) < 0) {
-			dkp_error("%s: cannot put back into %s (%s); recovery does it at the next start",
-				  m[i].id, w->q->new_path, strerror(-r));
-			if (rc == 0)
-				rc = r;
-		}
-	}
-	if (w->budget) {
-		dkp_budget_give(w->budget, w->taken);
-		w->taken = 0;
-	}
-	dkp_free(ofd);
-	return rc;
 }
 
 static const struct dkp_transport_ops qdir_ops = {
@@ -1062,7 +742,9 @@ static const struct dkp_transport_ops qdir_ops = {
 	.worker_free = qdir_worker_free,
 	.worker_uring = qdir_worker_uring,
 	.fetch = qdir_fetch,
-	.commit = qdir_commit,
+	.commit = dkp_qdir_commit,
+	.stage = dkp_qdir_stage,
+	.commit_many = dkp_qdir_commit_many,
 	.scan = qdir_scan,
 	.recover = dkp_qdir_recover,
 };

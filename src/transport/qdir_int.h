@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "transport/qdir.h"
+#include "transport/uring.h"
 
 #define DUP_MAX 100000		/* ID.dup1 .. ID.dup99999 */
 #define STALE_HIDDEN_S 60	/* a half-made engine area older than this is dead */
@@ -32,9 +33,29 @@ struct dkp_tworker {
 	int tmpdir;		/* out/tmp/E/wN */
 	struct dkp_rop *ops;
 	size_t nops;
-	struct dkp_budget *budget;
-	uint64_t taken;
+	struct dkp_budget *budget;	/* set by the first fetch, then fixed */
+	uint64_t taken;		/* bytes the fetch in hand took */
+	int *ofd;		/* the stage's copy fds (scratch) */
+	size_t nofd;
+	int flush_err;		/* commit_many: this directory's flush */
 };
+
+struct timespec;
+/* The k-th ring operation of w's scratch, cleared, of kind kind. */
+struct dkp_rop *dkp_qdir_op(struct dkp_tworker *w, size_t k, enum dkp_rop_kind kind);
+/* Is m signed and to be published? */
+int dkp_qdir_publishable(const struct dkp_tmsg *m);
+/* Defer m for a system error e at step (errno-classed, temporary). */
+void dkp_qdir_defer_sys(struct dkp_tmsg *m, const char *step, int e, const char *what);
+/* A timespec in nanoseconds. */
+int64_t dkp_qdir_ts_ns(const struct timespec *ts);
+/* The n-th name for id: id, id.dup1, ... (DKP_QID_MAX + 1 bytes). */
+void dkp_qdir_dup_name(char *out, const char *id, unsigned n);
+/* The commit half (qdir_commit.c): stage, commit_many, and commit (both
+ * in a row for one batch). */
+int dkp_qdir_stage(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n);
+int dkp_qdir_commit_many(struct dkp_tbatch *b, size_t nb);
+int dkp_qdir_commit(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n);
 
 /* Is name an engine area ("e<pid>-<8 hex>")? */
 int dkp_qdir_engine_name_ok(const char *s);

@@ -13,7 +13,14 @@
  *                   deferred ones handed back for a later retry
  *
  * After commit every message of the batch is in exactly one outcome
- * (m->outcome). Where the IDs come from is the transport's too: the queue
+ * (m->outcome).
+ *
+ * Group commit (optional, the queue directory has it): commit splits in
+ * two. stage runs on the worker (write the signed copies, no flush);
+ * commit_many runs on the pool's commit thread and makes every staged
+ * batch that is waiting durable together (one round of flushes for all
+ * of them), so signing never waits for a flush. commit(w, m, n) is the
+ * same as stage followed by commit_many of that one batch. Where the IDs come from is the transport's too: the queue
  * directory lists in/new (scan, fed to workers by the pool's dispatcher);
  * a broker (JetStream, src/transport/jetstream.c) sets `pulls` and fills
  * the IDs itself in fetch from a pull consumer.
@@ -76,6 +83,13 @@ struct dkp_transport;
 struct dkp_tworker;
 struct dkp_budget;
 
+/* One worker's staged batch, for commit_many. */
+struct dkp_tbatch {
+	struct dkp_tworker *w;
+	struct dkp_tmsg *m;
+	size_t n;
+};
+
 /* What recovery did. */
 struct dkp_recovery {
 	size_t engines;		/* dead engines' areas taken back */
@@ -102,6 +116,13 @@ struct dkp_transport_ops {
 	 * transport cannot go on safely (the engine must stop; recovery at
 	 * the next start finishes what was in hand). */
 	int (*commit)(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n);
+	/* Group commit (both NULL where the transport has none). stage:
+	 * the worker's part of commit, before any flush (0 or -errno, as
+	 * commit). commit_many: the rest of commit for nb staged batches of
+	 * any workers at once; may run on another thread than their
+	 * workers', never beside a fetch or stage of the same batch. */
+	int (*stage)(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n);
+	int (*commit_many)(struct dkp_tbatch *b, size_t nb);
 	/* Call fn for each message waiting; stop early if fn returns
 	 * non-zero. */
 	int (*scan)(struct dkp_transport *t,
