@@ -8,8 +8,10 @@
 #          each output = input + its signatures with the right d= on top,
 #          every signature passes dkimpy, every RSA one Mail::DKIM, a
 #          sample libopendkim and dkimpress verify; malformed ones in
-#          failed/ with reasons. Then 500 more with io = syscalls, and
-#          500 with flush = files.
+#          failed/ with reasons. Then 500 more with io = syscalls, 500
+#          with flush = files, and through the commit thread
+#          (group_commit = yes) 2000 with syncfs and 500 with flush =
+#          files.
 #  bench   run --no-sign copies byte for byte and warns, --stats and --set
 #          work, the summary has latency; `dkimpress bench` runs its three
 #          phases, writes JSON rows, removes its scratch queues.
@@ -166,6 +168,10 @@ e2e syscalls 500 "io = syscalls" "threads = 3" "batch = 7"
 check 'grep -q "syscalls" "$W/syscalls.log"' "syscalls: the run says it uses plain syscalls"
 e2e files 500 "flush = files" "threads = 2" "batch = 16"
 check 'grep -q "flush files" "$W/files.log"' "files: the run says it fsyncs each file (flush = files)"
+# the commit thread (group_commit): the same checks, batches of several
+# workers committed together
+e2e groupcommit 2000 "group_commit = yes" "threads = 4" "batch = 8"
+e2e groupfiles 500 "group_commit = yes" "flush = files" "io = uring" "threads = 3" "batch = 5"
 
 # ------------------------------------------------- bench and --no-sign
 echo "== run --no-sign --stats, dkimpress bench"
