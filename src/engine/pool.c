@@ -94,6 +94,10 @@ struct deferral {
 struct slot {
 	struct worker *w;
 	struct dkp_tmsg *m;	/* batch entries */
+	struct dkp_job *job;	/* its own: the out vectors and the
+				 * signature fields stay valid until the
+				 * slot's commit has ended (the stats read
+				 * them there) */
 	size_t n;
 	double started;
 	int pending;		/* staged, its commit not ended (p->mu) */
@@ -104,7 +108,6 @@ struct worker {
 	struct dkp_pool *p;
 	unsigned id;
 	struct dkp_tworker *tw;
-	struct dkp_job *job;
 	struct slot slot[NSLOTS];
 	unsigned cur;		/* the slot the next batch fills */
 	pthread_t th;
@@ -339,6 +342,7 @@ static void end_batch(struct dkp_pool *p, struct slot *sl, int rc)
 	report_batch(p, m, n);
 	e = batch_backoff(m, n);
 	/* keep small buffers for the next batch, not a rare big one */
+	dkp_job_trim(sl->job, KEEP_BUF);
 	for (i = 0; i < n; i++)
 		if (m[i].cap > KEEP_BUF) {
 			dkp_free(m[i].buf);
@@ -396,7 +400,7 @@ static void run_batch(struct worker *w, struct slot *sl, struct dkp_snap *s,
 
 	sl->n = n;
 	sl->started = started;
-	dkp_job_sign(w->job, s, sl->m, n);
+	dkp_job_sign(sl->job, s, sl->m, n);
 	if (p->gc) {
 		ops->stage(w->tw, sl->m, n);
 		dkp_snap_unref(s);
@@ -416,7 +420,6 @@ static void run_batch(struct worker *w, struct slot *sl, struct dkp_snap *s,
 		dkp_snap_unref(s);
 		end_batch(p, sl, rc);
 	}
-	dkp_job_trim(w->job, KEEP_BUF);	/* the out vectors are used up */
 }
 
 /* The commit thread: takes every staged batch waiting (of any worker)
@@ -595,13 +598,13 @@ int dkp_pool_start(struct dkp_pool **out, struct dkp_transport *t,
 			dkp_pool_free(p);
 			return rc;
 		}
-		w->job = dkp_job_new(c->batch);
-		dkp_job_set_hook(w->job, esp_only_hook, p);
-		dkp_job_set_nosign(w->job, c->nosign);
 		for (k = 0; k < NSLOTS; k++) {
 			struct slot *sl = &w->slot[k];
 
 			sl->w = w;
+			sl->job = dkp_job_new(c->batch);
+			dkp_job_set_hook(sl->job, esp_only_hook, p);
+			dkp_job_set_nosign(sl->job, c->nosign);
 			sl->m = dkp_calloc(c->batch, sizeof(*sl->m));
 			for (j = 0; j < c->batch; j++)
 				sl->m[j].fd = -1;
@@ -999,11 +1002,11 @@ void dkp_pool_free(struct dkp_pool *p)
 
 		if (w->tw)
 			p->t->ops->worker_free(w->tw);
-		dkp_job_free(w->job);
 		for (j = 0; j < NSLOTS; j++) {
 			for (k = 0; w->slot[j].m && k < p->batch; k++)
 				dkp_free(w->slot[j].m[k].buf);
 			dkp_free(w->slot[j].m);
+			dkp_job_free(w->slot[j].job);
 		}
 	}
 	dkp_free(p->tb);
