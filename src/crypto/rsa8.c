@@ -56,6 +56,9 @@
 #include <openssl/crypto.h>
 
 #include "base/mem.h"
+#ifndef DKP_RSA8_EMULATE
+#include "crypto/rsa8_check.h"
+#endif
 #include "crypto/rsa8_vec.h"
 
 #ifndef DKP_RSA8_EMULATE
@@ -86,6 +89,12 @@ struct dkp_rsa8_key {
 		uint64_t k0p, k0q;		/* -p^-1, -q^-1 mod 2^52 */
 	} s;
 	unsigned char n[256];	/* public */
+	/* The check of every signature (rsa8_check.c; not in the emulated
+	 * build of tests/ct, which has no signatures), and the EVP_PKEY the
+	 * key was made from: its address only, to recognize it in requests
+	 * (no reference is held). */
+	struct dkp_rsa8_check *chk;
+	const EVP_PKEY *pk;
 };
 
 #ifdef DKP_RSA8_CT_CANARY
@@ -289,6 +298,16 @@ struct dkp_rsa8_key *dkp_rsa8_key_new(const EVP_PKEY *pk, const char **why)
 	k->s.k0q = mont_k0(k->s.q[0]);
 	mont_r2(k->s.r2p, k->s.p);
 	mont_r2(k->s.r2q, k->s.q);
+#ifndef DKP_RSA8_EMULATE
+	/* from OpenSSL's own n, p, q: independent of the limbs above */
+	k->chk = dkp_rsa8_check_new(n, p, q, &w);
+	if (k->chk == NULL) {
+		dkp_rsa8_key_free(k);
+		k = NULL;
+		goto out;
+	}
+#endif
+	k->pk = pk;
 	goto out;
 fail:
 	w = "cannot export key parameters";
@@ -311,8 +330,22 @@ out:
 
 void dkp_rsa8_key_free(struct dkp_rsa8_key *k)
 {
-	if (k != NULL)
-		dkp_free_wipe(k, sizeof(*k));
+	if (k == NULL)
+		return;
+#ifndef DKP_RSA8_EMULATE
+	dkp_rsa8_check_free(k->chk);
+#endif
+	dkp_free_wipe(k, sizeof(*k));
+}
+
+const struct dkp_rsa8_check *dkp_rsa8_key_check(const struct dkp_rsa8_key *k)
+{
+	return k->chk;
+}
+
+const EVP_PKEY *dkp_rsa8_key_pkey(const struct dkp_rsa8_key *k)
+{
+	return k->pk;
 }
 
 void *dkp_rsa8_key_secret(struct dkp_rsa8_key *k, size_t *len)

@@ -15,8 +15,9 @@
  * caller keeps its key); dkp_rsa8_key_free wipes the struct. Key material is
  * never logged.
  *
- * Threads. Keys are immutable after dkp_rsa8_key_new and may be shared.
- * dkp_rsa8_sign keeps per-thread caches only (OpenSSL verify contexts).
+ * Threads. Keys (with their check material) are immutable after
+ * dkp_rsa8_key_new and may be shared; dkp_rsa8_sign keeps no state
+ * between calls.
  *
  * CPU. Every AVX-512 instruction sits in functions built with per-function
  * target attributes; none runs unless dkp_rsa8_cpu_ok() returned 1, so the
@@ -40,7 +41,10 @@ int dkp_rsa8_cpu_ok(void);
 struct dkp_rsa8_key;
 
 /* NULL (and *why set to a static reason) unless pk is RSA with a 2048-bit
- * modulus, e = 65537, two 1024-bit primes and CRT parameters present. */
+ * modulus, e = 65537, two 1024-bit primes with p*q = n and CRT parameters
+ * present. Also makes the material of the check (rsa8_check.h) from
+ * OpenSSL's n, p and q. The key remembers pk's address (no reference) to
+ * recognize it in requests. */
 struct dkp_rsa8_key *dkp_rsa8_key_new(const EVP_PKEY *pk, const char **why);
 /* Wipe and free; NULL is a no-op. */
 void dkp_rsa8_key_free(struct dkp_rsa8_key *k);
@@ -66,15 +70,22 @@ struct dkp_rsa8_counts {
 	uint64_t lanes, groups, mismatches, errors;
 };
 /* Sign r[0..n) in groups of 8 (a partial last group runs with empty
- * lanes); every signature is verified with the public key through OpenSSL
- * (EVP_PKEY_verify, a per-thread cached context per EVP_PKEY) before it is
- * returned. Returns the number of requests with status >= 0. c (may be
+ * lanes); every signature is checked by OpenSSL's code before it is
+ * returned: with the key's check material (dkp_rsa8_verify) when req->pk
+ * is the EVP_PKEY the key was made from, else with EVP_PKEY_verify and
+ * req->pk. Returns the number of requests with status >= 0. c (may be
  * NULL) is added to: lanes computed, groups run, mismatches (lanes that
  * failed the check), errors (status -1). A request with a NULL field, or
- * any request when !dkp_rsa8_cpu_ok(), gets status -1. Thread-safe
- * (per-thread caches only; a cached context keeps its EVP_PKEY alive until
- * evicted — 32 per thread — or the thread exits). */
+ * any request when !dkp_rsa8_cpu_ok(), gets status -1. Thread-safe. */
 size_t dkp_rsa8_sign(struct dkp_rsa8_req *r, size_t n, struct dkp_rsa8_counts *c);
+
+/* The check dkp_rsa8_sign runs on every lane: 1 when sig (256 bytes) is
+ * the PKCS#1 v1.5 SHA-256 signature of digest (32 bytes) under k, i.e.
+ * sig < n and sig^65537 = EM (mod p) and (mod q), computed by OpenSSL's BN
+ * Montgomery code (never by the vector kernel); constant time in p and q.
+ * 0 otherwise. Thread-safe. */
+int dkp_rsa8_verify(const struct dkp_rsa8_key *k, const unsigned char *digest,
+		    const unsigned char *sig);
 
 /* Test hook: when 1..8, lane (value-1) of the next groups gets one bit of
  * its CRT half flipped before recombination. 0 = off. Also set from the

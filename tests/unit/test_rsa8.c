@@ -1,7 +1,9 @@
 /* test_rsa8.c — the 8-lane AVX-512 IFMA RSA-2048 (src/crypto/rsa8.c,
  * rsa8_sign.c) against OpenSSL: signatures byte for byte over many keys
  * and digests, edge cases of the raw operation, rejected keys, the fault
- * hook, partial groups and two threads at once.
+ * hook, the check on its own (right, corrupted and wrong-key signatures),
+ * requests whose EVP_PKEY is not their key's, partial groups and two
+ * threads at once.
  *
  * Exits 77 (skip) when the CPU lacks AVX-512F/IFMA. RSA8_PAIRS sets the
  * number of (key, digest) pairs (default 10,000; 2,000 in sanitizer
@@ -103,6 +105,42 @@ static EVP_PKEY *swap_pq(const EVP_PKEY *pk)
 	BN_clear_free(dp);
 	BN_clear_free(dq);
 	BN_clear_free(qi);
+	return out;
+}
+
+/* n and e of key a with the private part (d, p, q, dp, dq, qinv) of key b:
+ * p*q is not n. */
+static EVP_PKEY *mixed_key(const EVP_PKEY *a, const EVP_PKEY *b)
+{
+	static const char *const priv[] = {
+		OSSL_PKEY_PARAM_RSA_D, OSSL_PKEY_PARAM_RSA_FACTOR1, OSSL_PKEY_PARAM_RSA_FACTOR2,
+		OSSL_PKEY_PARAM_RSA_EXPONENT1, OSSL_PKEY_PARAM_RSA_EXPONENT2,
+		OSSL_PKEY_PARAM_RSA_COEFFICIENT1,
+	};
+	BIGNUM *bn[8] = { NULL };
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	OSSL_PARAM *params = NULL;
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+	EVP_PKEY *out = NULL;
+	int i, ok = bld != NULL && ctx != NULL;
+
+	bn[0] = bn_param(a, OSSL_PKEY_PARAM_RSA_N);
+	bn[1] = bn_param(a, OSSL_PKEY_PARAM_RSA_E);
+	ok = ok && bn[0] != NULL && bn[1] != NULL &&
+	     OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn[0]) &&
+	     OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn[1]);
+	for (i = 0; i < 6 && ok; i++) {
+		bn[i + 2] = bn_param(b, priv[i]);
+		ok = bn[i + 2] != NULL && OSSL_PARAM_BLD_push_BN(bld, priv[i], bn[i + 2]);
+	}
+	if (ok && (params = OSSL_PARAM_BLD_to_param(bld)) != NULL &&
+	    EVP_PKEY_fromdata_init(ctx) == 1)
+		EVP_PKEY_fromdata(ctx, &out, EVP_PKEY_KEYPAIR, params);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	EVP_PKEY_CTX_free(ctx);
+	for (i = 0; i < 8; i++)
+		BN_clear_free(bn[i]);
 	return out;
 }
 
@@ -474,6 +512,14 @@ static void rejects_other_keys(void **st)
 	printf("rsa8: public-only key rejected: %s\n", why);
 	EVP_PKEY_free(pub);
 	OPENSSL_free(der);
+	/* n of one key, p and q of another: the check would prove nothing */
+	pk = mixed_key(pks[0], pks[2]);
+	assert_non_null(pk);
+	why = NULL;
+	assert_null(dkp_rsa8_key_new(pk, &why));
+	assert_non_null(why);
+	printf("rsa8: key with p*q != n rejected: %s\n", why);
+	EVP_PKEY_free(pk);
 	assert_null(dkp_rsa8_key_new(NULL, &why));
 	dkp_rsa8_key_free(NULL);
 }
@@ -514,6 +560,108 @@ static void fault_hook_falls_back(void **st)
 		assert_int_equal(c.groups, 3);
 		assert_int_equal(c.lanes, N);
 	}
+}
+
+/* sig + the key's parameter `which` (n, p or q) when that still fits in
+ * 256 bytes, else 0. sig + n has sig's residues mod p and q (only the
+ * range check rejects it); sig + p is right mod p, wrong mod q (only the q
+ * half rejects it), and the other way round for sig + q. */
+static int plus(const EVP_PKEY *pk, const char *which, const unsigned char *sig,
+		unsigned char *out)
+{
+	BIGNUM *a = bn_param(pk, which), *s = BN_bin2bn(sig, 256, NULL);
+	int ok = a != NULL && s != NULL && BN_add(s, s, a) && BN_num_bytes(s) <= 256 &&
+		 BN_bn2binpad(s, out, 256) == 256;
+
+	BN_clear_free(a);
+	BN_free(s);
+	return ok;
+}
+
+/* The check on its own (dkp_rsa8_verify, what dkp_rsa8_sign runs on every
+ * lane): OpenSSL's signatures pass; one flipped bit anywhere, another
+ * key's signature of the same digest, the signature of another digest,
+ * sig + n (same residues mod p and q), sig + p and sig + q (right modulo
+ * one prime) fail. */
+static void check_rejects_wrong(void **st)
+{
+	unsigned char dg[32], dg2[32], sig[256], other[256], bad[256];
+	int key, bit, bits_tried = 0, plus_tried = 0;
+
+	(void)st;
+	for (key = 0; key < NKEYS; key++) {
+		int wrong = (key + 2) % NKEYS;	/* keys 2i and 2i+1 are one key */
+
+		fill_rand(dg, 32);
+		openssl_sign(key, dg, sig);
+		assert_int_equal(dkp_rsa8_verify(rks[key], dg, sig), 1);
+		/* the same key with p and q exchanged accepts it too */
+		assert_int_equal(dkp_rsa8_verify(rks[key ^ 1], dg, sig), 1);
+		openssl_sign(wrong, dg, other);
+		assert_int_equal(dkp_rsa8_verify(rks[key], dg, other), 0);
+		assert_int_equal(dkp_rsa8_verify(rks[wrong], dg, sig), 0);
+		memcpy(dg2, dg, 32);
+		dg2[next_rand() % 32] ^= (unsigned char)(1u << (next_rand() % 8));
+		assert_int_equal(dkp_rsa8_verify(rks[key], dg2, sig), 0);
+		/* the lowest bit, the highest and six at random */
+		for (bit = 0; bit < 8; bit++) {
+			unsigned pos = bit == 0 ? 0 : bit == 1 ? 2047 : (unsigned)(next_rand() % 2048);
+
+			memcpy(bad, sig, 256);
+			bad[255 - pos / 8] ^= (unsigned char)(1u << (pos % 8));
+			assert_int_equal(dkp_rsa8_verify(rks[key], dg, bad), 0);
+			bits_tried++;
+		}
+		if (plus(pks[key], OSSL_PKEY_PARAM_RSA_N, sig, bad)) {
+			assert_int_equal(dkp_rsa8_verify(rks[key], dg, bad), 0);
+			plus_tried++;
+		}
+		assert_true(plus(pks[key], OSSL_PKEY_PARAM_RSA_FACTOR1, sig, bad));
+		assert_int_equal(dkp_rsa8_verify(rks[key], dg, bad), 0);
+		assert_true(plus(pks[key], OSSL_PKEY_PARAM_RSA_FACTOR2, sig, bad));
+		assert_int_equal(dkp_rsa8_verify(rks[key], dg, bad), 0);
+		memset(bad, 0, 256);
+		assert_int_equal(dkp_rsa8_verify(rks[key], dg, bad), 0);
+		memset(bad, 0xff, 256);
+		assert_int_equal(dkp_rsa8_verify(rks[key], dg, bad), 0);
+	}
+	printf("rsa8: the check accepted %d right signatures and rejected %d with one bit "
+	       "flipped, %d of another key, %d of another digest, %d signatures + n, %d + p, "
+	       "%d + q\n", NKEYS, bits_tried, NKEYS, NKEYS, plus_tried, NKEYS, NKEYS);
+	assert_true(plus_tried > 0);
+}
+
+/* A request whose EVP_PKEY is not the one its key was made from is
+ * checked with EVP_PKEY_verify against that EVP_PKEY: a copy of the same
+ * key passes (status 0); another key fails, and the fallback signs with
+ * the request's EVP_PKEY (status 1, OpenSSL's signature for it). */
+static void check_follows_request_pkey(void **st)
+{
+	unsigned char dg[2][32], sig[2][256], ref[256];
+	struct dkp_rsa8_req r[2];
+	struct dkp_rsa8_counts c = { 0, 0, 0, 0 };
+	EVP_PKEY *copy = EVP_PKEY_dup(pks[0]);
+	int i;
+
+	(void)st;
+	assert_non_null(copy);
+	for (i = 0; i < 2; i++) {
+		fill_rand(dg[i], 32);
+		r[i].key = rks[0];
+		r[i].digest = dg[i];
+		r[i].sig = sig[i];
+	}
+	r[0].pk = copy;
+	r[1].pk = pks[2];
+	assert_int_equal(dkp_rsa8_sign(r, 2, &c), 2);
+	assert_int_equal(r[0].status, 0);
+	assert_int_equal(r[1].status, 1);
+	assert_int_equal(c.mismatches, 1);
+	openssl_sign(0, dg[0], ref);
+	assert_bytes_equal(sig[0], 256, ref, 256);
+	openssl_sign(2, dg[1], ref);
+	assert_bytes_equal(sig[1], 256, ref, 256);
+	EVP_PKEY_free(copy);
 }
 
 /* Missing fields give status -1 and count as errors; the rest are signed. */
@@ -608,6 +756,8 @@ int main(void)
 		cmocka_unit_test(rejects_other_keys),
 		cmocka_unit_test(raw_edge_cases),
 		cmocka_unit_test(fault_hook_falls_back),
+		cmocka_unit_test(check_rejects_wrong),
+		cmocka_unit_test(check_follows_request_pkey),
 		cmocka_unit_test(bad_requests),
 		cmocka_unit_test(two_threads),
 		cmocka_unit_test(signatures_match_openssl),

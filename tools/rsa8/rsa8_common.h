@@ -123,4 +123,17 @@ static inline EVP_PKEY_CTX *rc_signer(EVP_PKEY *pk)
 	return ctx;
 }
 
+static inline EVP_PKEY_CTX *rc_verifier(EVP_PKEY *pk)
+{
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(pk, NULL);
+
+	if (ctx == NULL || EVP_PKEY_verify_init(ctx) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1 ||
+	    EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) != 1) {
+		fprintf(stderr, "cannot set up EVP_PKEY_verify\n");
+		exit(2);
+	}
+	return ctx;
+}
+
 #endif

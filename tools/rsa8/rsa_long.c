@@ -5,11 +5,13 @@
  * random among RSA_LONG_KEYS keys (default 32: 16 generated, each also
  * with p and q exchanged).
  *
- * Every signature is checked by dkp_rsa8_sign itself with the public key
- * through OpenSSL (EVP_PKEY_verify); a PKCS#1 v1.5 signature that verifies
- * is the unique one, so it equals OpenSSL's byte for byte. Any lane that
- * failed that check (status != 0, counts.mismatches) fails this run.
- * Besides, one pair in RSA_LONG_COMPARE_EVERY (default 256) is signed
+ * Every signature is checked by dkp_rsa8_sign itself (rsa8_check.c:
+ * OpenSSL's BN code, modulo p and q) and then once more here with the
+ * public key through EVP_PKEY_verify, so the run does not rest on the
+ * check it also exercises; a PKCS#1 v1.5 signature that verifies is the
+ * unique one, so it equals OpenSSL's byte for byte. Any lane that failed
+ * either (status != 0, counts.mismatches, a verify failure) fails this
+ * run. Besides, one pair in RSA_LONG_COMPARE_EVERY (default 256) is signed
  * again with EVP_PKEY_sign and compared byte for byte.
  *
  * Progress every 10 s; last line "rsa-long: ... PASS|FAIL".
@@ -26,7 +28,8 @@ static EVP_PKEY **pks;
 static struct dkp_rsa8_key **rks;
 static int nkeys;
 static uint64_t total, compare_every;
-static _Atomic uint64_t next_batch, done, compared, cmp_bad, status_bad, lanes, mism, errs;
+static _Atomic uint64_t next_batch, done, compared, cmp_bad, status_bad, lanes, mism, errs,
+	verify_bad;
 
 static uint64_t env_u64(const char *name, uint64_t def)
 {
@@ -43,10 +46,13 @@ static void *worker(void *arg)
 	struct dkp_rsa8_req r[BATCH];
 	int kidx[BATCH];
 	EVP_PKEY_CTX **signer = calloc((size_t)nkeys, sizeof(*signer));
+	EVP_PKEY_CTX **verifier = calloc((size_t)nkeys, sizeof(*verifier));
 	int i;
 
-	for (i = 0; i < nkeys; i++)
+	for (i = 0; i < nkeys; i++) {
 		signer[i] = rc_signer(pks[i]);
+		verifier[i] = rc_verifier(pks[i]);
+	}
 	for (;;) {
 		uint64_t b = atomic_fetch_add(&next_batch, 1), start = b * BATCH, n;
 		struct dkp_rsa8_counts c = { 0, 0, 0, 0 };
@@ -66,6 +72,8 @@ static void *worker(void *arg)
 		for (i = 0; i < (int)n; i++) {
 			if (r[i].status != 0)
 				atomic_fetch_add(&status_bad, 1);
+			if (EVP_PKEY_verify(verifier[kidx[i]], sig[i], 256, dg[i], 32) != 1)
+				atomic_fetch_add(&verify_bad, 1);
 			if ((start + (uint64_t)i) % compare_every == 0) {
 				size_t len = 256;
 
@@ -80,9 +88,12 @@ static void *worker(void *arg)
 		atomic_fetch_add(&errs, c.errors);
 		atomic_fetch_add(&done, n);
 	}
-	for (i = 0; i < nkeys; i++)
+	for (i = 0; i < nkeys; i++) {
 		EVP_PKEY_CTX_free(signer[i]);
+		EVP_PKEY_CTX_free(verifier[i]);
+	}
 	free(signer);
+	free(verifier);
 	return NULL;
 }
 
@@ -107,9 +118,10 @@ int main(void)
 	if (rc_keys(nkeys, pks, rks) != 0)
 		return 2;
 	printf("rsa-long: %d keys (%d generated, each also with p and q swapped) in %.1f s; "
-	       "%llu pairs on %d threads, every one verified by OpenSSL, 1 in %llu "
-	       "compared with EVP_PKEY_sign\n", nkeys, nkeys / 2, now_s() - t0,
-	       (unsigned long long)total, nthr, (unsigned long long)compare_every);
+	       "%llu pairs on %d threads, every one checked by dkp_rsa8_sign and verified "
+	       "again by EVP_PKEY_verify, 1 in %llu compared with EVP_PKEY_sign\n", nkeys,
+	       nkeys / 2, now_s() - t0, (unsigned long long)total, nthr,
+	       (unsigned long long)compare_every);
 	fflush(stdout);
 	th = calloc((size_t)nthr, sizeof(*th));
 	t0 = last = now_s();
@@ -136,14 +148,17 @@ int main(void)
 	for (i = 0; i < nthr; i++)
 		pthread_join(th[i], NULL);
 	ok = atomic_load(&status_bad) == 0 && atomic_load(&cmp_bad) == 0 &&
+	     atomic_load(&verify_bad) == 0 &&
 	     atomic_load(&mism) == 0 && atomic_load(&errs) == 0 && atomic_load(&done) == total;
 	printf("rsa-long: %llu pairs over %d keys in %.0f s (%.0f sig/s on %d threads): "
-	       "%llu lanes verified by OpenSSL, %llu mismatches, %llu errors, %llu compared "
-	       "byte for byte with EVP_PKEY_sign, %llu differed: %s\n",
+	       "%llu lanes checked, %llu mismatches, %llu errors, %llu failed "
+	       "EVP_PKEY_verify, %llu compared byte for byte with EVP_PKEY_sign, %llu "
+	       "differed: %s\n",
 	       (unsigned long long)atomic_load(&done), nkeys, now_s() - t0,
 	       (double)atomic_load(&done) / (now_s() - t0), nthr,
 	       (unsigned long long)atomic_load(&lanes), (unsigned long long)atomic_load(&mism),
-	       (unsigned long long)atomic_load(&errs), (unsigned long long)atomic_load(&compared),
+	       (unsigned long long)atomic_load(&errs), (unsigned long long)atomic_load(&verify_bad),
+	       (unsigned long long)atomic_load(&compared),
 	       (unsigned long long)atomic_load(&cmp_bad), ok ? "PASS" : "FAIL");
 	for (i = 0; i < nkeys; i++) {
 		dkp_rsa8_key_free(rks[i]);
