@@ -138,12 +138,13 @@ void dkp_rsa8_check_free(struct dkp_rsa8_check *c)
 }
 
 /* 0 when sig^e = K + H (mod hh->h), s and hd being sig and H as BIGNUMs;
- * nonzero otherwise (or on an error). Constant time in the residues. */
+ * nonzero otherwise (or on an error). Constant time in the residues: the
+ * only value tested is their difference, and only whether it is zero,
+ * which is whether the signature passes (public). */
 static int half_differs(const struct half *hh, const BIGNUM *s, const BIGNUM *hd, BN_CTX *bc)
 {
-	unsigned char bx[128], by[128];
 	BIGNUM *a = BN_CTX_get(bc), *x = BN_CTX_get(bc), *y = BN_CTX_get(bc);
-	int i, ok, diff;
+	int i, ok;
 
 	if (y == NULL)
 		return 1;
@@ -152,12 +153,9 @@ static int half_differs(const struct half *hh, const BIGNUM *s, const BIGNUM *hd
 		ok = BN_mod_mul_montgomery(x, x, x, hh->mont, bc) == 1;
 	ok = ok && BN_mod_mul_montgomery(x, x, a, hh->mont, bc) == 1 &&
 	     BN_mod_mul_montgomery(x, x, hh->d, hh->mont, bc) == 1 &&
-	     BN_mod_add_quick(y, hh->k, hd, hh->h) == 1 && BN_bn2binpad(x, bx, 128) == 128 &&
-	     BN_bn2binpad(y, by, 128) == 128;
-	diff = !ok | (CRYPTO_memcmp(bx, by, 128) != 0);
-	OPENSSL_cleanse(bx, sizeof(bx));
-	OPENSSL_cleanse(by, sizeof(by));
-	return diff;
+	     BN_mod_add_quick(y, hh->k, hd, hh->h) == 1 &&
+	     BN_mod_sub_quick(x, x, y, hh->h) == 1;	/* both below h */
+	return !ok || !BN_is_zero(x);
 }
 
 int dkp_rsa8_check_sig(const struct dkp_rsa8_check *c, const unsigned char *sig,

@@ -14,11 +14,13 @@
  *
  * Secrets. The halves are reduced modulo the secret primes, so the
  * residues are as secret as p and q: the code path and the memory access
- * pattern do not depend on them (OpenSSL's Montgomery code and
- * BN_mod_add_quick are constant time, the same properties its own RSA
- * CRT relies on; the comparison is CRYPTO_memcmp of fixed-length
- * encodings), and every temporary is wiped (BN_CTX_free clears, the byte
- * buffers are cleansed). Whether the signature passes is public.
+ * pattern do not depend on them (OpenSSL's Montgomery code,
+ * BN_mod_add_quick and BN_mod_sub_quick are constant time, the properties
+ * OpenSSL's own RSA CRT relies on, with the same exception: BN trims
+ * leading zero words, which a residue has with probability 2^-64), the
+ * one value tested is the difference of the two sides, only for zero, and
+ * every temporary is wiped (BN_CTX_free clears). Whether the signature
+ * passes is public.
  *
  * Ownership and threads. dkp_rsa8_check_new copies what it needs; the
  * object is immutable afterwards and may be used by any number of threads
