@@ -482,10 +482,11 @@ int dkp_run(const struct dkp_run_opts *o)
 			 c->js.consumer, c->js.in_stream,
 			 dkp_js_replicas(js), c->threads, c->batch);
 	else
-		dkp_info("run: engine %s, %u threads, batch %u, %s, flush %s, queue %s",
+		dkp_info("run: engine %s, %u threads, batch %u, %s, flush %s, %s, queue %s",
 			 dkp_qdir_engine(q), c->threads, c->batch,
 			 dkp_pool_uring(r.pool) ? "io_uring" : "syscalls",
-			 c->flush == DKP_FLUSH_FILES ? "files" : "filesystem", c->in_dir);
+			 c->flush == DKP_FLUSH_FILES ? "files" : "filesystem",
+			 c->group_commit ? "commit thread" : "each worker commits", c->in_dir);
 	dkp_pool_release(r.pool);
 	if (o->nosign)
 		dkp_warn("--no-sign: messages are copied to %s UNSIGNED (benchmark only)",

@@ -16,6 +16,17 @@
  * Memory is bounded by the queue size and by the in-flight byte budget,
  * whatever the backlog.
  *
+ * Commit thread (cfg.group_commit, the default, where the transport has
+ * stage and commit_round): a worker only stages its signed batch (the
+ * copies written, no flush) and goes on with its next slot (three per
+ * worker: one being signed, two in the pipeline). One commit thread runs
+ * rounds: each takes every batch staged since the last round and the
+ * batches the last round flushed, and makes the new copies and the old
+ * batches' retires durable with one flush, then publishes and ends the
+ * old ones (transport.h). When only flushed batches wait and no worker is
+ * signing, it runs a round at once; when one is signing, it waits for
+ * that batch up to LINGER_MS so that they share a flush.
+ *
  * Snapshot: workers take a reference to the current snapshot per batch;
  * dkp_pool_set_snap swaps the pointer under the queue lock.
  *
@@ -81,7 +92,11 @@
 #define KEEP_BUF (256u << 10)
 #define FETCH_RETRY_MS 200	/* pulls: after a failed fetch */
 #define PULL_TICK_MS 100	/* pulls: the dispatcher's round */
-#define NSLOTS 2		/* batches per worker: one signing, one committing */
+#define NSLOTS 3		/* batches per worker: one signing, two in the
+				 * commit pipeline (fresh, done) */
+#define LINGER_MS 20		/* the commit thread waits this long at most
+				 * for a batch being signed before a round
+				 * of done batches only */
 
 struct deferral {
 	double next;		/* monotonic seconds */
@@ -143,16 +158,15 @@ struct dkp_pool {
 	size_t found;			/* IDs seen by scans (progress) */
 	struct worker *w;
 	int uring;
-	/* group commit (cfg.group_commit and the transport's commit_many) */
+	/* group commit (cfg.group_commit and the transport's commit_round) */
 	int gc;
 	pthread_cond_t slot_done, cq_nonempty;
 	struct slot *cq_head, *cq_tail;	/* staged batches, oldest first */
 	int cq_stop;
 	pthread_t committer;
 	int committer_started;
-	struct dkp_tbatch *tb;		/* the commit thread's scratch */
-	struct slot **tl;
-	unsigned long commit_rounds, commit_batches;	/* commit thread only */
+	struct dkp_tbatch *tb[2];	/* the commit thread's scratch: fresh, done */
+	struct slot **tl[2];
 	/* pulling transports (ops->pulls) */
 	unsigned empty_fetches;		/* fetches in a row that found nothing */
 	double fetch_fail_since;	/* fetches failing, none succeeding */
@@ -422,40 +436,69 @@ static void run_batch(struct worker *w, struct slot *sl, struct dkp_snap *s,
 	}
 }
 
-/* The commit thread: takes every staged batch waiting (of any worker)
- * and commits them together, so one round of flushes covers them all;
- * while it flushes, the workers sign the next ones. It ends when told to
+/* Under p->mu, on the commit thread with nd batches done (flushed, not
+ * yet retired) and no staged batch: wait for one (a worker is signing
+ * it), or give up when none is coming, at a stop, or after LINGER_MS.
+ * Returns 0 to run a round, -1 when nothing is left and the thread ends. */
+static int commit_wait(struct dkp_pool *p, size_t nd)
+{
+	struct timespec until;
+
+	if (nd == 0) {
+		while (p->cq_head == NULL && !p->cq_stop)
+			pthread_cond_wait(&p->cq_nonempty, &p->mu);
+		return p->cq_head == NULL ? -1 : 0;
+	}
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += LINGER_MS * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	/* busy counts every batch from its fetch to its end: more than the
+	 * done ones means a worker is signing one, whose round this can
+	 * share */
+	while (p->cq_head == NULL && !p->cq_stop && p->busy > nd)
+		if (pthread_cond_timedwait(&p->cq_nonempty, &p->mu, &until) != 0)
+			break;
+	return 0;
+}
+
+/* The commit thread: a pipeline of rounds (transport.h). Each takes every
+ * batch staged since the last one (of any worker) and the batches the
+ * last round flushed; one flush serves them all, the done ones end.
+ * While it flushes, the workers sign the next ones. It ends when told to
  * stop and nothing is left. */
 static void *committer_main(void *arg)
 {
 	struct dkp_pool *p = arg;
 	const struct dkp_transport_ops *ops = p->t->ops;
-	struct slot **list = p->tl, *sl;
-	size_t nb, k;
-	int rc;
+	struct slot **fresh = p->tl[0], **done = p->tl[1], **tmp, *sl;
+	struct dkp_tbatch *tf = p->tb[0], *td = p->tb[1], *tt;
+	size_t nf, nd = 0, k;
+	int rc, unsynced = 0;
 
 	for (;;) {
 		pthread_mutex_lock(&p->mu);
-		while (p->cq_head == NULL && !p->cq_stop)
-			pthread_cond_wait(&p->cq_nonempty, &p->mu);
-		if (p->cq_head == NULL) {
+		if (commit_wait(p, nd) < 0) {
 			pthread_mutex_unlock(&p->mu);
 			break;
 		}
-		for (nb = 0, sl = p->cq_head; sl; sl = sl->next)
-			list[nb++] = sl;
+		for (nf = 0, sl = p->cq_head; sl; sl = sl->next)
+			fresh[nf++] = sl;
 		p->cq_head = p->cq_tail = NULL;
 		pthread_mutex_unlock(&p->mu);
-		for (k = 0; k < nb; k++) {
-			p->tb[k].w = list[k]->w->tw;
-			p->tb[k].m = list[k]->m;
-			p->tb[k].n = list[k]->n;
+		for (k = 0; k < nf; k++) {
+			tf[k].w = fresh[k]->w->tw;
+			tf[k].m = fresh[k]->m;
+			tf[k].n = fresh[k]->n;
 		}
-		rc = ops->commit_many(p->tb, nb);
-		p->commit_rounds++;
-		p->commit_batches += nb;
-		for (k = 0; k < nb; k++)
-			end_batch(p, list[k], rc);
+		rc = ops->commit_round(tf, nf, td, nd, &unsynced);
+		for (k = 0; k < nd; k++)
+			end_batch(p, done[k], rc);
+		tmp = done, done = fresh, fresh = tmp;
+		tt = td, td = tf, tf = tt;
+		nd = nf;
 	}
 	return NULL;
 }
@@ -561,7 +604,7 @@ int dkp_pool_start(struct dkp_pool **out, struct dkp_transport *t,
 	pthread_cond_init(&p->slot_done, NULL);
 	pthread_cond_init(&p->cq_nonempty, NULL);
 	pthread_mutex_init(&p->esp_mu, NULL);
-	p->gc = c->group_commit && t->ops->stage && t->ops->commit_many;
+	p->gc = c->group_commit && t->ops->stage && t->ops->commit_round;
 	p->nthreads = c->threads;
 	p->batch = c->batch;
 	p->cap = (size_t)c->threads * c->batch * 2;
@@ -610,10 +653,11 @@ int dkp_pool_start(struct dkp_pool **out, struct dkp_transport *t,
 				sl->m[j].fd = -1;
 		}
 	}
-	if (p->gc) {
-		p->tb = dkp_calloc((size_t)p->nthreads * NSLOTS, sizeof(*p->tb));
-		p->tl = dkp_calloc((size_t)p->nthreads * NSLOTS, sizeof(*p->tl));
-	}
+	if (p->gc)
+		for (k = 0; k < 2; k++) {
+			p->tb[k] = dkp_calloc((size_t)p->nthreads * NSLOTS, sizeof(*p->tb[k]));
+			p->tl[k] = dkp_calloc((size_t)p->nthreads * NSLOTS, sizeof(*p->tl[k]));
+		}
 	/* workers never take signals; the caller's thread does */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -1009,8 +1053,10 @@ void dkp_pool_free(struct dkp_pool *p)
 			dkp_job_free(w->slot[j].job);
 		}
 	}
-	dkp_free(p->tb);
-	dkp_free(p->tl);
+	for (k = 0; k < 2; k++) {
+		dkp_free(p->tb[k]);
+		dkp_free(p->tl[k]);
+	}
 	dkp_free(p->w);
 	dkp_htab_free(p->inflight, NULL);
 	dkp_htab_free(p->deferred, free_val);

@@ -26,7 +26,7 @@ struct dkp_pool_cfg {
 	int once;		/* drain and return */
 	int nosign;		/* benchmark: copy messages through unsigned */
 	int group_commit;	/* 1: a commit thread, where the transport
-				 * has stage/commit_many */
+				 * has stage/commit_round */
 	const char *watch_path;	/* directory to watch with inotify, or NULL */
 	int hold;		/* pulling transports: no fetch before
 				 * dkp_pool_release */

@@ -3,9 +3,9 @@
  *
  * The protocol's steps are the named functions below, in the order a
  * batch meets them: claim, read_inputs (fetch, here); write_copies
- * (stage), flush_copies, check_inputs, retire, publish, fail_one, defer
- * (commit_many) in qdir_commit.c; recover in qdir_recover.c. Namespace operations (rename, unlink, link) are plain
- * syscalls; opens, reads, writes and fsyncs of files go through the
+ * (stage), check_inputs, retire, flush_round, publish, fail_one, defer
+ * (commit_round) in qdir_commit.c; recover in qdir_recover.c. Namespace
+ * operations (rename, unlink, link) are plain syscalls; opens, reads, writes and fsyncs of files go through the
  * worker's ring (uring.h).
  */
 #include "transport/qdir.h"
@@ -643,7 +643,7 @@ static int read_inputs(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 	 * no worker waits while holding bytes (no deadlock) and the cap
 	 * holds */
 	if (w->budget == NULL)
-		w->budget = budget;	/* set once: commit_many reads it */
+		w->budget = budget;	/* set once: commit_round reads it */
 	w->taken = 0;
 	for (i = 0; i < n; i++) {
 		uint64_t need;
@@ -744,7 +744,7 @@ static const struct dkp_transport_ops qdir_ops = {
 	.fetch = qdir_fetch,
 	.commit = dkp_qdir_commit,
 	.stage = dkp_qdir_stage,
-	.commit_many = dkp_qdir_commit_many,
+	.commit_round = dkp_qdir_commit_round,
 	.scan = qdir_scan,
 	.recover = dkp_qdir_recover,
 };

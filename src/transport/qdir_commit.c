@@ -1,21 +1,28 @@
 /*
  * qdir_commit.c — the commit half of the queue-directory transport
- * (docs/queue.md, steps 4 to 8, fail and defer), as group commit:
+ * (docs/queue.md, steps 4 to 8, fail and defer), as a pipeline:
  *
- *   stage        (the worker)         step 4, write: each signed copy
- *                                     created and written whole, closed
- *   commit_many  (the commit thread)  for every staged batch waiting:
- *                                     step 5, one flush of all copies;
- *                                     6, check the inputs; 7, retire all
- *                                     inputs, one flush of in/cur/E;
- *                                     8, publish all, one flush of
- *                                     out/new; then fail and defer
+ *   stage         (the worker)  step 4, write: each signed copy created
+ *                               and written whole, closed
+ *   commit_round  (the commit   for the batches staged since the last
+ *                  thread)      round ("fresh") and those flushed by it
+ *                               ("done"): 6, check and 7, retire the done
+ *                               ones; ONE flush that makes the fresh
+ *                               copies (5) and the done retires durable
+ *                               together; 8, publish the done ones (their
+ *                               out/new entries made durable by the next
+ *                               round's flush); fail and defer them
  *
- * The order of the steps for each message is the one of docs/queue.md; a
- * group only shares the flushes between batches, so the crash table holds
- * as it is (a staged batch waiting for its commit is in state W).
+ * So each batch takes two rounds, and each round costs one flush (a
+ * syncfs, which on a journalled file system is one journal commit)
+ * however many batches it covers. The order of the steps for each
+ * message is the one of docs/queue.md: its copy is flushed before its
+ * input is unlinked, the unlink is flushed before the copy is renamed
+ * into out/new. A staged batch waiting for its round is in state W; a
+ * fresh batch after the flush is still W (input claimed, copy flushed);
+ * a done batch after its unlinks is R. The crash table holds as it is.
  * Namespace operations and flushes are plain syscalls; the stage's
- * creates and writes go through the worker's ring. commit_many touches
+ * creates and writes go through the worker's ring. commit_round touches
  * only what the stage left (the messages, the worker's read-only
  * directory fds), never the worker's ring or scratch, so it may run
  * beside the worker's next fetch.
@@ -130,41 +137,6 @@ static int live_copies(const struct dkp_tbatch *b)
 	return 0;
 }
 
-/* Step 5, flush the copies of every batch: one syncfs for all of them,
- * or (flush = files, the files fsync'ed by the stage) one fsync of each
- * worker directory that holds any. */
-static void flush_copies(struct dkp_tbatch *b, size_t nb)
-{
-	size_t k, j, i;
-	int e = 0, any = 0;
-
-	for (k = 0; k < nb; k++)
-		any |= live_copies(&b[k]);
-	if (any && !b[0].w->q->flush_files && syncfs(b[0].w->tmpdir) < 0)
-		e = errno;	/* reports write-back errors too */
-	for (k = 0; k < nb; k++) {
-		int ek = e;
-
-		if (!live_copies(&b[k]))
-			continue;
-		if (b[0].w->q->flush_files) {
-			/* a worker's directory once, however many of its
-			 * batches wait */
-			for (j = 0; j < k && b[j].w->tmpdir != b[k].w->tmpdir; j++)
-				;
-			if (j == k)
-				b[k].w->flush_err = dkp_qdir_sync_dir(b[k].w->tmpdir) < 0 ? errno : 0;
-			ek = b[k].w->flush_err;
-		}
-		if (ek == 0)
-			continue;
-		for (i = 0; i < b[k].n; i++)
-			if (b[k].m[i].copy && dkp_qdir_publishable(&b[k].m[i]))
-				dkp_qdir_defer_sys(&b[k].m[i], "flush", ek,
-						   "cannot flush the signed copy");
-	}
-}
-
 /* Step 6, check: an input whose size, mtime or ctime moved since it was
  * read has been written to after the claim; never publish it truncated. */
 static void check_inputs(struct dkp_tmsg *m, size_t n)
@@ -190,94 +162,66 @@ static void check_inputs(struct dkp_tmsg *m, size_t n)
 	}
 }
 
-/* Remove the copies of messages that will not be published, durably, so
- * no copy can outlive a requeue (that would publish it twice). */
-static void drop_copies(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
+/* Step 7, retire, for one batch whose copies are flushed: unlink each
+ * input to publish (one that cannot be unlinked is deferred); then
+ * unlink the copies of messages that will not be published (deferred,
+ * failed, or not retired), so no copy can outlive a requeue. The flush
+ * comes after, in the round. Returns what it touched: 1 for in/cur/E,
+ * 2 for the worker's temporary area. */
+static int retire(struct dkp_tbatch *b)
 {
+	struct dkp_tmsg *m = b->m;
 	size_t i;
-	int any = 0;
+	int touched = 0;
 
-	for (i = 0; i < n; i++)
-		if (m[i].copy && !dkp_qdir_publishable(&m[i])) {
-			if (unlinkat(w->tmpdir, m[i].id, 0) == 0 || errno == ENOENT)
-				m[i].copy = 0;
-			any = 1;
+	for (i = 0; i < b->n; i++) {
+		if (!dkp_qdir_publishable(&m[i]))
+			continue;
+		if (unlinkat(b->w->q->claim, m[i].id, 0) < 0 && errno != ENOENT) {
+			dkp_qdir_defer_sys(&m[i], "retire", errno, "cannot retire the input");
+			continue;
 		}
-	if (any)
-		dkp_qdir_sync_dir(w->tmpdir);
-}
-
-/* Step 7, retire: unlink the inputs of every batch, then one flush of
- * in/cur/E. From here the flushed copies are the messages. */
-static int retire(struct dkp_tbatch *b, size_t nb)
-{
-	struct dkp_qdir *q = b[0].w->q;
-	size_t i, k;
-	int any = 0, rc;
-
-	for (k = 0; k < nb; k++) {
-		struct dkp_tmsg *m = b[k].m;
-
-		for (i = 0; i < b[k].n; i++) {
-			if (!dkp_qdir_publishable(&m[i]))
-				continue;
-			if (unlinkat(q->claim, m[i].id, 0) < 0 && errno != ENOENT) {
-				dkp_qdir_defer_sys(&m[i], "retire", errno, "cannot retire the input");
-				continue;
-			}
-			m[i].claimed = 0;
-			any = 1;
-		}
-		drop_copies(b[k].w, m, b[k].n);	/* those whose retire failed */
+		m[i].claimed = 0;
+		touched |= 1;
 	}
-	if (!any || (rc = dkp_qdir_sync_dir(q->claim)) == 0)
-		return 0;
-	/* not known retired: neither publishing nor requeuing is safe; the
-	 * copies stay for recovery at the next start */
-	for (k = 0; k < nb; k++)
-		for (i = 0; i < b[k].n; i++)
-			if (dkp_qdir_publishable(&b[k].m[i])) {
-				dkp_err_sys(&b[k].m[i].err, DKP_E_IO, 1, "retire", -rc,
-					    "cannot flush %s/cur/%s; recovery publishes it at the next start",
-					    q->in_path, q->engine);
-				b[k].m[i].outcome = DKP_OUT_DEFERRED;
-			}
-	return rc;
+	for (i = 0; i < b->n; i++)
+		if (m[i].copy && !dkp_qdir_publishable(&m[i])) {
+			if (unlinkat(b->w->tmpdir, m[i].id, 0) == 0 || errno == ENOENT)
+				m[i].copy = 0;
+			touched |= 2;
+		}
+	return touched;
 }
 
-/* Step 8, publish: out/tmp/E/wN/ID → out/new/ID (or ID.dupN) for every
- * batch, then one flush of out/new. */
-static int publish(struct dkp_tbatch *b, size_t nb)
+/* Step 8, publish: out/tmp/E/wN/ID → out/new/ID (or ID.dupN), no flush
+ * (the next flush of the queue covers it). Returns how many. */
+static size_t publish(struct dkp_tbatch *b)
 {
-	struct dkp_qdir *q = b[0].w->q;
-	size_t i, k;
-	int any = 0, rc, bad = 0;
+	struct dkp_qdir *q = b->w->q;
+	size_t i, done = 0;
+	int rc;
 
-	for (k = 0; k < nb; k++)
-		for (i = 0; i < b[k].n; i++) {
-			struct dkp_tmsg *m = &b[k].m[i];
+	for (i = 0; i < b->n; i++) {
+		struct dkp_tmsg *m = &b->m[i];
 
-			if (!dkp_qdir_publishable(m))
-				continue;
-			rc = dkp_qdir_move_unique(b[k].w->tmpdir, m->id, q->out_new, m->id, m->pub);
-			if (rc < 0) {
-				dkp_err_sys(&m->err, DKP_E_IO, 1, "publish", -rc,
-					    "cannot publish; recovery publishes it at the next start");
-				m->outcome = DKP_OUT_DEFERRED;
-				bad = rc;
-				continue;
-			}
-			m->copy = 0;
-			if (strcmp(m->pub, m->id) == 0)
-				m->pub[0] = '\0';
-			else
-				dkp_warn("%s: out/new/%s exists already (a reused queue ID?): published as out/new/%s",
-					 m->id, m->id, m->pub);
-			any = 1;
+		if (!dkp_qdir_publishable(m))
+			continue;
+		rc = dkp_qdir_move_unique(b->w->tmpdir, m->id, q->out_new, m->id, m->pub);
+		if (rc < 0) {
+			dkp_err_sys(&m->err, DKP_E_IO, 1, "publish", -rc,
+				    "cannot publish; recovery publishes it at the next start");
+			m->outcome = DKP_OUT_DEFERRED;
+			continue;
 		}
-	if (any && (rc = dkp_qdir_sync_dir(q->out_new)) < 0)
-		return rc;
-	return bad;
+		m->copy = 0;
+		if (strcmp(m->pub, m->id) == 0)
+			m->pub[0] = '\0';
+		else
+			dkp_warn("%s: out/new/%s exists already (a reused queue ID?): published as out/new/%s",
+				 m->id, m->id, m->pub);
+		done++;
+	}
+	return done;
 }
 
 /* Fail: failed/ID.reason, then the message to failed/ID (or ID.dupN with
@@ -339,7 +283,7 @@ static int fail_one(struct dkp_qdir *q, struct dkp_tmsg *m)
 }
 
 /* Defer: back to in/new/ID (or ID.dupN). Its copy, if any, is gone
- * already (drop_copies). */
+ * already (retire). */
 static int defer(struct dkp_qdir *q, struct dkp_tmsg *m)
 {
 	int rc = dkp_qdir_move_unique(q->claim, m->id, q->in_new, m->id, m->pub);
@@ -356,8 +300,10 @@ static int defer(struct dkp_qdir *q, struct dkp_tmsg *m)
 }
 
 /* The end of one batch: inputs closed, failures to failed/, deferrals
- * back to in/new, the batch's bytes given back to the budget. */
-static int finish(struct dkp_tbatch *b)
+ * back to in/new (unless moves is 0: after a flush that failed, they
+ * stay claimed for recovery at the next start), the batch's bytes given
+ * back to the budget. */
+static int finish(struct dkp_tbatch *b, int moves)
 {
 	struct dkp_qdir *q = b->w->q;
 	uint64_t give = 0;
@@ -373,7 +319,7 @@ static int finish(struct dkp_tbatch *b)
 			close(m->fd);
 			m->fd = -1;
 		}
-		if (!m->claimed)
+		if (!m->claimed || !moves)
 			continue;
 		if (m->outcome == DKP_OUT_FAILED && (r = fail_one(q, m)) < 0) {
 			dkp_error("%s: cannot move to %s (%s); leaving it queued: %s",
@@ -393,34 +339,124 @@ static int finish(struct dkp_tbatch *b)
 	return rc;
 }
 
-/* Steps 5 to 8 and the ends of nb staged batches, their flushes shared. */
-int dkp_qdir_commit_many(struct dkp_tbatch *b, size_t nb)
+/* Step 5 for the fresh batches, and the flush that makes the last
+ * round's retires (and drops, and publishes) durable: one syncfs when
+ * there are copies to flush (flush = filesystem), else one fsync of each
+ * directory that changed. A copy whose flush failed is deferred (its
+ * batch drops it in the next round); returns -errno when what the done
+ * batches need (retires, drops) or the publishes may not be durable. */
+static int flush_round(struct dkp_qdir *q, struct dkp_tbatch *fresh, size_t nf,
+		       struct dkp_tbatch *done, size_t nd, int touched, int *unsynced)
 {
-	size_t k;
-	int rc = 0, r;
+	size_t k, j, i;
+	int data = 0, e, rc = 0;
 
-	if (nb == 0)
-		return 0;
-	flush_copies(b, nb);
-	for (k = 0; k < nb; k++) {
-		check_inputs(b[k].m, b[k].n);
-		drop_copies(b[k].w, b[k].m, b[k].n);
+	for (k = 0; k < nf; k++)
+		data |= live_copies(&fresh[k]);
+	if (data && !q->flush_files) {
+		if (syncfs(q->claim) == 0) {	/* reports write-back errors too */
+			*unsynced = 0;
+			return 0;
+		}
+		e = -errno;
+		for (k = 0; k < nf; k++)
+			for (i = 0; i < fresh[k].n; i++)
+				if (fresh[k].m[i].copy && dkp_qdir_publishable(&fresh[k].m[i]))
+					dkp_qdir_defer_sys(&fresh[k].m[i], "flush", -e,
+							   "cannot flush the signed copy");
+		return touched ? e : 0;
+	} else {
+		/* flush = files: the stage fsync'ed each copy; its name */
+		for (k = 0; k < nf; k++) {
+			if (!live_copies(&fresh[k]))
+				continue;
+			for (j = 0; j < k && fresh[j].w->tmpdir != fresh[k].w->tmpdir; j++)
+				;
+			if (j == k)
+				fresh[k].w->flush_err = dkp_qdir_sync_dir(fresh[k].w->tmpdir);
+			if (fresh[k].w->flush_err < 0)
+				for (i = 0; i < fresh[k].n; i++)
+					if (fresh[k].m[i].copy && dkp_qdir_publishable(&fresh[k].m[i]))
+						dkp_qdir_defer_sys(&fresh[k].m[i], "flush",
+								   -fresh[k].w->flush_err,
+								   "cannot flush the signed copy");
+		}
+		if ((touched & 1) && (e = dkp_qdir_sync_dir(q->claim)) < 0)
+			rc = e;
+		if (touched & 2)
+			for (k = 0; k < nd; k++)	/* dropped copies' areas */
+				if (dkp_qdir_sync_dir(done[k].w->tmpdir) < 0 && rc == 0)
+					rc = -errno;
+		if (*unsynced && rc == 0) {
+			if ((rc = dkp_qdir_sync_dir(q->out_new)) == 0)
+				*unsynced = 0;
+		}
+		return rc;
 	}
-	if ((r = retire(b, nb)) < 0)
-		rc = r;
-	else if ((r = publish(b, nb)) < 0)
-		rc = r;
-	for (k = 0; k < nb; k++)
-		if ((r = finish(&b[k])) < 0 && rc == 0)
+}
+
+/* One round of the pipelined commit (docs/queue.md, "Group commit"):
+ * the done batches (flushed in the last round) are checked and retired,
+ * one flush makes their retires and the fresh batches' copies durable
+ * together, then the done batches are published and ended. The fresh
+ * batches come back as done in the next round. A round with no fresh
+ * batch also flushes out/new, so nothing published waits for a round
+ * that may not come. */
+int dkp_qdir_commit_round(struct dkp_tbatch *fresh, size_t nf, struct dkp_tbatch *done,
+			  size_t nd, int *unsynced)
+{
+	struct dkp_qdir *q = nf ? fresh[0].w->q : nd ? done[0].w->q : NULL;
+	size_t k, pub = 0;
+	int touched = 0, rc, r;
+
+	if (q == NULL)
+		return 0;
+	for (k = 0; k < nd; k++) {
+		check_inputs(done[k].m, done[k].n);
+		touched |= retire(&done[k]);
+	}
+	rc = flush_round(q, fresh, nf, done, nd, touched, unsynced);
+	if (rc < 0) {
+		/* not known retired: neither publishing nor requeuing is
+		 * safe; the copies stay for recovery at the next start */
+		for (k = 0; k < nd; k++) {
+			size_t i;
+
+			for (i = 0; i < done[k].n; i++)
+				if (dkp_qdir_publishable(&done[k].m[i])) {
+					dkp_err_sys(&done[k].m[i].err, DKP_E_IO, 1, "retire", -rc,
+						    "cannot flush the queue; recovery publishes it at the next start");
+					done[k].m[i].outcome = DKP_OUT_DEFERRED;
+				}
+			finish(&done[k], 0);
+		}
+		return rc;
+	}
+	for (k = 0; k < nd; k++)
+		pub += publish(&done[k]);
+	if (pub)
+		*unsynced = 1;
+	for (k = 0; k < nd; k++)
+		if ((r = finish(&done[k], 1)) < 0 && rc == 0)
 			rc = r;
+	if (nf == 0 && *unsynced) {
+		if ((r = dkp_qdir_sync_dir(q->out_new)) < 0)
+			return r;
+		*unsynced = 0;
+	}
 	return rc;
 }
 
-/* One batch, start to end, on the worker (no commit thread). */
+/* One batch, start to end, on the worker (no commit thread): the stage,
+ * a round that flushes its copies, a round that retires and publishes
+ * it. Three flushes: the copies, in/cur/E, out/new. */
 int dkp_qdir_commit(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
 {
 	struct dkp_tbatch b = { w, m, n };
+	int unsynced = 0, rc;
 
 	dkp_qdir_stage(w, m, n);
-	return dkp_qdir_commit_many(&b, 1);
+	if ((rc = dkp_qdir_commit_round(&b, 1, NULL, 0, &unsynced)) < 0)
+		return rc;
+	return dkp_qdir_commit_round(NULL, 0, &b, 1, &unsynced);
 }

@@ -37,7 +37,7 @@ struct dkp_tworker {
 	uint64_t taken;		/* bytes the fetch in hand took */
 	int *ofd;		/* the stage's copy fds (scratch) */
 	size_t nofd;
-	int flush_err;		/* commit_many: this directory's flush */
+	int flush_err;		/* commit_round: this directory's flush */
 };
 
 struct timespec;
@@ -51,10 +51,11 @@ void dkp_qdir_defer_sys(struct dkp_tmsg *m, const char *step, int e, const char 
 int64_t dkp_qdir_ts_ns(const struct timespec *ts);
 /* The n-th name for id: id, id.dup1, ... (DKP_QID_MAX + 1 bytes). */
 void dkp_qdir_dup_name(char *out, const char *id, unsigned n);
-/* The commit half (qdir_commit.c): stage, commit_many, and commit (both
- * in a row for one batch). */
+/* The commit half (qdir_commit.c): stage, commit_round, and commit (the
+ * stage and two rounds in a row for one batch). */
 int dkp_qdir_stage(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n);
-int dkp_qdir_commit_many(struct dkp_tbatch *b, size_t nb);
+int dkp_qdir_commit_round(struct dkp_tbatch *fresh, size_t nf, struct dkp_tbatch *done,
+			  size_t nd, int *unsynced);
 int dkp_qdir_commit(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n);
 
 /* Is name an engine area ("e<pid>-<8 hex>")? */

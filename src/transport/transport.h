@@ -17,13 +17,17 @@
  *
  * Group commit (optional, the queue directory has it): commit splits in
  * two. stage runs on the worker (write the signed copies, no flush);
- * commit_many runs on the pool's commit thread and makes every staged
- * batch that is waiting durable together (one round of flushes for all
- * of them), so signing never waits for a flush. commit(w, m, n) is the
- * same as stage followed by commit_many of that one batch. Where the IDs come from is the transport's too: the queue
- * directory lists in/new (scan, fed to workers by the pool's dispatcher);
- * a broker (JetStream, src/transport/jetstream.c) sets `pulls` and fills
- * the IDs itself in fetch from a pull consumer.
+ * commit_round runs on the pool's commit thread, over and over: each
+ * round takes the batches staged since the last one ("fresh") and the
+ * ones the last round flushed ("done"), and with one flush for all of
+ * them makes the fresh copies durable and retires and publishes the done
+ * batches, so signing never waits for a flush and a flush serves every
+ * batch waiting. commit(w, m, n) is stage followed by a round with the
+ * batch fresh and one with it done. Where the IDs come from is the
+ * transport's too: the queue directory lists in/new (scan, fed to
+ * workers by the pool's dispatcher); a broker (JetStream,
+ * src/transport/jetstream.c) sets `pulls` and fills the IDs itself in
+ * fetch from a pull consumer.
  *
  * Recovery takes back what a crashed engine left; it runs at start and,
  * for transports shared by several engines, periodically.
@@ -83,7 +87,7 @@ struct dkp_transport;
 struct dkp_tworker;
 struct dkp_budget;
 
-/* One worker's staged batch, for commit_many. */
+/* One worker's staged batch, for commit_round. */
 struct dkp_tbatch {
 	struct dkp_tworker *w;
 	struct dkp_tmsg *m;
@@ -118,11 +122,16 @@ struct dkp_transport_ops {
 	int (*commit)(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n);
 	/* Group commit (both NULL where the transport has none). stage:
 	 * the worker's part of commit, before any flush (0 or -errno, as
-	 * commit). commit_many: the rest of commit for nb staged batches of
-	 * any workers at once; may run on another thread than their
-	 * workers', never beside a fetch or stage of the same batch. */
+	 * commit). commit_round: one round for nf fresh and nd done batches
+	 * of any workers (see above); the done ones are ended (every
+	 * message in its outcome) when it returns, the fresh ones must come
+	 * back as done in a later round. *unsynced is the caller's (0 at
+	 * first): set while published entries wait for a flush. May run on
+	 * another thread than the batches' workers, never beside a fetch or
+	 * stage of the same batch. */
 	int (*stage)(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n);
-	int (*commit_many)(struct dkp_tbatch *b, size_t nb);
+	int (*commit_round)(struct dkp_tbatch *fresh, size_t nf, struct dkp_tbatch *done,
+			    size_t nd, int *unsynced);
 	/* Call fn for each message waiting; stop early if fn returns
 	 * non-zero. */
 	int (*scan)(struct dkp_transport *t,

@@ -11,9 +11,10 @@
 # written with its input still claimed, R copy flushed with its input
 # retired, not yet published) is read off the directories while the
 # process is dead; the next start's recovery must put C and W back and
-# publish R. Then four kills aimed at protocol steps (the first retire
-# unlink, the flush of in/cur/E, a publish rename) must leave states W and
-# R, so both are asserted, not left to chance. Then a last run drains the queue and the checks run:
+# publish R. Then six kills aimed at protocol steps (the first retire
+# unlink, two commit rounds' syncfs, the flush of in/cur/E, a publish
+# rename) must leave states W and R, so both are asserted, not left to
+# chance. Then a last run drains the queue and the checks run:
 #   - every input ID is in out/new exactly once, none in failed/;
 #   - in/new, in/cur and out/tmp are empty;
 #   - each output is its input plus 2 DKIM-Signature fields (1 for the
@@ -134,18 +135,27 @@ aimed() {	# aimed KIND PATH N WANT DESC: kill at the Nth KIND call on PATH
 	case $want in
 	W) [ "$rc" = 137 ] && [ "$st_w" -gt 0 ] ;;
 	R) [ "$rc" = 137 ] && [ "$st_r" -gt 0 ] ;;	# other workers may be in W
+	WR) [ "$rc" = 137 ] && [ "$st_w" -gt 0 ] && [ "$st_r" -gt 0 ] ;;
 	esac && ok "aimed kill -9 $desc: left $st_w in state W, $st_r in state R" ||
 		bad "aimed kill -9 $desc: exit $rc, $st_w in state W, $st_r in state R (want $want)"
 }
 if [ -f "$INJECT" ]; then
 	# the first unlink of a claim: copies flushed, no input retired yet
 	aimed unlink /in/cur/e 1 W "at the first retire (unlink of a claim)"
-	# the flush of in/cur/E: the batch's inputs unlinked, copies unpublished
-	aimed dirsync /in/cur/e 1 R "at the flush of the claim area after the unlinks"
+	# the pipelined commit (group_commit = yes, the default): a round's one
+	# syncfs covers the batches staged since the last round (state W) and
+	# the retires of the batches the last round flushed (state R), so a
+	# kill there leaves both, from several batches of several workers
+	aimed syncfs /in/cur/e 2 WR "at the second commit round's flush (one flush, several batches)"
+	aimed syncfs /in/cur/e 6 WR "at a later commit round's flush, batches waiting for it"
 	# the first rename into out/new: retired, not yet visible
 	aimed rename /out/new/ 1 R "at the first publish rename"
 	# a later batch's publish, with earlier batches done
 	aimed rename /out/new/ 40 R "at a later publish rename"
+	# the flush of in/cur/E: the commit thread's last round (nothing fresh
+	# left) flushes the claim area alone, so this run drains the queue
+	# first; inputs unlinked, copies unpublished
+	aimed dirsync /in/cur/e 1 R "at the flush of the claim area after the unlinks (the last round)"
 else
 	echo "skip aimed kills: $INJECT not built (make unit-tests builds it)"
 fi

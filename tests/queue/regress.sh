@@ -197,8 +197,8 @@ showlog() { sed 's/^/     | /' "$1" | head -"${2:-8}"; }
 # sink + out/new), nothing in failed/, nothing left in in/ or out/tmp, and
 # the recovery run exits 0.
 #  1a one message, killed at the first unlinkat (the old engine: after the
-#     publish, before the retire); 1b at the second renameat2 of a thread
-#     (the publish); 1c at the fsync of out/new.
+#     publish, before the retire); 1b at the publish renameat2 (into
+#     out/new); 1c at the fsync of out/new.
 #  1m the matrix: 2 messages, io = syscalls and io = auto, every
 #     occurrence of unlinkat, renameat2, fsync, syncfs (on any path, on
 #     in/new, on out/new).
@@ -300,9 +300,11 @@ if want 1; then
 		"1a: kill -9 at the first unlinkat, out/new consumed, rerun: the message was consumed exactly once" \
 		"killed=$KILLED; $RES"
 	[ -z "$RES" ] || showlog "$L/run2.err"
-	crashrun t1b 1 syscalls renameat2 "" 2
+	# (the publish: with the commit thread it is that thread's first
+	# renameat2, no longer the worker's second one after the claim)
+	crashrun t1b 1 syscalls renameat2 out/new 1
 	check '[ "$KILLED" = 1 ] && [ -z "$RES" ]' \
-		"1b: kill -9 at the second renameat2 (after the claim), out/new consumed, rerun: exactly once" \
+		"1b: kill -9 at the publish renameat2 (into out/new), out/new consumed, rerun: exactly once" \
 		"killed=$KILLED; $RES"
 	crashrun t1c 1 syscalls fsync out/new 1
 	check '[ "$KILLED" = 1 ] && [ -z "$RES" ]' \
