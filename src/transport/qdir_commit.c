@@ -370,7 +370,10 @@ static int flush_round(struct dkp_qdir *q, struct dkp_tbatch *fresh, size_t nf,
 		for (k = 0; k < nf; k++) {
 			if (!live_copies(&fresh[k]))
 				continue;
-			for (j = 0; j < k && fresh[j].w->tmpdir != fresh[k].w->tmpdir; j++)
+			/* a worker's directory once, however many of its
+			 * batches wait (the first with copies flushes it) */
+			for (j = 0; j < k && (fresh[j].w->tmpdir != fresh[k].w->tmpdir ||
+					      !live_copies(&fresh[j])); j++)
 				;
 			if (j == k)
 				fresh[k].w->flush_err = dkp_qdir_sync_dir(fresh[k].w->tmpdir);

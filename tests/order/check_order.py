@@ -29,7 +29,7 @@ Exit 0 when none, 1 otherwise, 2 when the trace holds no published message.
 import re
 import sys
 
-LINE = re.compile(r'^(\d+) (\d+\.\d+) (.*)$')
+LINE = re.compile(r'^(\d+)\s+(\d+\.\d+) (.*)$')
 CALL = re.compile(r'^(\w+)\((.*)\) += (-?\d+)(<[^>]*>)?(?: [A-Z]+ \([^)]*\))? <(\d+\.\d+)>$')
 UNFINISHED = re.compile(r'^(\w+)\((.*) <unfinished \.\.\.>$')
 RESUMED = re.compile(r'^<\.\.\. (\w+) resumed>(.*)\) += (-?\d+)(<[^>]*>)?(?: [A-Z]+ \([^)]*\))? <(\d+\.\d+)>$')
@@ -197,7 +197,8 @@ def self_test(tmp):
     E = Q + "/in/cur/e1-aa"
     T = Q + "/out/tmp/e1-aa/w0"
     good = [
-        ("1 1.000 openat(5<%s>, \"m1\", O_WRONLY|O_CREAT|O_EXCL, 0600) = 9<%s/m1> <0.001>" % (T, T)),
+        # (strace pads the PID column: one space or several)
+        ("1  1.000 openat(5<%s>, \"m1\", O_WRONLY|O_CREAT|O_EXCL, 0600) = 9<%s/m1> <0.001>" % (T, T)),
         ("1 1.010 close(9<%s/m1>) = 0 <0.001>" % T),
         ("2 1.020 syncfs(4<%s>) = 0 <0.010>" % E),
         ("2 1.040 unlinkat(4<%s>, \"m1\", 0) = 0 <0.001>" % E),

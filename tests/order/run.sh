@@ -20,7 +20,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$HERE/../.." && pwd)
 command -v strace >/dev/null || { echo "skip: strace is not installed (tools/deps installs it)"; exit 77; }
 W=$(mktemp -d "${TMPDIR:-/tmp}/dkimpress-order.XXXXXX")
-trap 'rm -rf "$W"' EXIT
+trap "${ORDER_KEEP:+:} rm -rf \"$W\"" EXIT
 pass=0 fail=0
 ok() { echo "ok   $*"; pass=$((pass + 1)); }
 bad() { echo "FAIL $*"; fail=$((fail + 1)); }
