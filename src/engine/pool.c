@@ -94,9 +94,11 @@
 #define PULL_TICK_MS 100	/* pulls: the dispatcher's round */
 #define NSLOTS 3		/* batches per worker: one signing, two in the
 				 * commit pipeline (fresh, done) */
-#define LINGER_MS 20		/* the commit thread waits this long at most
+#define LINGER_MS 250		/* the commit thread waits this long at most
 				 * for a batch being signed before a round
-				 * of done batches only */
+				 * of done batches only (a round of its own
+				 * costs them a journal commit; the wait
+				 * only happens while a worker is signing) */
 
 struct deferral {
 	double next;		/* monotonic seconds */
