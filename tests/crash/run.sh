@@ -130,6 +130,7 @@ aimed() {	# aimed KIND PATH N WANT DESC: kill at the Nth KIND call on PATH
 	# (an ASan build wants its runtime first; the shim only wraps libc)
 	ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
 	LD_PRELOAD="$INJECT" FAULT_OP="$kind" FAULT_PATH="$path" FAULT_N="$n" FAULT_KILL=1 \
+	FAULT_SLOW="${SLOW:-0}" \
 		"$DKIMPRESS" run -c "$W/conf" --once >/dev/null 2>>"$W/log" || rc=$?
 	states
 	case $want in
@@ -146,7 +147,11 @@ if [ -f "$INJECT" ]; then
 	# syncfs covers the batches staged since the last round (state W) and
 	# the retires of the batches the last round flushed (state R), so a
 	# kill there leaves both, from several batches of several workers
-	aimed syncfs /in/cur/e 2 WR "at the second commit round's flush (one flush, several batches)"
+	# (the first round's flush made to last 1.5 s, FAULT_SLOW, so that
+	# other workers stage batches behind it however slow the build is (a
+	# ThreadSanitizer build signs a batch in about half a second): the
+	# second round then covers them and the first one's retires)
+	SLOW=1500 aimed syncfs /in/cur/e 2 WR "at the second commit round's flush (one flush, several batches)"
 	# (a later round: its fresh batches are in W; whether done ones are
 	# in R depends on how fast the workers sign, so only W is asserted)
 	aimed syncfs /in/cur/e 6 W "at a later commit round's flush, batches waiting for it"

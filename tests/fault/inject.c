@@ -19,6 +19,10 @@
  *                     an operation)
  *   FAULT_PATH=S      count only calls whose path (or the fd's target)
  *                     contains S (tests/crash: a kill at one protocol step)
+ *   FAULT_SLOW=MS     sleep MS milliseconds before each counted call of
+ *                     the FAULT_OP kind before the Nth (so that, say, a
+ *                     commit round's flush lasts long enough for other
+ *                     batches to be staged behind it: tests/crash)
  *   FAULT_KILL=1      at the Nth call, SIGKILL the process instead of
  *                     failing the call (the call is not made)
  *
@@ -51,6 +55,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 enum kind { K_OPEN, K_READ, K_WRITE, K_FSYNC, K_DIRSYNC, K_SYNCFS, K_RENAME,
@@ -75,6 +80,7 @@ static long target_n;
 static int target_errno = EIO;
 static const char *count_file, *log_file, *trace_file, *path_filter;
 static int kill_instead;
+static int slow_ms;		/* FAULT_SLOW */
 static atomic_int ready;
 static __thread int inside;	/* no counting inside the shim itself */
 
@@ -104,6 +110,7 @@ __attribute__((constructor)) static void fault_init(void)
 	if (path_filter && !*path_filter)
 		path_filter = NULL;
 	kill_instead = getenv("FAULT_KILL") && atoi(getenv("FAULT_KILL")) == 1;
+	slow_ms = getenv("FAULT_SLOW") ? atoi(getenv("FAULT_SLOW")) : 0;
 	if (op && *op) {
 		for (k = 0; k < K_N; k++)
 			if (strcmp(op, kind_name[k]) == 0)
@@ -192,6 +199,11 @@ static int hit(int k, const char *fn, int dirfd, const char *path, int fd,
 	}
 	n = atomic_fetch_add(&counts[k], 1) + 1;
 	fail = k == target && n == target_n;
+	if (k == target && n < target_n && slow_ms > 0) {
+		struct timespec ts = { slow_ms / 1000, (slow_ms % 1000) * 1000000L };
+
+		nanosleep(&ts, NULL);
+	}
 	if (fail && kill_instead)
 		(void)!syscall(SYS_kill, (long)getpid(), 9L);	/* SIGKILL, at once */
 	if (trace_file || (fail && log_file)) {
