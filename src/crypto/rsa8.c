@@ -34,12 +34,14 @@
  * accumulators live in zmm registers; OPAQUE() stops the compiler from
  * keeping all of b and m in registers across rows. amm() has no spills;
  * ams() has one schedule per compiler (see there). Per 8 operations the
- * kernel issues ~3.3M vpmadd52 (1020 squarings of 1240, 238 products of
- * 1620, per half); at its best here it runs ~9,000 operations/s, i.e. at
- * the ~3.7G vpmadd52/s a register-only loop reaches on this CPU: bound by
- * IFMA throughput, not latency (cutting the row-to-row dependency
- * u(i) -> u(i+1) from ~17 to ~11 cycles with extra adds was measured 5%
- * slower, interleaving squaring columns with reduction rows 30% slower).
+ * kernel issues ~3.3M vpmadd52 (1020 squarings of 1240, 239 products of
+ * 1620, per half); on the quiet reference VM (Zen 5, 3.5 GHz, 2026-12) it
+ * runs up to ~13,900 operations/s, 5.8G vpmadd52/s, ~83% of the 6.9G/s
+ * (two per cycle) a register-only loop reaches there: bound by IFMA
+ * throughput, not latency (cutting the row-to-row dependency u(i) ->
+ * u(i+1) from ~17 to ~11 cycles with extra adds was measured 5% slower,
+ * interleaving squaring columns with reduction rows 30% slower; more that
+ * was tried, e.g. Karatsuba squares, in docs/performance.md).
  *
  * XXX: the kernel's own stack (accumulators spilled by the compiler) is
  * not wiped; the heap scratch with the table, the halves and the key
