@@ -15,13 +15,21 @@
  *
  * Exponentiation. Input c (2048 bits, 40 limbs) = cH*R + cL is brought to
  * Montgomery form without a division: cL*R^2/R + cH*R^3/R = c*R (mod m),
- * R^2 mod m per key, R^3 = amm(R^2, R^2). A 32-entry table (x^0..x^31, per
- * lane) and 5-bit fixed windows over 1025 exponent bits: 1020 squarings and
- * 204 products per half. Every table look-up reads all 32 entries with
- * plain loads and keeps one with a per-lane and-mask (vpternlogq).
- * amm(y, 1) leaves the Montgomery domain with y <= m; one masked
- * subtraction gives [0, m). (4-bit windows measured the same: half the
- * table reads, 51 more products per half.)
+ * R^2 mod m per key, R^3 = amm(R^2, R^2). A 16-entry table (x^0..x^15, per
+ * lane) and 4-bit fixed windows over the 1024 exponent bits: 1020
+ * squarings and 255 products per half. Every table look-up reads all 16
+ * entries with plain loads and keeps one with a per-lane and-mask
+ * (vpternlogq). amm(y, 1) leaves the Montgomery domain with y <= m; one
+ * masked subtraction gives [0, m).
+ *
+ * The two halves run together, one operation of p, then the same one of q
+ * (modexp_both): each operation ends in a serial carry chain, and the
+ * other half's next operation, which does not depend on it, fills that
+ * time. Both tables are read every window, so they must share the L1:
+ * 2 x 20 KB with 4-bit windows fit in 48 KB, 2 x 40 KB with 5-bit ones do
+ * not. Measured on Zen 5 (2026-12): 3-5% faster than p then q with 5-bit
+ * windows (which cost the same as 4-bit ones one half at a time), 10%
+ * slower interleaved with 5-bit windows; docs/performance.md.
  *
  * Recombination (Garner), in the same vector code: h = (m1 - m2)*qinv mod p
  * as amm(m1 + 2p - m2, qinv*R mod p) and a masked subtraction; then
@@ -34,14 +42,14 @@
  * accumulators live in zmm registers; OPAQUE() stops the compiler from
  * keeping all of b and m in registers across rows. amm() has no spills;
  * ams() has one schedule per compiler (see there). Per 8 operations the
- * kernel issues ~3.3M vpmadd52 (1020 squarings of 1240, 239 products of
+ * kernel issues ~3.4M vpmadd52 (1020 squarings of 1240, 274 products of
  * 1620, per half); on the quiet reference VM (Zen 5, 3.5 GHz, 2026-12) it
- * runs up to ~13,900 operations/s, 5.8G vpmadd52/s, ~83% of the 6.9G/s
- * (two per cycle) a register-only loop reaches there: bound by IFMA
- * throughput, not latency (cutting the row-to-row dependency u(i) ->
- * u(i+1) from ~17 to ~11 cycles with extra adds was measured 5% slower,
- * interleaving squaring columns with reduction rows 30% slower; more that
- * was tried, e.g. Karatsuba squares, in docs/performance.md).
+ * runs ~14,000 operations/s, 6.0G vpmadd52/s, ~87% of the 6.9G/s (two per
+ * cycle) a register-only loop reaches there: bound by IFMA throughput, not
+ * latency (cutting the row-to-row dependency u(i) -> u(i+1) from ~17 to
+ * ~11 cycles with extra adds was measured 5% slower, interleaving squaring
+ * columns with reduction rows 30% slower; Karatsuba squares, 1150 instead
+ * of 1240, were slower under gcc; docs/performance.md).
  *
  * XXX: the kernel's own stack (accumulators spilled by the compiler) is
  * not wiped; the heap scratch with the table, the halves and the key
@@ -76,7 +84,7 @@
 #define NX 40		/* 52-bit limbs of a 2048-bit value */
 #define NEW 16		/* 64-bit words of a CRT exponent */
 #ifndef RSA8_WBITS
-#define RSA8_WBITS 5	/* fixed window width (bits) */
+#define RSA8_WBITS 4	/* fixed window width (bits); see the top */
 #endif
 #define TABN (1 << RSA8_WBITS)	/* table entries per lane */
 #define NWIN ((1024 + RSA8_WBITS - 1) / RSA8_WBITS)	/* windows over the exponent */
@@ -610,7 +618,8 @@ struct half {
 };
 
 struct scratch {
-	v8 tab[TABN][NL];
+	v8 tab[2][TABN][NL];		/* per half: p, q */
+	v8 acc[2][NL], ent[2][NL];	/* per half: the power, the entry */
 	v8 x[NX];			/* the input, 40 limbs */
 	v8 y[NL], t[NL], u[NL];
 	v8 m1[NL], m2[NL], qinv[NL];
@@ -620,11 +629,12 @@ struct scratch {
 	uint64_t limbs[NX];
 };
 
-/* res = x^ex mod m in [0, m), x = s->x (40 limbs). */
-static RSA8_TARGET void modexp_half(struct scratch *s, const struct half *h, v8 *res)
+/* Half q's (0: p, 1: q) table, x^0..x^(TABN-1) in Montgomery form, x =
+ * s->x (40 limbs), and its first window's entry in s->acc[q]. */
+static RSA8_TARGET void modexp_init(struct scratch *s, const struct half *h, int q)
 {
-	v8 one[NL];
-	int j, k, w;
+	v8 one[NL], (*tab)[NL] = s->tab[q];
+	int j, k;
 
 	for (j = 0; j < NL; j++)
 		one[j] = v_zero();
@@ -635,20 +645,40 @@ static RSA8_TARGET void modexp_half(struct scratch *s, const struct half *h, v8 
 	amm(s->y, s->x, h->r2, h->m, h->k0);		/* xL*R */
 	for (j = 0; j < NL; j++)
 		s->t[j] = v_add(s->y[j], s->u[j]);
-	norm(s->tab[1], s->t, NL);
-	amm(s->tab[0], h->r2, one, h->m, h->k0);	/* 1*R */
+	norm(tab[1], s->t, NL);
+	amm(tab[0], h->r2, one, h->m, h->k0);	/* 1*R */
 	for (k = 2; k < TABN; k++)
-		amm(s->tab[k], s->tab[k - 1], s->tab[1], h->m, h->k0);
+		amm(tab[k], tab[k - 1], tab[1], h->m, h->k0);
+	tab_select(s->acc[q], tab, window(h->ex, NWIN - 1));
+}
 
-	tab_select(s->y, s->tab, window(h->ex, NWIN - 1));
+/* s->m1 = x^dp mod p and s->m2 = x^dq mod q, in [0, p) and [0, q); the
+ * halves alternate operation by operation (see the top). */
+static RSA8_TARGET void modexp_both(struct scratch *s)
+{
+	const struct half *h[2] = { &s->hp, &s->hq };
+	v8 one[NL], *res[2] = { s->m1, s->m2 };
+	int j, k, w, q;
+
+	for (j = 0; j < NL; j++)
+		one[j] = v_zero();
+	one[0] = v_set1(1);
+	modexp_init(s, h[0], 0);
+	modexp_init(s, h[1], 1);
 	for (w = NWIN - 2; w >= 0; w--) {
-		for (k = 0; k < RSA8_WBITS; k++)
-			ams(s->y, s->y, h->m, h->k0);
-		tab_select(s->t, s->tab, window(h->ex, w));
-		amm(s->y, s->y, s->t, h->m, h->k0);
+		for (k = 0; k < RSA8_WBITS; k++) {
+			ams(s->acc[0], s->acc[0], h[0]->m, h[0]->k0);
+			ams(s->acc[1], s->acc[1], h[1]->m, h[1]->k0);
+		}
+		tab_select(s->ent[0], s->tab[0], window(h[0]->ex, w));
+		tab_select(s->ent[1], s->tab[1], window(h[1]->ex, w));
+		amm(s->acc[0], s->acc[0], s->ent[0], h[0]->m, h[0]->k0);
+		amm(s->acc[1], s->acc[1], s->ent[1], h[1]->m, h[1]->k0);
 	}
-	amm(s->y, s->y, one, h->m, h->k0);	/* leave Montgomery: <= m */
-	cond_sub(res, s->y, h->m);
+	for (q = 0; q < 2; q++) {
+		amm(s->acc[q], s->acc[q], one, h[q]->m, h[q]->k0);	/* leave Montgomery: <= m */
+		cond_sub(res[q], s->acc[q], h[q]->m);
+	}
 }
 
 /* Gather one 20-limb field of the 8 keys into limb-major vectors. */
@@ -704,8 +734,7 @@ static RSA8_TARGET void private8(struct scratch *s, const struct dkp_rsa8_key *c
 
 	half_load(s, &s->hp, kk, 0);
 	half_load(s, &s->hq, kk, 1);
-	modexp_half(s, &s->hp, s->m1);
-	modexp_half(s, &s->hq, s->m2);
+	modexp_both(s);
 	if (fault >= 1 && fault <= 8) {	/* the test hook (public) */
 		uint64_t bit[8] = { 0 };
 

@@ -5,7 +5,7 @@
  *
  * Contract. Each of the 8 vector lanes is one independent key and message:
  * CRT with two 1024-bit modular exponentiations per lane in 52-bit limbs
- * (20 limbs), almost-Montgomery multiplication, 5-bit fixed windows, a
+ * (20 limbs), almost-Montgomery multiplication, 4-bit fixed windows, a
  * constant-time Garner recombination. Constant time in every secret
  * (p, q, dp, dq, qinv, the message representative): no branch and no memory
  * index depends on one; table look-ups read every entry and select with
