@@ -1,6 +1,8 @@
 /*
  * jetstream.c — the NATS JetStream transport; see jetstream.h and
- * docs/scale-out.md.
+ * docs/scale-out.md. This file: status mapping, the connection, the
+ * streams and the consumer, open and close (the other files are listed
+ * in jetstream_int.h).
  *
  * States of one input message, as the streams hold them:
  *
@@ -24,63 +26,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <unistd.h>
 
-#include "base/budget.h"
 #include "base/clock.h"
-#include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
-
-#define FETCH_WAIT_MS 500	/* a worker's long poll; bounds a stop's wait */
-#define PUB_WAIT_MS 10000	/* every publish acknowledged within this */
-#define API_WAIT_MS 5000	/* stream and consumer requests */
-#define CONNECT_WAIT_MS 2000
-#define BUDGET_SLACK 4096
-#define MAX_SERVERS 32
-#define NAK_MAX_SHIFT 6		/* nak_delay doubles up to 64x */
-
-#define H_SENDER "X-Sender"
-#define H_RECEIVER "X-Receiver"
-#define H_ID "Nats-Msg-Id"
-#define H_ERROR "X-Dkimpress-Error"
-
-struct dkp_js {
-	struct dkp_transport t;
-	/* a copy: the configuration snapshot it came from is released on a
-	 * reload (SIGHUP), while the transport lives on */
-	struct dkp_js_config jc;
-	const struct dkp_config *c;	/* only during open */
-	natsConnection *nc;
-	natsOptions *opts;
-	jsCtx *js;		/* set-up requests (streams, consumer, info) */
-	int64_t max_payload;
-	int replicas;
-	atomic_ulong dups;	/* outputs the stream already had */
-	/* dkp_js_num_pending's cache (the metrics thread) */
-	pthread_mutex_t pend_mu;
-	double pend_at;		/* monotonic seconds of the answer, 0: none */
-	long pend;
-};
-
-struct dkp_tworker {
-	struct dkp_js *j;
-	unsigned id;
-	jsCtx *js;		/* this worker's async publishes */
-	natsSubscription *sub;
-	natsMsg **in;		/* the fetched messages, by index of m[] */
-	uint64_t *delivered;	/* their delivery count */
-	size_t cap;
-	struct dkp_budget *budget;
-	uint64_t taken;		/* from the budget by this batch */
-	struct dkp_buf scratch;	/* an output's payload, contiguous */
-	atomic_int pub_errors;	/* publish errors reported since reset */
-};
+#include "transport/jetstream_int.h"
 
 /* ---- status mapping ------------------------------------------------- */
 
-static int status_errno(natsStatus s)
+int dkp_js_status_errno(natsStatus s)
 {
 	switch (s) {
 	case NATS_OK: return 0;
@@ -157,75 +111,8 @@ const char *dkp_js_redact(const char *servers, char *out, size_t outsz)
 	return out;
 }
 
-/* ---- envelope lines and headers -------------------------------------- */
-
-/* One envelope line's value: WSP and angle brackets off; the null
- * sender "<>". */
-static char *line_value(const char *v, const char *e)
-{
-	while (v < e && (*v == ' ' || *v == '\t'))
-		v++;
-	while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
-		e--;
-	if (e - v >= 2 && *v == '<' && e[-1] == '>') {
-		v++;
-		e--;
-	}
-	return v == e ? dkp_strdup("<>") : dkp_strndup(v, (size_t)(e - v));
-}
-
-int dkp_js_envelope_parse(const char *env, size_t len, char **sender,
-			  char ***rcpts, size_t *nrcpts)
-{
-	const char *p = env, *end = env + len, *eol, *colon, *ve;
-	size_t cap = 0;
-
-	*sender = NULL;
-	*rcpts = NULL;
-	*nrcpts = 0;
-	while (p < end) {
-		eol = memchr(p, '\n', (size_t)(end - p));
-		eol = eol ? eol : end;
-		ve = eol > p && eol[-1] == '\r' ? eol - 1 : eol;
-		colon = memchr(p, ':', (size_t)(ve - p));
-		if (colon == NULL)
-			goto bad;
-		if (colon - p == 8 && !strncasecmp(p, "x-sender", 8) && *sender == NULL &&
-		    *nrcpts == 0) {
-			*sender = line_value(colon + 1, ve);
-		} else if (colon - p == 10 && !strncasecmp(p, "x-receiver", 10) && *sender) {
-			if (*nrcpts == cap) {
-				cap = cap ? 2 * cap : 8;
-				*rcpts = dkp_realloc(*rcpts, cap * sizeof(**rcpts));
-			}
-			(*rcpts)[(*nrcpts)++] = line_value(colon + 1, ve);
-		} else {
-			goto bad;
-		}
-		p = eol < end ? eol + 1 : end;
-	}
-	if (*sender && *nrcpts)
-		return 0;
-bad:
-	dkp_js_envelope_free(*sender, *rcpts, *nrcpts);
-	*sender = NULL;
-	*rcpts = NULL;
-	*nrcpts = 0;
-	return -EINVAL;
-}
-
-void dkp_js_envelope_free(char *sender, char **rcpts, size_t nrcpts)
-{
-	size_t i;
-
-	for (i = 0; i < nrcpts; i++)
-		dkp_free(rcpts[i]);
-	dkp_free(rcpts);
-	dkp_free(sender);
-}
-
 /* The library's last error text, or the status's. */
-static const char *status_text(natsStatus s)
+const char *dkp_js_status_text(natsStatus s)
 {
 	natsStatus ls;
 	const char *t = nats_GetLastError(&ls);
@@ -312,7 +199,7 @@ static int make_options(natsOptions **out, const struct dkp_config *c,
 	dkp_free(list);
 	if (s != NATS_OK) {
 		snprintf(why, whylen, "NATS client options (nats_servers, nats_creds, nats_tls_*): %s",
-			 status_text(s));
+			 dkp_js_status_text(s));
 		natsOptions_Destroy(o);
 		return s == NATS_NO_MEMORY ? -ENOMEM : -EINVAL;
 	}
@@ -353,8 +240,8 @@ static int ensure_stream(struct dkp_js *j, const char *name, const char *subj,
 		return 0;
 	}
 	if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
-		snprintf(why, whylen, "stream %s: %s", name, status_text(s));
-		return status_errno(s);
+		snprintf(why, whylen, "stream %s: %s", name, dkp_js_status_text(s));
+		return dkp_js_status_errno(s);
 	}
 	if (!jc->create_streams) {
 		snprintf(why, whylen, "stream %s is missing and create_streams = no", name);
@@ -382,8 +269,8 @@ static int ensure_stream(struct dkp_js *j, const char *name, const char *subj,
 		return 0;
 	}
 	snprintf(why, whylen, "cannot make stream %s (%d replicas): %s", name,
-		 j->replicas, status_text(s));
-	return status_errno(s);
+		 j->replicas, dkp_js_status_text(s));
+	return dkp_js_status_errno(s);
 }
 
 /* The durable pull consumer every engine shares. */
@@ -420,12 +307,12 @@ static int ensure_consumer(struct dkp_js *j, char *why, size_t whylen)
 		return 0;
 	}
 	snprintf(why, whylen, "cannot make consumer %s on %s: %s", jc->consumer,
-		 jc->in_stream, status_text(s));
-	return status_errno(s);
+		 jc->in_stream, dkp_js_status_text(s));
+	return dkp_js_status_errno(s);
 }
 
 /* Connect; js context for the set-up requests. */
-static int js_connect(struct dkp_js *j, int forever, int *nservers, char *why,
+int dkp_js_connect(struct dkp_js *j, int forever, int *nservers, char *why,
 		      size_t whylen)
 {
 	jsOptions jo;
@@ -439,7 +326,7 @@ static int js_connect(struct dkp_js *j, int forever, int *nservers, char *why,
 	if (s != NATS_OK) {
 		snprintf(why, whylen, "cannot connect to %s: %s",
 			 dkp_js_redact(j->jc.servers, shown, sizeof(shown)),
-			 status_text(s));
+			 dkp_js_status_text(s));
 		return s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED
 			       ? -EACCES : s == NATS_SSL_ERROR ? -EINVAL : -ECONNREFUSED;
 	}
@@ -447,15 +334,15 @@ static int js_connect(struct dkp_js *j, int forever, int *nservers, char *why,
 	jo.Wait = API_WAIT_MS;
 	s = natsConnection_JetStream(&j->js, j->nc, &jo);
 	if (s != NATS_OK) {
-		snprintf(why, whylen, "JetStream context: %s", status_text(s));
-		return status_errno(s);
+		snprintf(why, whylen, "JetStream context: %s", dkp_js_status_text(s));
+		return dkp_js_status_errno(s);
 	}
 	j->max_payload = natsConnection_GetMaxPayload(j->nc);
 	return 0;
 }
 
 /* Duplicate the transport settings the workers use after open. */
-static void copy_config(struct dkp_js_config *d, const struct dkp_js_config *s)
+void dkp_js_copy_config(struct dkp_js_config *d, const struct dkp_js_config *s)
 {
 	*d = *s;
 	d->servers = dkp_strdup(s->servers);
@@ -483,7 +370,7 @@ static void free_config(struct dkp_js_config *d)
 	dkp_free(d->consumer);
 }
 
-static void js_free(struct dkp_js *j)
+void dkp_js_free(struct dkp_js *j)
 {
 	if (j == NULL)
 		return;
@@ -497,518 +384,6 @@ static void js_free(struct dkp_js *j)
 	natsOptions_Destroy(j->opts);
 	pthread_mutex_destroy(&j->pend_mu);
 	dkp_free(j);
-}
-
-/* ---- worker --------------------------------------------------------- */
-
-/* Every publish acknowledgement (library thread): errors fail the batch;
- * a duplicate is a re-publish after a redelivery, dropped by the stream. */
-static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
-		       void *closure)
-{
-	struct dkp_tworker *w = closure;
-
-	(void)js;
-	if (pae != NULL || pa == NULL)
-		atomic_fetch_add(&w->pub_errors, 1);
-	else if (pa->Duplicate)
-		atomic_fetch_add(&w->j->dups, 1);
-	natsMsg_Destroy(msg);
-}
-
-static int js_worker_new(struct dkp_transport *t, unsigned id, int want_uring,
-			 unsigned depth, struct dkp_tworker **out)
-{
-	struct dkp_js *j = (struct dkp_js *)t;
-	struct dkp_tworker *w = dkp_calloc(1, sizeof(*w));
-	jsOptions jo;
-	jsSubOptions so;
-	jsErrCode jerr = 0;
-	natsStatus s;
-
-	(void)want_uring;
-	(void)depth;
-	w->j = j;
-	w->id = id;
-	dkp_buf_init(&w->scratch);
-	atomic_init(&w->pub_errors, 0);
-	jsOptions_Init(&jo);
-	jo.Wait = API_WAIT_MS;
-	jo.PublishAsync.AckHandler = on_pub_ack;
-	jo.PublishAsync.AckHandlerClosure = w;
-	jo.PublishAsync.MaxPending = 4096;
-	s = natsConnection_JetStream(&w->js, j->nc, &jo);
-	if (s == NATS_OK) {
-		jsSubOptions_Init(&so);
-		so.Stream = j->jc.in_stream;
-		so.Consumer = j->jc.consumer;
-		s = js_PullSubscribe(&w->sub, w->js, j->jc.in_subject,
-				     j->jc.consumer, &jo, &so, &jerr);
-	}
-	if (s != NATS_OK) {
-		dkp_error("jetstream: worker %u cannot bind to consumer %s: %s", id,
-			  j->jc.consumer, status_text(s));
-		jsCtx_Destroy(w->js);
-		dkp_buf_free(&w->scratch);
-		dkp_free(w);
-		return status_errno(s);
-	}
-	*out = w;
-	return 0;
-}
-
-static void drop_inputs(struct dkp_tworker *w)
-{
-	size_t i;
-
-	for (i = 0; i < w->cap; i++) {
-		natsMsg_Destroy(w->in[i]);
-		w->in[i] = NULL;
-	}
-}
-
-static void js_worker_free(struct dkp_tworker *w)
-{
-	if (w == NULL)
-		return;
-	drop_inputs(w);
-	natsSubscription_Unsubscribe(w->sub);
-	natsSubscription_Destroy(w->sub);
-	jsCtx_Destroy(w->js);
-	dkp_free(w->in);
-	dkp_free(w->delivered);
-	dkp_buf_free(&w->scratch);
-	dkp_free(w);
-}
-
-static int js_worker_uring(const struct dkp_tworker *w)
-{
-	(void)w;
-	return 0;
-}
-
-/* A queue ID usable as a file name elsewhere: printable, no space or '/'. */
-static int id_ok(const char *s)
-{
-	size_t n;
-
-	for (n = 0; s[n]; n++)
-		if ((unsigned char)s[n] <= ' ' || (unsigned char)s[n] >= 127 || s[n] == '/')
-			return 0;
-	return n > 0 && n <= DKP_QID_MAX;
-}
-
-/* Bytes of the envelope lines fetch renders for msg. */
-static size_t envelope_bytes(natsMsg *msg, const char **snd, const char ***rcpt,
-			     int *nrcpt)
-{
-	size_t n = 0;
-	int i;
-
-	*snd = NULL;
-	*rcpt = NULL;
-	*nrcpt = 0;
-	if (natsMsgHeader_Get(msg, H_SENDER, snd) == NATS_OK && *snd)
-		n += strlen("x-sender: \r\n") + strlen(*snd);
-	if (natsMsgHeader_Values(msg, H_RECEIVER, rcpt, nrcpt) == NATS_OK)
-		for (i = 0; i < *nrcpt; i++)
-			n += strlen("x-receiver: \r\n") + strlen((*rcpt)[i]);
-	else
-		*nrcpt = 0;
-	return n;
-}
-
-static void put(char **p, const char *s, size_t n)
-{
-	memcpy(*p, s, n);
-	*p += n;
-}
-
-/* One fetched message into m: its ID, the envelope lines and the payload
- * in m->buf. Returns 0, or 1 when the budget cannot hold it now. */
-static int load_one(struct dkp_tworker *w, size_t i, struct dkp_tmsg *m,
-		    uint64_t max_bytes)
-{
-	natsMsg *msg = w->in[i];
-	jsMsgMetaData *meta = NULL;
-	const char *id = NULL, *snd, **rcpt;
-	const char *data = natsMsg_GetData(msg);
-	size_t dlen = (size_t)natsMsg_GetDataLength(msg), elen;
-	uint64_t need;
-	int nrcpt, k;
-	char *p;
-
-	memset(m->pub, 0, sizeof(m->pub));
-	m->outcome = -1;
-	m->claimed = 1;
-	m->nout = 0;
-	m->held = 0;
-	m->fd = -1;
-	m->copy = 0;
-	m->len = 0;
-	m->t_claim = dkp_mono_now();
-	dkp_err_clear(&m->err);
-	w->delivered[i] = 1;
-	if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
-		w->delivered[i] = meta->NumDelivered;
-		if (natsMsgHeader_Get(msg, H_ID, &id) != NATS_OK || id == NULL || !id_ok(id))
-			snprintf(m->id, sizeof(m->id), "%s-seq-%llu", meta->Stream,
-				 (unsigned long long)meta->Sequence.Stream);
-		else
-			snprintf(m->id, sizeof(m->id), "%s", id);
-		jsMsgMetaData_Destroy(meta);
-	} else if (natsMsgHeader_Get(msg, H_ID, &id) == NATS_OK && id && id_ok(id)) {
-		snprintf(m->id, sizeof(m->id), "%s", id);
-	} else {
-		/* cannot happen for a JetStream delivery */
-		snprintf(m->id, sizeof(m->id), "unknown");
-	}
-	elen = envelope_bytes(msg, &snd, &rcpt, &nrcpt);
-	if ((uint64_t)dlen + elen > max_bytes) {
-		dkp_err_set(&m->err, DKP_E_LIMIT, 0, "read",
-			    "message of %zu bytes exceeds max_message_size (%llu)",
-			    dlen + elen, (unsigned long long)max_bytes);
-		m->outcome = DKP_OUT_FAILED;
-		free((void *)rcpt);
-		return 0;
-	}
-	/* the budget as qdir.c takes it: the first message waits, later
-	 * ones only if they fit now; the rest go back at once. XXX: a bare-LF
-	 * message's CRLF copy is not counted. */
-	need = (uint64_t)dlen + elen + BUDGET_SLACK;
-	if (w->budget && w->taken && !dkp_budget_try(w->budget, need)) {
-		free((void *)rcpt);
-		return 1;
-	}
-	if (w->budget && !w->taken)
-		dkp_budget_take(w->budget, need);
-	m->held = w->budget ? need : 0;
-	w->taken += m->held;
-	if (m->cap < dlen + elen + 1) {
-		dkp_free(m->buf);
-		m->cap = dlen + elen + 1;
-		m->buf = dkp_malloc(m->cap);
-	}
-	p = m->buf;
-	if (snd) {
-		put(&p, "x-sender: ", 10);
-		put(&p, snd, strlen(snd));
-		put(&p, "\r\n", 2);
-	}
-	for (k = 0; k < nrcpt; k++) {
-		put(&p, "x-receiver: ", 12);
-		put(&p, rcpt[k], strlen(rcpt[k]));
-		put(&p, "\r\n", 2);
-	}
-	put(&p, data, dlen);
-	*p = '\0';
-	m->len = (size_t)(p - m->buf);
-	free((void *)rcpt);
-	return 0;
-}
-
-static int js_fetch(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
-		    uint64_t max_bytes, struct dkp_budget *budget)
-{
-	natsMsgList list = { NULL, 0 };
-	jsFetchRequest req;
-	natsStatus s;
-	size_t i, got;
-
-	if (w->cap < n) {
-		drop_inputs(w);
-		dkp_free(w->in);
-		dkp_free(w->delivered);
-		w->in = dkp_calloc(n, sizeof(*w->in));
-		w->delivered = dkp_calloc(n, sizeof(*w->delivered));
-		w->cap = n;
-	}
-	w->budget = budget;
-	w->taken = 0;
-	if (max_bytes > (uint64_t)w->j->max_payload)
-		max_bytes = (uint64_t)w->j->max_payload;
-	jsFetchRequest_Init(&req);
-	req.Batch = (int)n;
-	req.Expires = (int64_t)FETCH_WAIT_MS * 1000000;
-	s = natsSubscription_FetchRequest(&list, w->sub, &req);
-	if (s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0)) {
-		natsMsgList_Destroy(&list);
-		return 0;
-	}
-	if (s != NATS_OK) {
-		natsMsgList_Destroy(&list);
-		return status_errno(s);
-	}
-	got = (size_t)list.Count < n ? (size_t)list.Count : n;
-	for (i = 0; i < got; i++) {
-		w->in[i] = list.Msgs[i];
-		list.Msgs[i] = NULL;
-	}
-	natsMsgList_Destroy(&list);	/* frees any extra (never: Batch = n) */
-	for (i = 0; i < got; i++)
-		if (load_one(w, i, &m[i], max_bytes)) {
-			/* over the budget now: straight back, no delay */
-			natsMsg_Nak(w->in[i], NULL);
-			m[i].claimed = 0;
-			m[i].outcome = DKP_OUT_GONE;
-		}
-	return (int)got;
-}
-
-/* ---- commit --------------------------------------------------------- */
-
-/* Copy the envelope headers of in onto out. */
-static void copy_envelope(natsMsg *in, natsMsg *out)
-{
-	const char *v, **vals = NULL;
-	int n = 0, i;
-
-	if (natsMsgHeader_Get(in, H_SENDER, &v) == NATS_OK && v)
-		natsMsgHeader_Set(out, H_SENDER, v);
-	if (natsMsgHeader_Values(in, H_RECEIVER, &vals, &n) == NATS_OK) {
-		for (i = 0; i < n; i++)
-			natsMsgHeader_Add(out, H_RECEIVER, vals[i]);
-		free((void *)vals);	/* the library's, with libc */
-	}
-}
-
-/* An output's envelope when it is not the input's headers: the
- * x-sender/x-receiver lines that came at the top of the payload. */
-struct envh {
-	char *sender;		/* NULL: copy the input's headers */
-	char **rcpt;
-	size_t nrcpt;
-};
-
-/* Is header value h the address a (a from dkp_js_envelope_parse)? */
-static int same_addr(const char *h, const char *a)
-{
-	char *v = line_value(h, h + strlen(h));
-	int same = strcmp(v, a) == 0;
-
-	dkp_free(v);
-	return same;
-}
-
-/* Is every address of a[0..na) one of b[0..nb)? (header values in a when
- * hdr_a, parsed ones in b) */
-static int all_in(const char *const *a, size_t na, int hdr_a,
-		  const char *const *b, size_t nb)
-{
-	size_t i, k;
-
-	for (i = 0; i < na; i++) {
-		for (k = 0; k < nb; k++)
-			if (hdr_a ? same_addr(a[i], b[k]) : same_addr(b[k], a[i]))
-				break;
-		if (k == nb)
-			return 0;
-	}
-	return 1;
-}
-
-/*
- * The envelope of a signed output. The engine split the envelope lines
- * off into m->out[0]: those fetch rendered from the input's X-Sender /
- * X-Receiver headers, and any the payload itself started with (a file
- * enqueued in pickup format). No headers: the lines become the headers
- * (e->sender set). Headers: the lines must name the same sender and the
- * same recipients, or the message fails (-1, m->err set) rather than go
- * out to a guessed envelope. Returns 0 or -1.
- */
-static int out_envelope(natsMsg *in, struct dkp_tmsg *m, struct envh *e)
-{
-	const char *hs = NULL, **hr = NULL;
-	int nh = 0, ok;
-
-	memset(e, 0, sizeof(*e));
-	if (m->nout < 1 || m->out[0].iov_len == 0)
-		return 0;
-	if (dkp_js_envelope_parse(m->out[0].iov_base, m->out[0].iov_len, &e->sender,
-				  &e->rcpt, &e->nrcpt) < 0) {
-		dkp_err_set(&m->err, DKP_E_SYNTAX, 0, "envelope",
-			    "the envelope lines cannot be read back into headers");
-		return -1;
-	}
-	if (natsMsgHeader_Get(in, H_SENDER, &hs) != NATS_OK)
-		hs = NULL;
-	if (natsMsgHeader_Values(in, H_RECEIVER, &hr, &nh) != NATS_OK) {
-		hr = NULL;
-		nh = 0;
-	}
-	if (hs == NULL && nh == 0)
-		return 0;	/* the lines are the envelope */
-	ok = hs && same_addr(hs, e->sender) &&
-	     all_in((const char *const *)hr, (size_t)nh, 1,
-		    (const char *const *)e->rcpt, e->nrcpt) &&
-	     all_in((const char *const *)e->rcpt, e->nrcpt, 0,
-		    (const char *const *)hr, (size_t)nh);
-	free((void *)hr);	/* the library's, with libc */
-	dkp_js_envelope_free(e->sender, e->rcpt, e->nrcpt);
-	memset(e, 0, sizeof(*e));
-	if (ok)
-		return 0;	/* the same envelope twice: the headers */
-	dkp_err_set(&m->err, DKP_E_SYNTAX, 0, "envelope",
-		    "the X-Sender/X-Receiver headers and the x-sender/x-receiver lines at the top of the payload name different envelopes");
-	return -1;
-}
-
-/* Publish one output (async), its envelope from e (NULL or no sender:
- * the input's headers). Returns 0 or -errno (EMSGSIZE: too big). */
-static int publish(struct dkp_tworker *w, const char *subj, const char *id,
-		   natsMsg *in, const void *data, size_t len, const char *reason,
-		   const struct envh *e)
-{
-	natsMsg *om = NULL;
-	natsStatus s;
-	size_t i;
-
-	s = natsMsg_Create(&om, subj, NULL, data, (int)len);
-	if (s == NATS_OK)
-		s = natsMsgHeader_Set(om, H_ID, id);
-	if (s == NATS_OK && e && e->sender) {
-		s = natsMsgHeader_Set(om, H_SENDER, e->sender);
-		for (i = 0; s == NATS_OK && i < e->nrcpt; i++)
-			s = natsMsgHeader_Add(om, H_RECEIVER, e->rcpt[i]);
-	} else if (s == NATS_OK) {
-		copy_envelope(in, om);
-	}
-	if (s == NATS_OK && reason)
-		s = natsMsgHeader_Set(om, H_ERROR, reason);
-	if (s == NATS_OK)
-		s = js_PublishMsgAsync(w->js, &om, NULL);
-	natsMsg_Destroy(om);	/* NULL when the library took it */
-	return status_errno(s);
-}
-
-/* The reason for a header value: printable ASCII, one line. */
-static void reason_of(const struct dkp_tmsg *m, char *out, size_t outsz)
-{
-	size_t i;
-
-	snprintf(out, outsz, "%s: %s", m->err.step[0] ? m->err.step : "error", m->err.msg);
-	for (i = 0; out[i]; i++)
-		if ((unsigned char)out[i] < ' ' || (unsigned char)out[i] >= 127)
-			out[i] = '?';
-}
-
-static void defer_msg(struct dkp_tmsg *m, int e, const char *what)
-{
-	dkp_err_set(&m->err, DKP_E_IO, 1, "publish", "%s: %s", what, strerror(e));
-	m->err.sys_errno = e;
-	m->outcome = DKP_OUT_DEFERRED;
-}
-
-static int js_commit(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
-{
-	const struct dkp_js_config *jc = &w->j->jc;
-	jsPubOptions po;
-	natsStatus s;
-	size_t i;
-	int sent = 0, k, rc;
-	char reason[sizeof(m->err.msg) + 32];
-
-	atomic_store(&w->pub_errors, 0);
-	/* 1. signed outputs */
-	for (i = 0; i < n; i++) {
-		struct envh e;
-
-		if (!w->in[i] || (m[i].outcome != DKP_OUT_SIGNED &&
-				  m[i].outcome != DKP_OUT_ESP_ONLY))
-			continue;
-		if (out_envelope(w->in[i], &m[i], &e) < 0) {
-			m[i].outcome = DKP_OUT_FAILED;	/* published in 2. */
-			continue;
-		}
-		dkp_buf_reset(&w->scratch);
-		for (k = 1; k < m[i].nout; k++)
-			dkp_buf_add(&w->scratch, m[i].out[k].iov_base, m[i].out[k].iov_len);
-		rc = publish(w, jc->out_subject, m[i].id, w->in[i], w->scratch.p,
-			     w->scratch.len, NULL, &e);
-		dkp_js_envelope_free(e.sender, e.rcpt, e.nrcpt);
-		if (rc == -EMSGSIZE) {
-			dkp_err_set(&m[i].err, DKP_E_LIMIT, 0, "publish",
-				    "the signed message (%zu bytes) exceeds the server's max_payload (%lld)",
-				    w->scratch.len, (long long)w->j->max_payload);
-			m[i].outcome = DKP_OUT_FAILED;
-		} else if (rc < 0) {
-			defer_msg(&m[i], -rc, "cannot publish the signed message");
-		} else {
-			sent++;
-		}
-	}
-	/* 2. failed ones, with the reason; the payload as it came (or none,
-	 * if with the headers it no longer fits) */
-	for (i = 0; i < n; i++) {
-		if (!w->in[i] || m[i].outcome != DKP_OUT_FAILED)
-			continue;
-		reason_of(&m[i], reason, sizeof(reason));
-		rc = publish(w, jc->failed_subject, m[i].id, w->in[i],
-			     natsMsg_GetData(w->in[i]),
-			     (size_t)natsMsg_GetDataLength(w->in[i]), reason, NULL);
-		if (rc == -EMSGSIZE)
-			rc = publish(w, jc->failed_subject, m[i].id, w->in[i], "", 0,
-				     reason, NULL);
-		if (rc < 0)
-			defer_msg(&m[i], -rc, "cannot publish to the failed subject");
-		else
-			sent++;
-	}
-	/* 3. every publish acknowledged, or none of the inputs is */
-	if (sent) {
-		jsPubOptions_Init(&po);
-		po.MaxWait = PUB_WAIT_MS;
-		s = js_PublishAsyncComplete(w->js, &po);
-		if (s != NATS_OK || atomic_load(&w->pub_errors) > 0) {
-			natsMsgList pending;
-			int e = s == NATS_OK ? EAGAIN : -status_errno(s);
-
-			if (js_PublishAsyncGetPendingList(&pending, w->js) == NATS_OK)
-				natsMsgList_Destroy(&pending);
-			if (e == 0 || e == EIO)
-				e = EAGAIN;
-			for (i = 0; i < n; i++)
-				if (w->in[i] && (m[i].outcome == DKP_OUT_SIGNED ||
-						 m[i].outcome == DKP_OUT_ESP_ONLY ||
-						 m[i].outcome == DKP_OUT_FAILED))
-					defer_msg(&m[i], e, "publish not acknowledged by the stream");
-		}
-	}
-	/* 4. acknowledge or hand back the inputs */
-	for (i = 0; i < n; i++) {
-		if (!w->in[i])
-			continue;
-		if (m[i].outcome == DKP_OUT_DEFERRED) {
-			uint64_t d = w->delivered[i] ? w->delivered[i] - 1 : 0;
-			int64_t delay = jc->nak_delay * 1000 *
-					(1LL << (d < NAK_MAX_SHIFT ? d : NAK_MAX_SHIFT));
-
-			/* a publish that failed: the cluster is in trouble;
-			 * come back soon, the pool pauses meanwhile */
-			if (!strcmp(m[i].err.step, "publish"))
-				delay = 1000;
-			natsMsg_NakWithDelay(w->in[i], delay, NULL);
-		} else if (m[i].outcome == DKP_OUT_SIGNED ||
-			   m[i].outcome == DKP_OUT_ESP_ONLY ||
-			   m[i].outcome == DKP_OUT_FAILED) {
-			/* its output is stored (3. above) */
-			natsMsg_Ack(w->in[i], NULL);
-		} else if (m[i].outcome != DKP_OUT_GONE) {
-			/* no outcome (a bug): never acknowledged, handed back */
-			dkp_error("jetstream: %s: no outcome after signing (%d); handed back to the stream",
-				  m[i].id, m[i].outcome);
-			natsMsg_Nak(w->in[i], NULL);
-			dkp_err_set(&m[i].err, DKP_E_IO, 1, "commit", "no outcome after signing");
-			m[i].outcome = DKP_OUT_DEFERRED;
-		}
-		m[i].claimed = 0;
-		if (w->budget && m[i].held)
-			dkp_budget_give(w->budget, m[i].held);
-		m[i].held = 0;
-		natsMsg_Destroy(w->in[i]);
-		w->in[i] = NULL;
-	}
-	return 0;
 }
 
 static int js_scan(struct dkp_transport *t, int (*fn)(void *ctx, const char *id),
@@ -1031,11 +406,11 @@ static int js_recover(struct dkp_transport *t, struct dkp_recovery *r)
 static const struct dkp_transport_ops js_ops = {
 	.name = "jetstream",
 	.pulls = 1,
-	.worker_new = js_worker_new,
-	.worker_free = js_worker_free,
-	.worker_uring = js_worker_uring,
-	.fetch = js_fetch,
-	.commit = js_commit,
+	.worker_new = dkp_js_worker_new,
+	.worker_free = dkp_js_worker_free,
+	.worker_uring = dkp_js_worker_uring,
+	.fetch = dkp_js_fetch,
+	.commit = dkp_js_commit,
 	.scan = js_scan,
 	.recover = js_recover,
 };
@@ -1055,9 +430,9 @@ int dkp_js_open(struct dkp_js **out, const struct dkp_config *c, char *why,
 	atomic_init(&j->dups, 0);
 	pthread_mutex_init(&j->pend_mu, NULL);
 	j->c = c;
-	copy_config(&j->jc, &c->js);
-	if ((rc = js_connect(j, 1, &nservers, why, whylen)) < 0) {
-		js_free(j);
+	dkp_js_copy_config(&j->jc, &c->js);
+	if ((rc = dkp_js_connect(j, 1, &nservers, why, whylen)) < 0) {
+		dkp_js_free(j);
 		return rc;
 	}
 	if (natsConnection_GetServers(j->nc, &urls, &known) == NATS_OK) {
@@ -1075,7 +450,7 @@ int dkp_js_open(struct dkp_js **out, const struct dkp_config *c, char *why,
 	    (rc = ensure_stream(j, jc->failed_stream, jc->failed_subject,
 				js_LimitsPolicy, why, whylen)) < 0 ||
 	    (rc = ensure_consumer(j, why, whylen)) < 0) {
-		js_free(j);
+		dkp_js_free(j);
 		return rc;
 	}
 	j->c = NULL;	/* the caller's snapshot may go away on a reload */
@@ -1150,79 +525,6 @@ void dkp_js_close(struct dkp_js *j)
 	if (d)
 		dkp_info("jetstream: %lu signed copies were in %s already (signed again after a redelivery; dropped by its duplicate window)",
 			 d, j->jc.out_stream);
-	js_free(j);
+	dkp_js_free(j);
 }
 
-/* ---- producer ------------------------------------------------------- */
-
-int dkp_js_publish(const struct dkp_config *c, const char *sender,
-		   const char *const *rcpts, size_t nrcpts, const char *data,
-		   size_t len, const char *id, int64_t wait_ms, char *why,
-		   size_t whylen)
-{
-	struct dkp_js *j = dkp_calloc(1, sizeof(*j));
-	jsPubOptions po;
-	jsPubAck *pa = NULL;
-	jsErrCode jerr = 0;
-	natsMsg *m = NULL;
-	natsStatus s;
-	size_t i;
-	int rc, nservers;
-	double deadline;
-
-	pthread_mutex_init(&j->pend_mu, NULL);
-	j->c = c;
-	copy_config(&j->jc, &c->js);
-	if ((rc = js_connect(j, 0, &nservers, why, whylen)) < 0) {
-		js_free(j);
-		return rc;
-	}
-	if ((int64_t)len > j->max_payload) {
-		snprintf(why, whylen, "message of %zu bytes exceeds the server's max_payload (%lld)",
-			 len, (long long)j->max_payload);
-		js_free(j);
-		return -EMSGSIZE;
-	}
-	s = natsMsg_Create(&m, c->js.in_subject, NULL, data, (int)len);
-	if (s == NATS_OK)
-		s = natsMsgHeader_Set(m, H_ID, id);
-	if (s == NATS_OK && sender)
-		s = natsMsgHeader_Set(m, H_SENDER, sender);
-	for (i = 0; s == NATS_OK && sender && i < nrcpts; i++)
-		s = natsMsgHeader_Add(m, H_RECEIVER, rcpts[i]);
-	/* no answer (a node down, a leader being elected): again, with the
-	 * same ID, until wait_ms is over; the duplicate window keeps one */
-	deadline = dkp_mono_now() + (double)wait_ms / 1000.0;
-	while (s == NATS_OK) {
-		double left = deadline - dkp_mono_now();
-
-		jsPubOptions_Init(&po);
-		po.MaxWait = left > 2.0 ? 2000 : left > 0.1 ? (int64_t)(left * 1000) : 100;
-		jsPubAck_Destroy(pa);
-		pa = NULL;
-		s = js_PublishMsg(&pa, j->js, m, &po, &jerr);
-		if (!(s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS ||
-		      s == NATS_CONNECTION_DISCONNECTED || s == NATS_NOT_YET_CONNECTED) ||
-		    dkp_mono_now() + 0.25 >= deadline)
-			break;
-		usleep(250000);
-		s = NATS_OK;
-	}
-	if (s != NATS_OK) {
-		snprintf(why, whylen, "publish to %s: %s%s", c->js.in_subject,
-			 status_text(s),
-			 s == NATS_NO_RESPONDERS ? " (no stream takes the subject, or no JetStream leader)" : "");
-		rc = status_errno(s);
-		/* the stream refuses the size (its max_msg_size): permanent;
-		 * anything else the stream or the library answered (full with
-		 * discard new, a store failure, an API error): temporary */
-		if (jerr == JSStreamMessageExceedsMaximumErr)
-			rc = -EMSGSIZE;
-		else if (rc != -EMSGSIZE && rc != -EACCES && rc != -EINVAL)
-			rc = -EAGAIN;
-	}
-	jsPubAck_Destroy(pa);
-	natsMsg_Destroy(m);
-	js_free(j);
-	return rc;
-}

@@ -13,7 +13,7 @@
  * fetch renders the headers as "x-sender:"/"x-receiver:" lines in front
  * of the payload, commit takes them back into headers.
  *
- * The engine loop (src/engine/pool.c, ops->pulls = 1): each worker
+ * The engine loop (src/engine/pool_worker.c, ops->pulls = 1): each worker
  * fetches up to `batch` messages from one durable pull consumer shared by
  * every engine (fetch returns how many it filled, 0 after a short wait
  * with nothing to do, or -errno); commit publishes every output

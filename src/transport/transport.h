@@ -4,7 +4,7 @@
  * outcomes durable; it knows nothing about DKIM. The engine signs; it
  * knows nothing about directories or brokers.
  *
- * One batch, as a worker runs it (src/engine/pool.c):
+ * One batch, as a worker runs it (src/engine/pool_worker.c):
  *
  *   ids ──fetch──► messages in memory (claimed, read, checked)
  *        engine:   sign each; set m->out (what to publish) or m->err
@@ -26,7 +26,7 @@
  * batch fresh and one with it done. Where the IDs come from is the
  * transport's too: the queue directory lists in/new (scan, fed to
  * workers by the pool's dispatcher); a broker (JetStream,
- * src/transport/jetstream.c) sets `pulls` and fills the IDs itself in
+ * src/transport/jetstream*.c) sets `pulls` and fills the IDs itself in
  * fetch from a pull consumer.
  *
  * Recovery takes back what a crashed engine left; it runs at start and,
