@@ -568,12 +568,59 @@ static void put_back(struct dkp_qdir *q, struct dkp_tmsg *m)
 	m->outcome = DKP_OUT_GONE;
 }
 
-/* Step 2, read: open each claimed input, check it is a whole regular file
- * nobody is still writing, then read it into its buffer. */
-static int read_inputs(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
-		       uint64_t max_bytes, struct dkp_budget *budget)
+/* One opened input (res: the open's result): a whole regular file within
+ * max_bytes that nobody is still writing, or its outcome set. */
+static void check_opened(struct dkp_tmsg *m, int64_t res, uint64_t max_bytes)
 {
-	struct dkp_qdir *q = w->q;
+	struct stat st;
+
+	if (res == -ELOOP) {
+		dkp_err_set(&m->err, DKP_E_SYNTAX, 0, "read", "not a regular file (a symbolic link)");
+		m->outcome = DKP_OUT_FAILED;
+		return;
+	}
+	if (res < 0) {
+		dkp_qdir_defer_sys(m, "open", (int)-res, "cannot open the claimed message");
+		return;
+	}
+	m->fd = (int)res;
+	if (fstat(m->fd, &st) < 0) {
+		dkp_qdir_defer_sys(m, "stat", errno, "cannot stat the claimed message");
+		return;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		dkp_err_set(&m->err, DKP_E_SYNTAX, 0, "read", "not a regular file");
+		m->outcome = DKP_OUT_FAILED;
+		return;
+	}
+	if ((uint64_t)st.st_size > max_bytes) {
+		dkp_err_set(&m->err, DKP_E_LIMIT, 0, "read",
+			    "message of %llu bytes exceeds max_message_size (%llu)",
+			    (unsigned long long)st.st_size, (unsigned long long)max_bytes);
+		m->outcome = DKP_OUT_FAILED;
+		return;
+	}
+	/* a read lease cannot be had while anyone has the file open for
+	 * writing: a producer writing straight into in/new */
+	if (fcntl(m->fd, F_SETLEASE, F_RDLCK) == 0) {
+		fcntl(m->fd, F_SETLEASE, F_UNLCK);
+	} else if (errno == EAGAIN) {
+		dkp_err_set(&m->err, DKP_E_IO, 1, "read",
+			    "still open for writing by another process (producers must write in in/tmp and rename into in/new)");
+		m->err.sys_errno = EAGAIN;	/* worth a retry soon */
+		m->outcome = DKP_OUT_DEFERRED;
+		return;
+	}
+	m->st_size = st.st_size;
+	m->st_mtime_ns = dkp_qdir_ts_ns(&st.st_mtim);
+	m->st_ctime_ns = dkp_qdir_ts_ns(&st.st_ctim);
+	m->len = (size_t)st.st_size;
+}
+
+/* Open every claimed input on the ring and check each. */
+static int open_claimed(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
+			uint64_t max_bytes)
+{
 	size_t i, k;
 	int rc;
 
@@ -581,67 +628,31 @@ static int read_inputs(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 		if (m[i].claimed) {
 			struct dkp_rop *o = dkp_qdir_op(w, k++, DKP_ROP_OPEN_RD);
 
-			o->dirfd = q->claim;
+			o->dirfd = w->q->claim;
 			o->name = m[i].id;
 		}
 	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)
 		return rc;
-	for (i = k = 0; i < n; i++) {
-		struct stat st;
-		int64_t res;
+	for (i = k = 0; i < n; i++)
+		if (m[i].claimed)
+			check_opened(&m[i], w->ops[k++].res, max_bytes);
+	return 0;
+}
 
-		if (!m[i].claimed)
-			continue;
-		res = w->ops[k++].res;
-		if (res == -ELOOP) {
-			dkp_err_set(&m[i].err, DKP_E_SYNTAX, 0, "read",
-				    "not a regular file (a symbolic link)");
-			m[i].outcome = DKP_OUT_FAILED;
-			continue;
-		}
-		if (res < 0) {
-			dkp_qdir_defer_sys(&m[i], "open", (int)-res, "cannot open the claimed message");
-			continue;
-		}
-		m[i].fd = (int)res;
-		if (fstat(m[i].fd, &st) < 0) {
-			dkp_qdir_defer_sys(&m[i], "stat", errno, "cannot stat the claimed message");
-			continue;
-		}
-		if (!S_ISREG(st.st_mode)) {
-			dkp_err_set(&m[i].err, DKP_E_SYNTAX, 0, "read", "not a regular file");
-			m[i].outcome = DKP_OUT_FAILED;
-			continue;
-		}
-		if ((uint64_t)st.st_size > max_bytes) {
-			dkp_err_set(&m[i].err, DKP_E_LIMIT, 0, "read",
-				    "message of %llu bytes exceeds max_message_size (%llu)",
-				    (unsigned long long)st.st_size,
-				    (unsigned long long)max_bytes);
-			m[i].outcome = DKP_OUT_FAILED;
-			continue;
-		}
-		/* a read lease cannot be had while anyone has the file open
-		 * for writing: a producer writing straight into in/new */
-		if (fcntl(m[i].fd, F_SETLEASE, F_RDLCK) == 0) {
-			fcntl(m[i].fd, F_SETLEASE, F_UNLCK);
-		} else if (errno == EAGAIN) {
-			dkp_err_set(&m[i].err, DKP_E_IO, 1, "read",
-				    "still open for writing by another process (producers must write in in/tmp and rename into in/new)");
-			m[i].err.sys_errno = EAGAIN;	/* worth a retry soon */
-			m[i].outcome = DKP_OUT_DEFERRED;
-			continue;
-		}
-		m[i].st_size = st.st_size;
-		m[i].st_mtime_ns = dkp_qdir_ts_ns(&st.st_mtim);
-		m[i].st_ctime_ns = dkp_qdir_ts_ns(&st.st_ctim);
-		m[i].len = (size_t)st.st_size;
-	}
-	/* the budget: a worker that holds nothing waits for its first
-	 * message (which runs alone if it is bigger than the cap); later
-	 * ones are taken only if they fit now, else put back for later, so
-	 * no worker waits while holding bytes (no deadlock) and the cap
-	 * holds */
+static int readable(const struct dkp_tmsg *m)
+{
+	return m->fd >= 0 && m->outcome < 0;
+}
+
+/* The budget: a worker that holds nothing waits for its first message
+ * (which runs alone if it is bigger than the cap); later ones are taken
+ * only if they fit now, else put back for later, so no worker waits while
+ * holding bytes (no deadlock) and the cap holds. */
+static void take_budget(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
+			struct dkp_budget *budget)
+{
+	size_t i;
+
 	if (w->budget == NULL)
 		w->budget = budget;	/* set once: commit_round reads it */
 	w->taken = 0;
@@ -649,7 +660,7 @@ static int read_inputs(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 		uint64_t need;
 
 		m[i].held = 0;
-		if (!(m[i].fd >= 0 && m[i].outcome < 0))
+		if (!readable(&m[i]))
 			continue;
 		need = m[i].len + BUDGET_SLACK;
 		if (w->taken == 0) {
@@ -661,8 +672,16 @@ static int read_inputs(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 		m[i].held = need;
 		w->taken += need;
 	}
+}
+
+/* Read every input that is still in the batch, on the ring. */
+static int read_claimed(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
+{
+	size_t i, k;
+	int rc;
+
 	for (i = k = 0; i < n; i++)
-		if (m[i].fd >= 0 && m[i].outcome < 0) {
+		if (readable(&m[i])) {
 			struct dkp_rop *o = dkp_qdir_op(w, k++, DKP_ROP_READ);
 
 			if (m[i].cap < m[i].len + 1) {
@@ -679,18 +698,26 @@ static int read_inputs(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 	for (i = k = 0; i < n; i++) {
 		int64_t res;
 
-		if (!(m[i].fd >= 0 && m[i].outcome < 0))
+		if (!readable(&m[i]))
 			continue;
 		res = w->ops[k++].res;
 		if (res < 0)
 			dkp_qdir_defer_sys(&m[i], "read", (int)-res, "cannot read the claimed message");
 		else if ((uint64_t)res != m[i].len)
 			dkp_qdir_defer_sys(&m[i], "read", EAGAIN,
-				  "short read: the message changed while being read");
+					   "short read: the message changed while being read");
 		else
 			m[i].buf[m[i].len] = '\0';
 	}
-	/* a message with bare LFs is parsed from a CRLF copy: count it too */
+	return 0;
+}
+
+/* A message with bare LFs is parsed from a CRLF copy: count it too. */
+static void budget_crlf(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
+			struct dkp_budget *budget)
+{
+	size_t i;
+
 	for (i = 0; i < n; i++) {
 		uint64_t extra;
 
@@ -713,6 +740,22 @@ static int read_inputs(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 		m[i].held += extra;
 		w->taken += extra;
 	}
+}
+
+/* Step 2, read: open each claimed input, check it is a whole regular file
+ * nobody is still writing, take its bytes from the budget, read it into
+ * its buffer. */
+static int read_inputs(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
+		       uint64_t max_bytes, struct dkp_budget *budget)
+{
+	int rc;
+
+	if ((rc = open_claimed(w, m, n, max_bytes)) < 0)
+		return rc;
+	take_budget(w, m, n, budget);
+	if ((rc = read_claimed(w, m, n)) < 0)
+		return rc;
+	budget_crlf(w, m, n, budget);
 	return 0;
 }
 
