@@ -91,6 +91,13 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/unit.h $(BUILD)/libdkimpre
 	$(CC) $(CPPFLAGS) -Itests/unit $(ALL_CFLAGS) -o $@ $< \
 		$(BUILD)/libdkimpress.a $(LDLIBS) $(shell pkg-config --libs cmocka)
 
+# the command line's tables live in the program, not the library
+$(BUILD)/tests/test_cli: tests/unit/test_cli.c tests/unit/unit.h $(BUILD)/obj/cmd/cli.o \
+		$(BUILD)/obj/cmd/cli_cmds.o $(BUILD)/libdkimpress.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests/unit $(ALL_CFLAGS) -o $@ $< $(BUILD)/obj/cmd/cli.o \
+		$(BUILD)/obj/cmd/cli_cmds.o $(BUILD)/libdkimpress.a $(LDLIBS) $(shell pkg-config --libs cmocka)
+
 $(BUILD)/tests/odkim_verify: tests/interop/odkim_verify.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(shell pkg-config --cflags opendkim) -o $@ $< \
