@@ -512,27 +512,12 @@ static pid_t spawn_run(const struct dkp_cli *c, int io, const char *const *sets,
 	return pid;
 }
 
-static int phase_queue(const struct dkp_cli *c, const struct corpus *k,
-		       const char *work, unsigned ph, unsigned rep, size_t msgs,
-		       struct row *r)
+/* Each child's log and stats file names, beside the scratch queue. */
+static void name_children(struct child *ch, unsigned nproc, unsigned ne,
+			  const char *qdir)
 {
-	char qdir[3900], path[4000], js[1024];
-	char set_in[4300], set_out[4300], set_failed[4300];
-	const char *sets[DKP_CLI_MAX_SETS + 3];
-	unsigned ne = ph_engines(ph), nproc = ne ? ne : 1, e, started = 0;
-	struct child ch[DKP_BENCH_MAX_ENGINES];
-	uint64_t bytes = 0;
-	size_t nsets = 0, i;
-	double t0, t1, renamed = 0;
-	long in_out = -1;
-	int gate[2], bad = 0;
-	FILE *f;
+	unsigned e;
 
-	memset(r, 0, sizeof(*r));
-	memset(ch, 0, sizeof(ch));
-	r->done = 1;
-	r->engines = nproc;
-	snprintf(qdir, sizeof(qdir), "%s/%s-%u", work, ph_name(ph), rep);
 	for (e = 0; e < nproc; e++) {
 		if (ne) {
 			snprintf(ch[e].log, sizeof(ch[e].log), "%s.%u.log", qdir, e + 1);
@@ -542,6 +527,133 @@ static int phase_queue(const struct dkp_cli *c, const struct corpus *k,
 			snprintf(ch[e].stats, sizeof(ch[e].stats), "%s.json", qdir);
 		}
 	}
+}
+
+/* Fork every engine, release them at once (closing the gate), wait for
+ * all; *t0 the release, *t1 the last exit. Returns 0 or -1. */
+static int run_children(const struct dkp_cli *c, int io, const char **sets,
+			size_t nsets, struct child *ch, unsigned nproc,
+			double *t0, double *t1)
+{
+	unsigned e, started = 0;
+	int gate[2];
+
+	if (pipe2(gate, O_CLOEXEC) < 0) {
+		dkp_error("bench: pipe: %s", strerror(errno));
+		return -1;
+	}
+	for (e = 0; e < nproc; e++) {
+		if ((ch[e].pid = spawn_run(c, io, sets, nsets, &ch[e], gate)) < 0)
+			break;
+		started++;
+	}
+	close(gate[0]);
+	if (started < nproc)
+		for (e = 0; e < started; e++)
+			kill(ch[e].pid, SIGTERM);
+	*t0 = dkp_mono_now();
+	close(gate[1]);
+	for (e = 0; e < started; e++)
+		while (wait4(ch[e].pid, &ch[e].status, 0, &ch[e].ru) < 0)
+			if (errno != EINTR) {
+				dkp_error("bench: wait: %s", strerror(errno));
+				return -1;
+			}
+	*t1 = dkp_mono_now();
+	return started < nproc ? -1 : 0;
+}
+
+/* One child's figures from its --stats file; -1 when it failed. */
+static int read_child(struct child *x, unsigned ph, unsigned e, unsigned nproc)
+{
+	char js[1024];
+	int st = x->status;
+	FILE *f;
+
+	js[0] = '\0';
+	if ((f = fopen(x->stats, "re")) != NULL) {
+		size_t n = fread(js, 1, sizeof(js) - 1, f);
+
+		js[n] = '\0';
+		fclose(f);
+	}
+	x->msgs = json_num(js, "signed") + json_num(js, "esp_only");
+	x->seconds = json_num(js, "seconds");
+	x->bytes = json_num(js, "bytes");
+	x->p50 = json_num(js, "p50_ms");
+	x->p99 = json_num(js, "p99_ms");
+	x->renamed = json_num(js, "renamed");
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || x->msgs < 0 || x->seconds < 0) {
+		dkp_error("bench: the %s phase: engine %u of %u exited %d; see %s",
+			  ph_name(ph), e + 1, nproc,
+			  WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), x->log);
+		return -1;
+	}
+	return 0;
+}
+
+/* The children's figures summed into r; *renamed their renamed copies. */
+static int sum_children(struct child *ch, unsigned nproc, unsigned ph,
+			struct row *r, double *renamed)
+{
+	unsigned e;
+	int bad = 0;
+
+	for (e = 0; e < nproc; e++) {
+		struct child *x = &ch[e];
+		double rss = (double)x->ru.ru_maxrss / 1024.0;
+
+		if (read_child(x, ph, e, nproc) < 0) {
+			bad = 1;
+			continue;
+		}
+		r->msgs += x->msgs;
+		r->bytes += x->bytes;
+		r->cpu += cpu_of(&x->ru);
+		r->rss_mb += rss;
+		if (rss > r->rss_max_mb)
+			r->rss_max_mb = rss;
+		if (x->p99 > r->p99)
+			r->p99 = x->p99;
+		*renamed += x->renamed;
+	}
+	return bad ? -1 : 0;
+}
+
+/* engineN: how the queue was shared (in the order of the p50s). */
+static void log_shares(const struct child *ch, unsigned nproc, unsigned ph,
+		       double seconds)
+{
+	char line[16 * DKP_BENCH_MAX_ENGINES + 64];
+	size_t n = 0;
+	unsigned e;
+
+	for (e = 0; e < nproc && n < sizeof(line) - 20; e++)
+		n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%.0f",
+				      e ? "+" : "", ch[e].msgs);
+	dkp_info("bench: %s: %s messages in %.2f s", ph_name(ph), line, seconds);
+}
+
+static int phase_queue(const struct dkp_cli *c, const struct corpus *k,
+		       const char *work, unsigned ph, unsigned rep, size_t msgs,
+		       struct row *r)
+{
+	char qdir[3900], path[4000];
+	char set_in[4300], set_out[4300], set_failed[4300];
+	const char *sets[DKP_CLI_MAX_SETS + 3];
+	unsigned ne = ph_engines(ph), nproc = ne ? ne : 1;
+	struct child ch[DKP_BENCH_MAX_ENGINES];
+	uint64_t bytes = 0;
+	size_t nsets = 0, i;
+	double t0, t1, renamed = 0;
+	long in_out;
+
+	memset(r, 0, sizeof(*r));
+	memset(ch, 0, sizeof(ch));
+	r->done = 1;
+	r->engines = nproc;
+	snprintf(qdir, sizeof(qdir), "%s/%s-%u", work, ph_name(ph), rep);
+	name_children(ch, nproc, ne, qdir);
 	if (fill_queue(k, qdir, msgs, &bytes) < 0)
 		return -1;
 	for (i = 0; i < c->nsets; i++)
@@ -552,66 +664,8 @@ static int phase_queue(const struct dkp_cli *c, const struct corpus *k,
 	sets[nsets++] = set_in;
 	sets[nsets++] = set_out;
 	sets[nsets++] = set_failed;
-	if (pipe2(gate, O_CLOEXEC) < 0) {
-		dkp_error("bench: pipe: %s", strerror(errno));
-		return -1;
-	}
-	/* all forked first, then released at once by closing the gate */
-	for (e = 0; e < nproc; e++) {
-		if ((ch[e].pid = spawn_run(c, ph == PH_IO, sets, nsets, &ch[e], gate)) < 0)
-			break;
-		started++;
-	}
-	close(gate[0]);
-	if (started < nproc)
-		for (e = 0; e < started; e++)
-			kill(ch[e].pid, SIGTERM);
-	t0 = dkp_mono_now();
-	close(gate[1]);
-	for (e = 0; e < started; e++)
-		while (wait4(ch[e].pid, &ch[e].status, 0, &ch[e].ru) < 0)
-			if (errno != EINTR) {
-				dkp_error("bench: wait: %s", strerror(errno));
-				return -1;
-			}
-	t1 = dkp_mono_now();
-	if (started < nproc)
-		return -1;
-	for (e = 0; e < nproc; e++) {
-		struct child *x = &ch[e];
-		int st = x->status;
-
-		js[0] = '\0';
-		if ((f = fopen(x->stats, "re")) != NULL) {
-			size_t n = fread(js, 1, sizeof(js) - 1, f);
-
-			js[n] = '\0';
-			fclose(f);
-		}
-		x->msgs = json_num(js, "signed") + json_num(js, "esp_only");
-		x->seconds = json_num(js, "seconds");
-		x->bytes = json_num(js, "bytes");
-		x->p50 = json_num(js, "p50_ms");
-		x->p99 = json_num(js, "p99_ms");
-		x->renamed = json_num(js, "renamed");
-		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || x->msgs < 0 || x->seconds < 0) {
-			dkp_error("bench: the %s phase: engine %u of %u exited %d; see %s",
-				  ph_name(ph), e + 1, nproc,
-				  WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), x->log);
-			bad = 1;
-			continue;
-		}
-		r->msgs += x->msgs;
-		r->bytes += x->bytes;
-		r->cpu += cpu_of(&x->ru);
-		r->rss_mb += (double)x->ru.ru_maxrss / 1024.0;
-		if ((double)x->ru.ru_maxrss / 1024.0 > r->rss_max_mb)
-			r->rss_max_mb = (double)x->ru.ru_maxrss / 1024.0;
-		if (x->p99 > r->p99)
-			r->p99 = x->p99;
-		renamed += x->renamed;
-	}
-	if (bad)
+	if (run_children(c, ph == PH_IO, sets, nsets, ch, nproc, &t0, &t1) < 0 ||
+	    sum_children(ch, nproc, ph, r, &renamed) < 0)
 		return -1;
 	if (ne == 0) {
 		/* io, engine: the run's own clock, from its start to drained */
@@ -634,17 +688,8 @@ static int phase_queue(const struct dkp_cli *c, const struct corpus *k,
 			  ph_name(ph), r->msgs, msgs, renamed, in_out, ch[0].log);
 		return -1;
 	}
-	if (ne) {
-		char line[16 * DKP_BENCH_MAX_ENGINES + 64];
-		size_t n = 0;
-
-		/* how the queue was shared (in the order of the p50s) */
-		for (e = 0; e < nproc && n < sizeof(line) - 20; e++)
-			n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%.0f",
-					      e ? "+" : "", ch[e].msgs);
-		dkp_info("bench: %s: %s messages in %.2f s", ph_name(ph), line,
-			 r->seconds);
-	}
+	if (ne)
+		log_shares(ch, nproc, ph, r->seconds);
 	return 0;
 }
 
@@ -706,68 +751,28 @@ static void json_row(FILE *f, const char *label, const struct dkp_config *cfg,
 		r->rss_max_mb);
 }
 
-int dkp_bench_run(const struct dkp_cli *c)
+/* The rows' label: --label or CONF's file name, safe inside JSON. */
+static void make_label(const struct dkp_cli *c, char *label, size_t size)
 {
-	struct row (*rows)[100], med[PH_COUNT];
-	struct dkp_snap *s = NULL;
-	struct corpus k;
-	struct dkp_err err;
-	char work[3600], label[256];
-	const char *base;
-	size_t msgs;
-	unsigned rep, ph;
-	double bound = 0;
-	int failed = 0, have_corpus = 0;
-	FILE *jf = NULL;
+	const char *base = strrchr(c->conf, '/');
 
-	rows = dkp_calloc(PH_COUNT, sizeof(*rows));
-	memset(med, 0, sizeof(med));
-	dkp_err_clear(&err);
-	if (dkp_snap_load(&s, c->conf, c->sets, c->nsets, &err) != DKP_OK) {
-		dkp_error("%s", err.msg);
-		dkp_free(rows);
-		return 78;
-	}
-	base = strrchr(c->conf, '/');
-	snprintf(label, sizeof(label), "%s", c->label ? c->label : base ? base + 1 : c->conf);
+	snprintf(label, size, "%s", c->label ? c->label : base ? base + 1 : c->conf);
 	for (char *p = label; *p; p++)
 		if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
 			*p = '_';	/* it goes into JSON as it is */
-	/* scratch queues in a directory of this run's own, beside the
-	 * configured queue by default (the same filesystem) */
-	if (c->work)
-		snprintf(work, sizeof(work), "%s/bench.%ld", c->work, (long)getpid());
-	else
-		snprintf(work, sizeof(work), "%s.bench.%ld", s->cfg->in_dir,
-			 (long)getpid());
-	if (c->phases & ~DKP_PHASE_CRYPTO) {
-		if (corpus_load(&k, c->corpus) < 0) {
-			dkp_snap_unref(s);
-			dkp_free(rows);
-			return 66;
-		}
-		have_corpus = 1;
-		if (c->work)
-			mkdir(c->work, 0700);
-		if (mkdir(work, 0700) < 0) {
-			dkp_error("bench: cannot create %s: %s", work, strerror(errno));
-			failed = 1;
-		}
-	}
-	msgs = c->messages ? c->messages : have_corpus ? k.n : 0;
-	if (c->json && (jf = fopen(c->json, "ae")) == NULL) {
-		dkp_error("bench: cannot write %s: %s", c->json, strerror(errno));
-		failed = 1;
-	}
-	if (!failed)
-		fprintf(stderr, "bench %s: %u threads, batch %u, uring_depth %u, flush %s; %zu messages; %u run%s\n",
-			label, s->cfg->threads, s->cfg->batch, s->cfg->uring_depth,
-			s->cfg->flush == DKP_FLUSH_FILES ? "files" : "filesystem",
-			msgs, c->repeat, c->repeat == 1 ? "" : "s each");
-	for (rep = 0; !failed && rep < c->repeat; rep++)
-		for (ph = 0; !failed && ph < PH_COUNT; ph++) {
-			int rc;
+}
 
+/* Every selected phase, c->repeat times, alternating; -1 at the first
+ * that fails. */
+static int run_phases(const struct dkp_cli *c, struct dkp_snap *s,
+		      const struct corpus *k, const char *work, size_t msgs,
+		      const char *label, struct row (*rows)[100])
+{
+	unsigned rep, ph;
+	int rc;
+
+	for (rep = 0; rep < c->repeat; rep++)
+		for (ph = 0; ph < PH_COUNT; ph++) {
 			if (!(c->phases & ph_bit(ph)))
 				continue;
 			fprintf(stderr, "bench %s: %s %u/%u ...\n", label, ph_name(ph),
@@ -775,37 +780,107 @@ int dkp_bench_run(const struct dkp_cli *c)
 			if (ph == PH_CRYPTO)
 				rc = phase_crypto(s, c->seconds, &rows[ph][rep]);
 			else
-				rc = phase_queue(c, &k, work, ph, rep, msgs,
-						 &rows[ph][rep]);
-			failed |= rc < 0;
+				rc = phase_queue(c, k, work, ph, rep, msgs, &rows[ph][rep]);
+			if (rc < 0)
+				return -1;
 		}
-	if (!failed) {
-		for (ph = 0; ph < PH_COUNT; ph++) {
-			if (!(c->phases & ph_bit(ph)))
-				continue;
-			qsort(rows[ph], c->repeat, sizeof(rows[ph][0]), row_cmp);
-			med[ph] = rows[ph][c->repeat / 2];
-		}
-		if (med[PH_CRYPTO].done && med[PH_IO].done)
-			bound = med[PH_CRYPTO].msgs_per_s < med[PH_IO].msgs_per_s
-					? med[PH_CRYPTO].msgs_per_s : med[PH_IO].msgs_per_s;
-		printf("%-12s %-8s %8s %7s %9s %7s %7s %7s %6s\n", "label", "phase",
-		       "msg/s", "MB/s", "CPU s/1k", "RSS MB", "p50 ms", "p99 ms",
-		       "ratio");
-		for (ph = 0; ph < PH_COUNT; ph++) {
-			if (!med[ph].done)
-				continue;
-			print_row(stdout, label, ph, &med[ph],
-				  ph == PH_CRYPTO ? 0 : bound);
-			if (jf)
-				json_row(jf, label, s->cfg, ph, &med[ph],
-					 bound, c->repeat);
-		}
-		if (bound > 0)
-			printf("ratio: messages/s over min(crypto, io) = %.0f msg/s, medians of %u run%s\n",
-			       bound, c->repeat, c->repeat == 1 ? "" : "s");
-		fflush(stdout);
+	return 0;
+}
+
+/* The median run of each phase, printed (and appended to jf). */
+static void report(const struct dkp_cli *c, const struct dkp_snap *s,
+		   const char *label, struct row (*rows)[100], FILE *jf)
+{
+	struct row med[PH_COUNT];
+	double bound = 0;
+	unsigned ph;
+
+	memset(med, 0, sizeof(med));
+	for (ph = 0; ph < PH_COUNT; ph++) {
+		if (!(c->phases & ph_bit(ph)))
+			continue;
+		qsort(rows[ph], c->repeat, sizeof(rows[ph][0]), row_cmp);
+		med[ph] = rows[ph][c->repeat / 2];
 	}
+	if (med[PH_CRYPTO].done && med[PH_IO].done)
+		bound = med[PH_CRYPTO].msgs_per_s < med[PH_IO].msgs_per_s
+				? med[PH_CRYPTO].msgs_per_s : med[PH_IO].msgs_per_s;
+	printf("%-12s %-8s %8s %7s %9s %7s %7s %7s %6s\n", "label", "phase",
+	       "msg/s", "MB/s", "CPU s/1k", "RSS MB", "p50 ms", "p99 ms", "ratio");
+	for (ph = 0; ph < PH_COUNT; ph++) {
+		if (!med[ph].done)
+			continue;
+		print_row(stdout, label, ph, &med[ph], ph == PH_CRYPTO ? 0 : bound);
+		if (jf)
+			json_row(jf, label, s->cfg, ph, &med[ph], bound, c->repeat);
+	}
+	if (bound > 0)
+		printf("ratio: messages/s over min(crypto, io) = %.0f msg/s, medians of %u run%s\n",
+		       bound, c->repeat, c->repeat == 1 ? "" : "s");
+	fflush(stdout);
+}
+
+/* The corpus and this run's own scratch directory (beside the configured
+ * queue by default: the same filesystem). Returns 0, -1 (work cannot be
+ * made; the corpus is loaded) or -2 (no corpus). */
+static int prepare(const struct dkp_cli *c, const struct dkp_snap *s,
+		   struct corpus *k, char *work, size_t worksz)
+{
+	if (c->work)
+		snprintf(work, worksz, "%s/bench.%ld", c->work, (long)getpid());
+	else
+		snprintf(work, worksz, "%s.bench.%ld", s->cfg->in_dir, (long)getpid());
+	if (corpus_load(k, c->corpus) < 0)
+		return -2;
+	if (c->work)
+		mkdir(c->work, 0700);
+	if (mkdir(work, 0700) < 0) {
+		dkp_error("bench: cannot create %s: %s", work, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int dkp_bench_run(const struct dkp_cli *c)
+{
+	struct row (*rows)[100];
+	struct dkp_snap *s = NULL;
+	struct corpus k;
+	struct dkp_err err;
+	char work[3600], label[256];
+	size_t msgs;
+	int failed = 0, have_corpus = 0, rc;
+	FILE *jf = NULL;
+
+	dkp_err_clear(&err);
+	if (dkp_snap_load(&s, c->conf, c->sets, c->nsets, &err) != DKP_OK) {
+		dkp_error("%s", err.msg);
+		return 78;
+	}
+	make_label(c, label, sizeof(label));
+	if (c->phases & ~DKP_PHASE_CRYPTO) {
+		if ((rc = prepare(c, s, &k, work, sizeof(work))) == -2) {
+			dkp_snap_unref(s);
+			return 66;
+		}
+		have_corpus = 1;
+		failed = rc < 0;
+	}
+	msgs = c->messages ? c->messages : have_corpus ? k.n : 0;
+	if (c->json && (jf = fopen(c->json, "ae")) == NULL) {
+		dkp_error("bench: cannot write %s: %s", c->json, strerror(errno));
+		failed = 1;
+	}
+	rows = dkp_calloc(PH_COUNT, sizeof(*rows));
+	if (!failed) {
+		fprintf(stderr, "bench %s: %u threads, batch %u, uring_depth %u, flush %s; %zu messages; %u run%s\n",
+			label, s->cfg->threads, s->cfg->batch, s->cfg->uring_depth,
+			s->cfg->flush == DKP_FLUSH_FILES ? "files" : "filesystem",
+			msgs, c->repeat, c->repeat == 1 ? "" : "s each");
+		failed = run_phases(c, s, &k, work, msgs, label, rows) < 0;
+	}
+	if (!failed)
+		report(c, s, label, rows, jf);
 	if (jf && fclose(jf) != 0) {
 		dkp_error("bench: cannot write %s: %s", c->json, strerror(errno));
 		failed = 1;

@@ -220,34 +220,21 @@ static void sign_failed(void *ctx, size_t tag, const struct dkp_err *e)
 	*(struct dkp_err *)ctx = *e;
 }
 
-static int cmd_sign(const struct dkp_cli *c)
+/* Every --key loaded, with its signature's spec; an --identity that no
+ * key's d= covers is a usage error. */
+static int load_specs(const struct dkp_cli *c, int64_t t, struct dkp_key **keys,
+		      struct dkp_sig_spec *specs, struct dkp_err *err)
 {
-	struct dkp_key *keys[DKP_CLI_MAX_KEYS] = { 0 };
-	struct dkp_sig_spec specs[DKP_CLI_MAX_KEYS];
-	struct dkp_signer *signer = NULL;
-	struct dkp_buf in, out;
-	struct dkp_envelope env;
-	struct dkp_msg m;
-	struct dkp_err err;
-	int64_t t = c->time >= 0 ? c->time : (int64_t)time(NULL);
 	size_t i;
-	int rc = 0, matched = 0;
+	int matched = 0;
 
-	dkp_err_clear(&err);
-	dkp_buf_init(&in);
-	dkp_buf_init(&out);
-	dkp_msg_init(&m);
 	for (i = 0; i < c->nkeys; i++) {
-		if (dkp_key_load(&keys[i], c->keys[i].path, c->key_flags,
-				 &err) != DKP_OK) {
-			rc = report(&err);
-			goto done;
-		}
+		if (dkp_key_load(&keys[i], c->keys[i].path, c->key_flags, err) != DKP_OK)
+			return err->code;
 		if (dkp_key_alg(keys[i]) == DKP_ALG_RSA_SHA256 &&
 		    dkp_key_bits(keys[i]) < DKP_RSA_WARN_BITS)
 			dkp_warn("%s: RSA key of %d bits; %d or more is recommended (RFC 8301)",
-				 c->keys[i].path, dkp_key_bits(keys[i]),
-				 DKP_RSA_WARN_BITS);
+				 c->keys[i].path, dkp_key_bits(keys[i]), DKP_RSA_WARN_BITS);
 		memset(&specs[i], 0, sizeof(specs[i]));
 		specs[i].domain = c->keys[i].domain;
 		specs[i].selector = c->keys[i].selector;
@@ -263,37 +250,64 @@ static int cmd_sign(const struct dkp_cli *c)
 			matched = 1;
 		}
 	}
-	if (c->identity && !matched) {
-		dkp_err_set(&err, DKP_E_USAGE, 0, "usage",
-			    "--identity %s is not within the d= of any --key",
-			    c->identity);
-		rc = report(&err);
-		goto done;
+	if (c->identity && !matched)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "--identity %s is not within the d= of any --key",
+				   c->identity);
+	return DKP_OK;
+}
+
+/* The signature fields of m into out (after the envelope lines). */
+static int make_signatures(const struct dkp_cli *c, struct dkp_msg *m,
+			   const struct dkp_sig_spec *specs, struct dkp_buf *out,
+			   struct dkp_err *err)
+{
+	struct dkp_signer *signer = dkp_signer_new();
+	int rc;
+
+	rc = dkp_signer_set_backend(signer, c->rsa_backend, err);
+	if (rc == DKP_OK) {
+		/* several RSA-2048 keys: their signatures wait and are made
+		 * eight at a time (dkp_sign_flush), each checked before it is
+		 * written */
+		dkp_signer_set_batch(signer, 1, 0);
+		rc = dkp_sign(signer, m, specs, c->nkeys, out, err);
 	}
+	if (rc == DKP_OK) {
+		dkp_sign_flush(signer, sign_failed, err);
+		rc = err->code;
+	}
+	dkp_signer_free(signer);
+	return rc;
+}
+
+static int cmd_sign(const struct dkp_cli *c)
+{
+	struct dkp_key *keys[DKP_CLI_MAX_KEYS] = { 0 };
+	struct dkp_sig_spec specs[DKP_CLI_MAX_KEYS];
+	struct dkp_buf in, out;
+	struct dkp_envelope env;
+	struct dkp_msg m;
+	struct dkp_err err;
+	int64_t t = c->time >= 0 ? c->time : (int64_t)time(NULL);
+	size_t i;
+	int rc = 0;
+
+	dkp_err_clear(&err);
+	dkp_buf_init(&in);
+	dkp_buf_init(&out);
+	dkp_msg_init(&m);
 	/* envelope lines are not part of the message: never parsed as
 	 * header fields, never signed, kept on top of the output */
-	if (read_input(c->in, &in, DKP_DEFAULT_MAX_MESSAGE_BYTES, &err) != DKP_OK ||
+	if (load_specs(c, t, keys, specs, &err) != DKP_OK ||
+	    read_input(c->in, &in, DKP_DEFAULT_MAX_MESSAGE_BYTES, &err) != DKP_OK ||
 	    dkp_envelope_split(in.p, in.len, &env, &err) != DKP_OK ||
-	    dkp_msg_parse(&m, in.p + env.len, in.len - env.len, NULL,
-			  &err) != DKP_OK) {
+	    dkp_msg_parse(&m, in.p + env.len, in.len - env.len, NULL, &err) != DKP_OK) {
 		rc = report(&err);
 		goto done;
 	}
 	dkp_envelope_add_crlf(&out, in.p, &env);
-	signer = dkp_signer_new();
-	if (dkp_signer_set_backend(signer, c->rsa_backend, &err) != DKP_OK) {
-		rc = report(&err);
-		goto done;
-	}
-	/* several RSA-2048 keys: their signatures wait and are made eight
-	 * at a time (dkp_sign_flush), each checked before it is written */
-	dkp_signer_set_batch(signer, 1, 0);
-	if (dkp_sign(signer, &m, specs, c->nkeys, &out, &err) != DKP_OK) {
-		rc = report(&err);
-		goto done;
-	}
-	dkp_sign_flush(signer, sign_failed, &err);
-	if (err.code != DKP_OK) {
+	if (make_signatures(c, &m, specs, &out, &err) != DKP_OK) {
 		rc = report(&err);
 		goto done;
 	}
@@ -308,7 +322,6 @@ static int cmd_sign(const struct dkp_cli *c)
 		rc = report(&err);
 	}
 done:
-	dkp_signer_free(signer);
 	for (i = 0; i < c->nkeys; i++)
 		dkp_key_unref(keys[i]);
 	dkp_msg_fini(&m);

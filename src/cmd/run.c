@@ -394,6 +394,84 @@ static int open_transport(const struct dkp_config *c, int once,
 	return 0;
 }
 
+/* The pool's settings from the configuration and the command line. */
+static void pool_config(struct dkp_pool_cfg *pc, const struct dkp_config *c,
+			const struct dkp_run_opts *o, struct dkp_qdir *q, int js)
+{
+	memset(pc, 0, sizeof(*pc));
+	pc->threads = c->threads;
+	pc->batch = c->batch;
+	pc->uring_depth = c->uring_depth;
+	pc->want_uring = c->io != DKP_IO_SYSCALLS && !js;
+	pc->require_uring = c->io == DKP_IO_URING && !js;
+	pc->inflight_bytes = c->inflight_bytes;
+	pc->once = o->once;
+	pc->nosign = o->nosign;
+	pc->group_commit = c->group_commit;
+	pc->watch_path = q ? dkp_qdir_new_path(q) : NULL;
+	pc->hold = 1;	/* JetStream: no fetch before the endpoint serves */
+}
+
+static void log_start(const struct run *r, const struct dkp_config *c,
+		      struct dkp_qdir *q, struct dkp_js *js)
+{
+	char shown[1024];
+
+	if (js)
+		dkp_info("run: jetstream %s, consumer %s on %s (%d replicas), %u threads, batch %u",
+			 dkp_js_redact(c->js.servers, shown, sizeof(shown)),
+			 c->js.consumer, c->js.in_stream,
+			 dkp_js_replicas(js), c->threads, c->batch);
+	else
+		dkp_info("run: engine %s, %u threads, batch %u, %s, flush %s, %s, queue %s",
+			 dkp_qdir_engine(q), c->threads, c->batch,
+			 dkp_pool_uring(r->pool) ? "io_uring" : "syscalls",
+			 c->flush == DKP_FLUSH_FILES ? "files" : "filesystem",
+			 c->group_commit ? "commit thread" : "each worker commits", c->in_dir);
+	if (r->o->nosign)
+		dkp_warn("--no-sign: messages are copied to %s UNSIGNED (benchmark only)",
+			 js ? c->js.out_stream : c->out_dir);
+}
+
+/* After the dispatcher: the summary, the --stats file, the exit code. */
+static int finish(struct run *r, struct dkp_qdir *q, struct dkp_js *js, int fatal)
+{
+	const struct dkp_run_opts *o = r->o;
+	unsigned long n[DKP_OUT_N], bytes;
+	long left = 0;
+	double el = dkp_mono_now() - r->t0;
+	int k;
+
+	for (k = 0; k < DKP_OUT_N; k++)
+		n[k] = atomic_load(&dkp_pool_stats(r->pool)->n[k]);
+	/* queue directory: a message deferred and later signed counts once,
+	 * as signed; JetStream: the deferrals (NAKs) made, events (the
+	 * stream holds what is left: `left` below) */
+	n[DKP_OUT_DEFERRED] = dkp_pool_deferred(r->pool);
+	bytes = atomic_load(&dkp_pool_stats(r->pool)->bytes);
+	if (o->once)
+		left = q ? dkp_qdir_count_new(q) : dkp_js_waiting(js);
+	summary(r->pool, n, bytes, el,
+		fatal ? "stopped: the queue cannot be worked" :
+		sig_stop ? (left > 0 ? "stopped by signal before the queue was drained"
+				     : "stopped by signal") : NULL, js != NULL);
+	if (o->stats_path && write_stats(o->stats_path, r->pool, n, bytes, el,
+					 dkp_pool_snap(r->pool)->cfg) < 0)
+		dkp_error("cannot write %s: %s", o->stats_path, strerror(errno));
+	if (fatal)
+		return fatal;
+	if (o->once)
+		return n[DKP_OUT_FAILED] ? 65 : (q && n[DKP_OUT_DEFERRED]) || left != 0 ? 75 : 0;
+	return 0;
+}
+
+static void close_transport(struct dkp_qdir *q, struct dkp_js *js)
+{
+	if (q)
+		dkp_qdir_close(q, 1);
+	dkp_js_close(js);
+}
+
 int dkp_run(const struct dkp_run_opts *o)
 {
 	struct run r = { o, 0, 0, NULL, NULL };
@@ -405,11 +483,8 @@ int dkp_run(const struct dkp_run_opts *o)
 	struct dkp_transport *tp = NULL;
 	struct dkp_err err;
 	const struct dkp_config *c;
-	char why[4200], shown[1024];
-	unsigned long n[DKP_OUT_N], bytes;
-	int rc, exitcode = 0, fatal, k;
-	long left = 0;
-	double el;
+	char why[4200];
+	int rc, exitcode, fatal;
 
 	/* handlers before anything is loaded: a SIGHUP from a supervisor in
 	 * the first milliseconds must not kill the engine; one that came
@@ -434,31 +509,15 @@ int dkp_run(const struct dkp_run_opts *o)
 	/* the endpoint's port before any worker: one that cannot be bound
 	 * stops the start-up with nothing touched but recovery */
 	if (c->metrics_listen && (rc = bind_metrics(&r, c)) != 0) {
-		if (q)
-			dkp_qdir_close(q, 1);
-		dkp_js_close(js);
+		close_transport(q, js);
 		dkp_snap_unref(snap);
 		return rc;
 	}
-
-	memset(&pc, 0, sizeof(pc));
-	pc.threads = c->threads;
-	pc.batch = c->batch;
-	pc.uring_depth = c->uring_depth;
-	pc.want_uring = c->io != DKP_IO_SYSCALLS && js == NULL;
-	pc.require_uring = c->io == DKP_IO_URING && js == NULL;
-	pc.inflight_bytes = c->inflight_bytes;
-	pc.once = o->once;
-	pc.nosign = o->nosign;
-	pc.group_commit = c->group_commit;
-	pc.watch_path = q ? dkp_qdir_new_path(q) : NULL;
-	pc.hold = 1;	/* JetStream: no fetch before the endpoint serves */
+	pool_config(&pc, c, o, q, js != NULL);
 	if ((rc = dkp_pool_start(&r.pool, tp, snap, &pc, why, sizeof(why))) < 0) {
 		dkp_error("%s: %s", why, strerror(-rc));
 		dkp_metrics_free(r.metrics);
-		if (q)
-			dkp_qdir_close(q, 1);
-		dkp_js_close(js);
+		close_transport(q, js);
 		dkp_snap_unref(snap);
 		return pc.require_uring ? 78 : 71;
 	}
@@ -470,27 +529,11 @@ int dkp_run(const struct dkp_run_opts *o)
 		dkp_pool_stop(r.pool);
 		dkp_stats_untrack_domains((struct dkp_stats *)dkp_pool_stats(r.pool));
 		dkp_pool_free(r.pool);
-		if (q)
-			dkp_qdir_close(q, 1);
-		dkp_js_close(js);
+		close_transport(q, js);
 		return rc;
 	}
-
-	if (js)
-		dkp_info("run: jetstream %s, consumer %s on %s (%d replicas), %u threads, batch %u",
-			 dkp_js_redact(c->js.servers, shown, sizeof(shown)),
-			 c->js.consumer, c->js.in_stream,
-			 dkp_js_replicas(js), c->threads, c->batch);
-	else
-		dkp_info("run: engine %s, %u threads, batch %u, %s, flush %s, %s, queue %s",
-			 dkp_qdir_engine(q), c->threads, c->batch,
-			 dkp_pool_uring(r.pool) ? "io_uring" : "syscalls",
-			 c->flush == DKP_FLUSH_FILES ? "files" : "filesystem",
-			 c->group_commit ? "commit thread" : "each worker commits", c->in_dir);
+	log_start(&r, c, q, js);
 	dkp_pool_release(r.pool);
-	if (o->nosign)
-		dkp_warn("--no-sign: messages are copied to %s UNSIGNED (benchmark only)",
-			 js ? c->js.out_stream : c->out_dir);
 	r.t0 = dkp_mono_now();
 	/* recovery done, workers running (and the endpoint serving) */
 	notify("READY=1\nSTATUS=signing %s", q ? c->in_dir : c->js.in_stream);
@@ -499,33 +542,10 @@ int dkp_run(const struct dkp_run_opts *o)
 	if (o->progress && o->once)
 		progress(&r, 1);
 	dkp_pool_stop(r.pool);
-	el = dkp_mono_now() - r.t0;
-	for (k = 0; k < DKP_OUT_N; k++)
-		n[k] = atomic_load(&dkp_pool_stats(r.pool)->n[k]);
-	/* queue directory: a message deferred and later signed counts once,
-	 * as signed; JetStream: the deferrals (NAKs) made, events (the
-	 * stream holds what is left: `left` below) */
-	n[DKP_OUT_DEFERRED] = dkp_pool_deferred(r.pool);
-	bytes = atomic_load(&dkp_pool_stats(r.pool)->bytes);
-	if (o->once)
-		left = q ? dkp_qdir_count_new(q) : dkp_js_waiting(js);
-	summary(r.pool, n, bytes, el,
-		fatal ? "stopped: the queue cannot be worked" :
-		sig_stop ? (left > 0 ? "stopped by signal before the queue was drained"
-				     : "stopped by signal") : NULL, js != NULL);
-	if (o->stats_path && write_stats(o->stats_path, r.pool, n, bytes, el,
-					 dkp_pool_snap(r.pool)->cfg) < 0)
-		dkp_error("cannot write %s: %s", o->stats_path, strerror(errno));
-	if (fatal)
-		exitcode = fatal;
-	else if (o->once)
-		exitcode = n[DKP_OUT_FAILED] ? 65
-			 : (q && n[DKP_OUT_DEFERRED]) || left != 0 ? 75 : 0;
+	exitcode = finish(&r, q, js, fatal);
 	dkp_metrics_free(r.metrics);	/* before the counters it reads go */
 	dkp_stats_untrack_domains((struct dkp_stats *)dkp_pool_stats(r.pool));
 	dkp_pool_free(r.pool);
-	if (q)
-		dkp_qdir_close(q, 1);
-	dkp_js_close(js);
+	close_transport(q, js);
 	return exitcode;
 }

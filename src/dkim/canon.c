@@ -238,17 +238,61 @@ static size_t scan_line(const char *s, size_t n, int *plain)
 	return i;
 }
 
+/* empties empty lines before the line at p, followed by a non-empty one
+ * so not trailing: from the source when they are bare CRLFs from estart,
+ * else as literal CRLFs. */
+static int emit_empties(struct vspan *v, size_t p, size_t empties, size_t estart)
+{
+	static const char crlfs[] = "\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n";
+	size_t run;
+
+	if (estart != SIZE_MAX && p - estart == 2 * empties)
+		return vs_src(v, estart, p - estart);
+	for (; empties > 0; empties -= run) {
+		run = empties < 8 ? empties : 8;
+		if (vs_lit(v, crlfs, run * 2) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* 3.4.4 b: the line [p, le) with each WSP run inside it as one SP. */
+static int collapse_wsp(struct vspan *v, size_t p, size_t le)
+{
+	const char *b = v->b;
+	size_t i, j;
+
+	for (i = p; i < le; i = j) {
+		for (j = i; j < le && !is_wsp(b[j]); j++)
+			;
+		if (vs_src(v, i, j - i) < 0)
+			return -1;
+		if (j == le)
+			break;
+		if (b[j] == ' ' && !is_wsp(b[j + 1])) {
+			if (vs_src(v, j, 1) < 0)	/* one SP: as is */
+				return -1;
+			j++;
+		} else {
+			if (vs_lit(v, " ", 1) < 0)
+				return -1;
+			while (j < le && is_wsp(b[j]))
+				j++;
+		}
+	}
+	return 0;
+}
+
 static int body_relaxed(const char *b, size_t len, struct dkp_hsink *s)
 {
 	struct vspan v = { b, 0, 0, s };
 	size_t p = 0, empties = 0, estart = 0;
-	static const char crlfs[] = "\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n";
 
 	while (p < len) {
 		int plain;
 		size_t k = scan_line(b + p, len - p, &plain);
 		const char *nl = p + k < len ? b + p + k : NULL;
-		size_t e, le, i, run, crlf;
+		size_t e, le, crlf;
 
 		/* the line is [p, le); e is past its CRLF (or len) */
 		if (nl != NULL && nl > b + p && nl[-1] == '\r') {
@@ -273,16 +317,8 @@ static int body_relaxed(const char *b, size_t len, struct dkp_hsink *s)
 			p = e;
 			continue;
 		}
-		if (empties > 0 && estart != SIZE_MAX && p - estart == 2 * empties) {
-			if (vs_src(&v, estart, p - estart) < 0)
-				return -1;
-		} else {
-			for (; empties > 0; empties -= run) {
-				run = empties < 8 ? empties : 8;
-				if (vs_lit(&v, crlfs, run * 2) < 0)
-					return -1;
-			}
-		}
+		if (empties > 0 && emit_empties(&v, p, empties, estart) < 0)
+			return -1;
 		empties = 0;
 		if (crlf != SIZE_MAX && plain) {
 			if (vs_src(&v, p, e - p) < 0)	/* the common case */
@@ -290,28 +326,8 @@ static int body_relaxed(const char *b, size_t len, struct dkp_hsink *s)
 			p = e;
 			continue;
 		}
-		/* 3.4.4 b: WSP runs inside the line become one SP */
-		for (i = p; i < le;) {
-			size_t j = i;
-
-			while (j < le && !is_wsp(b[j]))
-				j++;
-			if (vs_src(&v, i, j - i) < 0)
-				return -1;
-			if (j == le)
-				break;
-			if (b[j] == ' ' && !is_wsp(b[j + 1])) {
-				if (vs_src(&v, j, 1) < 0)	/* one SP: as is */
-					return -1;
-				j++;
-			} else {
-				if (vs_lit(&v, " ", 1) < 0)
-					return -1;
-				while (j < le && is_wsp(b[j]))
-					j++;
-			}
-			i = j;
-		}
+		if (collapse_wsp(&v, p, le) < 0)
+			return -1;
 		/* every non-empty line ends in CRLF, even the last (3.4.4) */
 		if (crlf != SIZE_MAX ? vs_src(&v, crlf, 2) < 0
 				     : vs_lit(&v, "\r\n", 2) < 0)

@@ -141,12 +141,103 @@ static int close_header_block(struct dkp_msg *m, const struct dkp_limits *lim,
 	return DKP_OK;
 }
 
+/* One header line d[p..e) (line lineno) that starts a field: checked and
+ * added to m's fields. */
+static int add_field(struct dkp_msg *m, size_t p, size_t e, size_t lineno,
+		     const struct dkp_limits *lim, struct dkp_err *err)
+{
+	const char *d = m->data;
+	struct dkp_field *f;
+	size_t i, name_end;
+
+	for (i = p; i < e && is_ftext((unsigned char)d[i]); i++)
+		;
+	name_end = i;
+	while (i < e && (d[i] == ' ' || d[i] == '\t'))
+		i++;
+	if (name_end == p || i >= e || d[i] != ':')
+		return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse",
+				   "header line %zu is not a header field", lineno);
+	if (i != name_end)
+		return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse",
+				   "header field '%.*s' (line %zu) has white space before its colon: obsolete syntax (RFC 5322 4.5) that verifiers read differently (dkimpy refuses the message, libopendkim does not see \"From<TAB>:\" as From)",
+				   (int)(name_end - p > 64 ? 64 : name_end - p), d + p, lineno);
+	if (m->nfields >= lim->max_fields)
+		return dkp_err_set(err, DKP_E_LIMIT, 0, "parse",
+				   "more than %zu header fields", lim->max_fields);
+	f = new_field(m);
+	f->off = p;
+	f->len = e - p;
+	f->name_len = name_end - p;
+	f->colon = i - p;
+	return DKP_OK;
+}
+
+/* The header block of m->data: its fields, and m->body_off; *closed when
+ * an empty line ended it. */
+static int parse_header_block(struct dkp_msg *m, const struct dkp_limits *lim,
+			      int *closed, struct dkp_err *err)
+{
+	const char *d = m->data;
+	size_t len = m->len, p, e, lineno = 0;
+
+	*closed = 0;
+	for (p = 0;; p = e) {
+		if (p >= len) {		/* header block without a body */
+			m->body_off = len;
+			return DKP_OK;
+		}
+		lineno++;
+		e = line_end(d, p, len);
+		if (e > lim->max_header_bytes)
+			return dkp_err_set(err, DKP_E_LIMIT, 0, "parse",
+					   "header block exceeds the limit of %zu bytes",
+					   lim->max_header_bytes);
+		if (memchr(d + p, '\0', e - p) != NULL)
+			return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse",
+					   "NUL byte in header line %zu", lineno);
+		if (e - p == 2 && d[p] == '\r' && d[p + 1] == '\n') {	/* the empty line */
+			if (m->nfields == 0)
+				return DKP_OK;	/* reported by the caller */
+			m->body_off = e;
+			*closed = 1;
+			return DKP_OK;
+		}
+		if (d[p] == ' ' || d[p] == '\t') {	/* folded line */
+			if (m->nfields == 0)
+				return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse",
+						   "the header block starts with a continuation line");
+			m->fields[m->nfields - 1].len = e - m->fields[m->nfields - 1].off;
+			continue;
+		}
+		if (add_field(m, p, e, lineno, lim, err) != DKP_OK)
+			return err->code;
+	}
+}
+
+/* Exactly one From field (RFC 6376 8.15); m->from_idx. */
+static int find_from(struct dkp_msg *m, struct dkp_err *err)
+{
+	size_t p, nfrom = 0;
+
+	for (p = 0; p < m->nfields; p++)
+		if (dkp_msg_field_is(m, p, "From", 4)) {
+			nfrom++;
+			m->from_idx = p;
+		}
+	if (nfrom == 0)
+		return dkp_err_set(err, DKP_E_FROM, 0, "parse", "no From field");
+	if (nfrom > 1)
+		return dkp_err_set(err, DKP_E_FROM, 0, "parse",
+				   "%zu From fields (RFC 6376 8.15 requires exactly one)", nfrom);
+	return DKP_OK;
+}
+
 int dkp_msg_parse(struct dkp_msg *m, const char *buf, size_t len,
 		  const struct dkp_limits *lim, struct dkp_err *err)
 {
 	struct dkp_limits deflim;
-	size_t bare, p, lineno = 0, nfrom = 0;
-	const char *d;
+	size_t bare;
 	int closed = 0;
 
 	if (lim == NULL) {
@@ -161,8 +252,7 @@ int dkp_msg_parse(struct dkp_msg *m, const char *buf, size_t len,
 				   "message of %zu bytes exceeds the limit of %zu",
 				   len, lim->max_message_bytes);
 	if (len == 0)
-		return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse",
-				   "empty message");
+		return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse", "empty message");
 	bare = count_bare_lf(buf, len);
 	if (bare) {
 		normalise(m, buf, len, bare);
@@ -170,90 +260,15 @@ int dkp_msg_parse(struct dkp_msg *m, const char *buf, size_t len,
 		m->data = buf;
 		m->len = len;
 	}
-	d = m->data;
-	len = m->len;
-
-	for (p = 0;;) {
-		size_t e, i;
-		struct dkp_field *f;
-
-		if (p >= len) {		/* header block without a body */
-			m->body_off = len;
-			break;
-		}
-		lineno++;
-		e = line_end(d, p, len);
-		if (e > lim->max_header_bytes)
-			return dkp_err_set(err, DKP_E_LIMIT, 0, "parse",
-					   "header block exceeds the limit of %zu bytes",
-					   lim->max_header_bytes);
-		if (memchr(d + p, '\0', e - p) != NULL)
-			return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse",
-					   "NUL byte in header line %zu", lineno);
-		if (e - p == 2 && d[p] == '\r' && d[p + 1] == '\n') {	/* the empty line */
-			if (m->nfields == 0)
-				break;	/* reported below */
-			m->body_off = e;
-			closed = 1;
-			break;
-		}
-		if (d[p] == ' ' || d[p] == '\t') {	/* folded line */
-			if (m->nfields == 0)
-				return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse",
-						   "the header block starts with a continuation line");
-			f = &m->fields[m->nfields - 1];
-			f->len = e - f->off;
-			p = e;
-			continue;
-		}
-		for (i = p; i < e && is_ftext((unsigned char)d[i]); i++)
-			;
-		{
-			size_t name_end = i;
-
-			while (i < e && (d[i] == ' ' || d[i] == '\t'))
-				i++;
-			if (name_end == p || i >= e || d[i] != ':')
-				return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse",
-						   "header line %zu is not a header field",
-						   lineno);
-			if (i != name_end)
-				return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse",
-						   "header field '%.*s' (line %zu) has white space before its colon: obsolete syntax (RFC 5322 4.5) that verifiers read differently (dkimpy refuses the message, libopendkim does not see \"From<TAB>:\" as From)",
-						   (int)(name_end - p > 64 ? 64 : name_end - p),
-						   d + p, lineno);
-			if (m->nfields >= lim->max_fields)
-				return dkp_err_set(err, DKP_E_LIMIT, 0, "parse",
-						   "more than %zu header fields",
-						   lim->max_fields);
-			f = new_field(m);
-			f->off = p;
-			f->len = e - p;
-			f->name_len = name_end - p;
-			f->colon = i - p;
-		}
-		p = e;
-	}
+	if (parse_header_block(m, lim, &closed, err) != DKP_OK)
+		return err->code;
 	if (m->nfields == 0)
-		return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse",
-				   "no header block");
+		return dkp_err_set(err, DKP_E_SYNTAX, 0, "parse", "no header block");
 	if (m->body_off == m->len && !closed &&
 	    close_header_block(m, lim, err) != DKP_OK)
 		return err->code;
 	m->lim = *lim;
-	for (p = 0; p < m->nfields; p++)
-		if (dkp_msg_field_is(m, p, "From", 4)) {
-			nfrom++;
-			m->from_idx = p;
-		}
-	if (nfrom == 0)
-		return dkp_err_set(err, DKP_E_FROM, 0, "parse",
-				   "no From field");
-	if (nfrom > 1)
-		return dkp_err_set(err, DKP_E_FROM, 0, "parse",
-				   "%zu From fields (RFC 6376 8.15 requires exactly one)",
-				   nfrom);
-	return DKP_OK;
+	return find_from(m, err);
 }
 
 const char *dkp_msg_field_name(const struct dkp_msg *m, size_t i)
@@ -314,18 +329,18 @@ int dkp_msg_from_domain(const struct dkp_msg *m, char *out, size_t outsz,
 	return dkp_msg_from_address(m, local, 0, out, outsz, err);
 }
 
-int dkp_msg_from_address(const struct dkp_msg *m, char *local,
-			 size_t localsz, char *out, size_t outsz,
-			 struct dkp_err *err)
+/* The first mailbox of From value v[0..n): inside <...> if there is one,
+ * else up to a ',', skipping comments and quoted strings, whose '@' and
+ * '<' do not count; [*start, *end) the address, *at its last '@' (n:
+ * none). */
+static void first_mailbox(const char *v, size_t n, size_t *start, size_t *end,
+			  size_t *at)
 {
-	const struct dkp_field *f = &m->fields[m->from_idx];
-	const char *v = m->data + f->off + f->colon + 1;
-	size_t n = f->len - f->colon - 1, i, start = 0, end = n, at = n, o = 0;
+	size_t i;
 	int angle = 0;
 
-	/* Find the first mailbox: inside <...> if there is one, else up to a
-	 * ',' — skipping comments and quoted strings, whose '@' and '<' do
-	 * not count. The domain follows the last '@' of the address. */
+	*start = 0;
+	*end = *at = n;
 	for (i = 0; i < n;) {
 		char c = v[i];
 
@@ -339,25 +354,27 @@ int dkp_msg_from_address(const struct dkp_msg *m, char *local,
 		}
 		if (c == '<' && !angle) {
 			angle = 1;
-			start = i + 1;
-			at = n;
-		} else if (c == '>' && angle) {
-			end = i;
-			break;
-		} else if (c == ',' && !angle) {
-			end = i;
-			break;
+			*start = i + 1;
+			*at = n;
+		} else if ((c == '>' && angle) || (c == ',' && !angle)) {
+			*end = i;
+			return;
 		} else if (c == ':' && !angle) {
-			start = i + 1;	/* group "name: addr;" */
-		} else if (c == '@' && i >= start) {
-			at = i;
+			*start = i + 1;	/* group "name: addr;" */
+		} else if (c == '@' && i >= *start) {
+			*at = i;
 		}
 		i++;
 	}
-	if (at >= end)
-		return dkp_err_set(err, DKP_E_FROM, 0, "route",
-				   "no address with a domain in the From field");
-	for (i = at + 1; i < end; i++) {
+}
+
+/* The domain v[from..end), lower-cased, into out. */
+static int mailbox_domain(const char *v, size_t from, size_t end, char *out,
+			  size_t outsz, struct dkp_err *err)
+{
+	size_t i, o = 0;
+
+	for (i = from; i < end; i++) {
 		unsigned char c = (unsigned char)v[i];
 
 		if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ';')
@@ -366,8 +383,7 @@ int dkp_msg_from_address(const struct dkp_msg *m, char *local,
 			i = skip_comment(v, i, end) - 1;
 			continue;
 		}
-		if (!(isalnum(c) || c == '-' || c == '.' || c >= 0x80) ||
-		    o + 1 >= outsz)
+		if (!(isalnum(c) || c == '-' || c == '.' || c >= 0x80) || o + 1 >= outsz)
 			return dkp_err_set(err, DKP_E_FROM, 0, "route",
 					   "the From address has an invalid domain");
 		out[o++] = (char)tolower(c);
@@ -378,21 +394,36 @@ int dkp_msg_from_address(const struct dkp_msg *m, char *local,
 		return dkp_err_set(err, DKP_E_FROM, 0, "route",
 				   "the From address has an empty domain");
 	out[o] = '\0';
-	if (localsz > 0) {
-		/* the local part as written, minus surrounding space */
-		size_t b = start, e = at, l = 0;
+	return DKP_OK;
+}
 
-		while (b < e && strchr(" \t\r\n", v[b]))
-			b++;
-		while (e > b && strchr(" \t\r\n", v[e - 1]))
-			e--;
-		if (e - b >= localsz)
-			return dkp_err_set(err, DKP_E_FROM, 0, "route",
-					   "the From local part is too long");
-		for (; b < e; b++)
-			local[l++] = v[b];
-		local[l] = '\0';
-	}
+int dkp_msg_from_address(const struct dkp_msg *m, char *local,
+			 size_t localsz, char *out, size_t outsz,
+			 struct dkp_err *err)
+{
+	const struct dkp_field *f = &m->fields[m->from_idx];
+	const char *v = m->data + f->off + f->colon + 1;
+	size_t n = f->len - f->colon - 1, start, end, at, b, e, l = 0;
+
+	first_mailbox(v, n, &start, &end, &at);
+	if (at >= end)
+		return dkp_err_set(err, DKP_E_FROM, 0, "route",
+				   "no address with a domain in the From field");
+	if (mailbox_domain(v, at + 1, end, out, outsz, err) != DKP_OK)
+		return err->code;
+	if (localsz == 0)
+		return DKP_OK;
+	/* the local part as written, minus surrounding space */
+	for (b = start, e = at; b < e && strchr(" \t\r\n", v[b]); b++)
+		;
+	while (e > b && strchr(" \t\r\n", v[e - 1]))
+		e--;
+	if (e - b >= localsz)
+		return dkp_err_set(err, DKP_E_FROM, 0, "route",
+				   "the From local part is too long");
+	for (; b < e; b++)
+		local[l++] = v[b];
+	local[l] = '\0';
 	return DKP_OK;
 }
 

@@ -330,155 +330,217 @@ static int split_h(const char *s, size_t n, const char **names, size_t *lens,
 
 #define MAX_H 256
 
+/* One DKIM-Signature's tags, as verify_one reads them. */
+struct sig {
+	const char *val;	/* the field's value */
+	struct dkp_taglist tl;
+	const struct dkp_tag *b, *bh, *d, *h, *i, *l, *s, *x, *t;
+	enum dkp_alg alg;
+	enum dkp_canon hc, bc;
+	const char *names[MAX_H];	/* h= */
+	size_t lens[MAX_H];
+	int nh;
+	uint64_t lval;		/* l=, UINT64_MAX: none */
+};
+
+/* The algorithm and c= of g; returns DKP_V_PASS or the error set in r. */
+static enum dkp_vres read_alg_canon(struct sig *g, const struct dkp_tag *t_a,
+				    const struct dkp_tag *t_c, struct dkp_vresult *r)
+{
+	char canon[32];
+
+	if (tag_is(g->val, t_a, "rsa-sha256"))
+		g->alg = DKP_ALG_RSA_SHA256;
+	else if (tag_is(g->val, t_a, "ed25519-sha256"))
+		g->alg = DKP_ALG_ED25519_SHA256;
+	else if (tag_is(g->val, t_a, "rsa-sha1"))
+		return set(r, DKP_V_PERMERROR, "rsa-sha1 is not accepted (RFC 8301)");
+	else
+		return set(r, DKP_V_PERMERROR, "unknown algorithm");
+	g->hc = g->bc = DKP_CANON_SIMPLE;
+	if (t_c) {
+		tag_copy(g->val, t_c, canon, sizeof(canon));
+		if (dkp_canon_parse(canon, &g->hc, &g->bc) != DKP_OK)
+			return set(r, DKP_V_PERMERROR, "unknown c=");
+	}
+	return DKP_V_PASS;
+}
+
+/* l=, t=, x= (against now) and q=. */
+static enum dkp_vres read_limits(struct sig *g, const struct dkp_tag *t_q,
+				 int64_t now, struct dkp_vresult *r)
+{
+	uint64_t x = 0, t = 0;
+
+	g->lval = UINT64_MAX;
+	if (t_q && !list_has(g->val + t_q->voff, t_q->vlen, "dns/txt"))
+		return set(r, DKP_V_PERMERROR, "unsupported q=");
+	if (g->l && parse_u64(g->val, g->l, &g->lval) < 0)
+		return set(r, DKP_V_PERMERROR, "bad l=");
+	if (g->t && parse_u64(g->val, g->t, &t) < 0)
+		return set(r, DKP_V_PERMERROR, "bad t=");
+	if (g->x) {
+		if (parse_u64(g->val, g->x, &x) < 0 || (g->t && x < t))
+			return set(r, DKP_V_PERMERROR, "bad x=");
+		if ((int64_t)x < now)
+			return set(r, DKP_V_PERMERROR, "signature expired");
+	}
+	return DKP_V_PASS;
+}
+
+/* RFC 6376 3.5: the i= domain is d= or a subdomain of it. */
+static enum dkp_vres check_identity(const struct sig *g, struct dkp_vresult *r)
+{
+	const char *iv = g->val + g->i->voff, *at;
+	size_t dl = strlen(r->domain), il;
+
+	/* the last @: a quoted local part may hold one too */
+	at = memrchr(iv, '@', g->i->vlen);
+	if (at == NULL)
+		return set(r, DKP_V_PERMERROR, "bad i=");
+	il = g->i->vlen - (size_t)(at + 1 - iv);
+	if (!(il == dl && strncasecmp(at + 1, r->domain, dl) == 0) &&
+	    !(il > dl && at[il - dl] == '.' &&
+	      strncasecmp(at + 1 + il - dl, r->domain, dl) == 0))
+		return set(r, DKP_V_PERMERROR, "i= is not within d=");
+	return DKP_V_PASS;
+}
+
+/* h=: no empty name, From among them. */
+static enum dkp_vres read_h(struct sig *g, struct dkp_vresult *r)
+{
+	int i, has_from = 0;
+
+	g->nh = split_h(g->val + g->h->voff, g->h->vlen, g->names, g->lens, MAX_H);
+	if (g->nh < 0)
+		return set(r, DKP_V_PERMERROR, "too many names in h=");
+	for (i = 0; i < g->nh; i++) {
+		if (g->lens[i] == 0)
+			return set(r, DKP_V_PERMERROR, "empty name in h=");
+		if (g->lens[i] == 4 && strncasecmp(g->names[i], "from", 4) == 0)
+			has_from = 1;
+	}
+	return has_from ? DKP_V_PASS : set(r, DKP_V_PERMERROR, "h= does not include From");
+}
+
+/* The tags of field value val[0..vlen) into g, checked (RFC 6376 6.1.1);
+ * r gets d=, s= and a= for the report. */
+static enum dkp_vres read_sig(struct vctx *v, const char *val, size_t vlen,
+			      struct sig *g, struct dkp_vresult *r)
+{
+	const struct dkp_tag *t_v, *t_a, *t_c, *t_q;
+	struct dkp_err e;
+	enum dkp_vres res;
+
+	g->val = val;
+	dkp_err_clear(&e);
+	if (dkp_taglist_parse(val, vlen, &g->tl, &e) != DKP_OK)
+		return set(r, DKP_V_PERMERROR, "%s", e.msg);
+	t_v = dkp_taglist_get(&g->tl, "v");
+	t_a = dkp_taglist_get(&g->tl, "a");
+	t_c = dkp_taglist_get(&g->tl, "c");
+	t_q = dkp_taglist_get(&g->tl, "q");
+	g->b = dkp_taglist_get(&g->tl, "b");
+	g->bh = dkp_taglist_get(&g->tl, "bh");
+	g->d = dkp_taglist_get(&g->tl, "d");
+	g->h = dkp_taglist_get(&g->tl, "h");
+	g->i = dkp_taglist_get(&g->tl, "i");
+	g->l = dkp_taglist_get(&g->tl, "l");
+	g->s = dkp_taglist_get(&g->tl, "s");
+	g->x = dkp_taglist_get(&g->tl, "x");
+	g->t = dkp_taglist_get(&g->tl, "t");
+	tag_copy(val, g->d, r->domain, sizeof(r->domain));
+	tag_copy(val, g->s, r->selector, sizeof(r->selector));
+	tag_copy(val, t_a, r->alg, sizeof(r->alg));
+	if (!t_v || !t_a || !g->b || !g->bh || !g->d || !g->h || !g->s)
+		return set(r, DKP_V_PERMERROR, "a required tag is missing");
+	/* before anything is looked up (or printed) by those names */
+	if (!dns_name_ok(val + g->d->voff, g->d->vlen))
+		return set(r, DKP_V_PERMERROR, "d= is not a domain name");
+	if (!dns_name_ok(val + g->s->voff, g->s->vlen))
+		return set(r, DKP_V_PERMERROR, "s= is not a selector");
+	/* the name looked up must be a DNS name too (found by fuzzing: a
+	 * long s= was looked up under a truncated name) */
+	if (g->s->vlen + sizeof("._domainkey.") - 1 + g->d->vlen > 253)
+		return set(r, DKP_V_PERMERROR, "s=._domainkey.d= is longer than 253 bytes");
+	if (!tag_is(val, t_v, "1"))
+		return set(r, DKP_V_PERMERROR, "unsupported version v=");
+	if ((res = read_alg_canon(g, t_a, t_c, r)) != DKP_V_PASS ||
+	    (res = read_limits(g, t_q, v->now, r)) != DKP_V_PASS ||
+	    (g->i && (res = check_identity(g, r)) != DKP_V_PASS))
+		return res;
+	return read_h(g, r);
+}
+
+/* bh= against the body hash of g's c= and l=. */
+static enum dkp_vres check_body(struct vctx *v, const struct sig *g,
+				struct dkp_vresult *r)
+{
+	const struct bodyhash *bhash;
+
+	if (dkp_b64_decode(g->val + g->bh->voff, g->bh->vlen, &v->dec) < 0 ||
+	    v->dec.len != 32)
+		return set(r, DKP_V_PERMERROR, "bad bh=");
+	if ((bhash = body_hash(v, g->bc, g->lval)) == NULL)
+		return set(r, DKP_V_TEMPERROR, "digest failed");
+	if (g->l && g->lval > bhash->total)
+		return set(r, DKP_V_FAIL, "l= is longer than the body");
+	if (memcmp(bhash->dig, v->dec.p, 32) != 0)
+		return set(r, DKP_V_FAIL, "body hash mismatch");
+	return DKP_V_PASS;
+}
+
+/* The header hash of field fi (signed by g) into dig. */
+static int header_digest(struct vctx *v, size_t fi, const struct sig *g,
+			 unsigned char *dig)
+{
+	const struct dkp_msg *m = v->m;
+	const struct dkp_field *f = &m->fields[fi];
+	unsigned int dlen;
+	size_t bstart;
+
+	dkp_buf_reset(&v->hdr);
+	dkp_sign_hash_fields(m, g->hc, (const char *const *)g->names, g->lens,
+			     (size_t)g->nh, v->used, &v->hdr);
+	/* this field with the b= value removed, "including all surrounding
+	 * whitespace" (RFC 6376 3.7): everything between '=' and ';' */
+	bstart = f->colon + 1 + g->b->roff;
+	dkp_buf_reset(&v->tmp);
+	dkp_buf_add(&v->tmp, m->data + f->off, bstart);
+	dkp_buf_add(&v->tmp, m->data + f->off + bstart + g->b->rlen,
+		    f->len - bstart - g->b->rlen);
+	dkp_canon_header(g->hc, v->tmp.p, v->tmp.len, f->name_len, 0, &v->hdr);
+	return EVP_DigestInit_ex2(v->md, v->sha256, NULL) &&
+	       EVP_DigestUpdate(v->md, v->hdr.p, v->hdr.len) &&
+	       EVP_DigestFinal_ex(v->md, dig, &dlen) ? 0 : -1;
+}
+
 static enum dkp_vres verify_one(struct vctx *v, size_t fi,
 				struct dkp_vresult *r)
 {
 	const struct dkp_msg *m = v->m;
 	const struct dkp_field *f = &m->fields[fi];
-	const char *val = m->data + f->off + f->colon + 1;
-	size_t vlen = f->len - f->colon - 1;
-	struct dkp_taglist tl;
-	struct dkp_err e;
-	const struct dkp_tag *t_v, *t_a, *t_b, *t_bh, *t_c, *t_d, *t_h, *t_i,
-		*t_l, *t_s, *t_x, *t_t, *t_q;
-	enum dkp_alg alg;
-	enum dkp_canon hc = DKP_CANON_SIMPLE, bc = DKP_CANON_SIMPLE;
-	const char *names[MAX_H];
-	size_t lens[MAX_H], bstart;
-	uint64_t l = UINT64_MAX, x = 0, t = 0;
+	struct sig g;
 	unsigned char dig[32];
-	unsigned int dlen;
 	EVP_PKEY *pk;
 	enum dkp_vres res;
-	const struct bodyhash *bhash;
-	int nh, i, has_from = 0;
-	char canon[32];
 
-	dkp_err_clear(&e);
-	if (dkp_taglist_parse(val, vlen, &tl, &e) != DKP_OK)
-		return set(r, DKP_V_PERMERROR, "%s", e.msg);
-	t_v = dkp_taglist_get(&tl, "v");
-	t_a = dkp_taglist_get(&tl, "a");
-	t_b = dkp_taglist_get(&tl, "b");
-	t_bh = dkp_taglist_get(&tl, "bh");
-	t_c = dkp_taglist_get(&tl, "c");
-	t_d = dkp_taglist_get(&tl, "d");
-	t_h = dkp_taglist_get(&tl, "h");
-	t_i = dkp_taglist_get(&tl, "i");
-	t_l = dkp_taglist_get(&tl, "l");
-	t_s = dkp_taglist_get(&tl, "s");
-	t_x = dkp_taglist_get(&tl, "x");
-	t_t = dkp_taglist_get(&tl, "t");
-	t_q = dkp_taglist_get(&tl, "q");
-	tag_copy(val, t_d, r->domain, sizeof(r->domain));
-	tag_copy(val, t_s, r->selector, sizeof(r->selector));
-	tag_copy(val, t_a, r->alg, sizeof(r->alg));
-	if (!t_v || !t_a || !t_b || !t_bh || !t_d || !t_h || !t_s)
-		return set(r, DKP_V_PERMERROR, "a required tag is missing");
-	/* before anything is looked up (or printed) by those names */
-	if (!dns_name_ok(val + t_d->voff, t_d->vlen))
-		return set(r, DKP_V_PERMERROR, "d= is not a domain name");
-	if (!dns_name_ok(val + t_s->voff, t_s->vlen))
-		return set(r, DKP_V_PERMERROR, "s= is not a selector");
-	/* the name looked up must be a DNS name too (found by fuzzing: a
-	 * long s= was looked up under a truncated name) */
-	if (t_s->vlen + sizeof("._domainkey.") - 1 + t_d->vlen > 253)
-		return set(r, DKP_V_PERMERROR, "s=._domainkey.d= is longer than 253 bytes");
-	if (!tag_is(val, t_v, "1"))
-		return set(r, DKP_V_PERMERROR, "unsupported version v=");
-	if (tag_is(val, t_a, "rsa-sha256"))
-		alg = DKP_ALG_RSA_SHA256;
-	else if (tag_is(val, t_a, "ed25519-sha256"))
-		alg = DKP_ALG_ED25519_SHA256;
-	else if (tag_is(val, t_a, "rsa-sha1"))
-		return set(r, DKP_V_PERMERROR,
-			   "rsa-sha1 is not accepted (RFC 8301)");
-	else
-		return set(r, DKP_V_PERMERROR, "unknown algorithm");
-	if (t_c) {
-		tag_copy(val, t_c, canon, sizeof(canon));
-		if (dkp_canon_parse(canon, &hc, &bc) != DKP_OK)
-			return set(r, DKP_V_PERMERROR, "unknown c=");
-	}
-	if (t_q && !list_has(val + t_q->voff, t_q->vlen, "dns/txt"))
-		return set(r, DKP_V_PERMERROR, "unsupported q=");
-	if (t_l && parse_u64(val, t_l, &l) < 0)
-		return set(r, DKP_V_PERMERROR, "bad l=");
-	if (t_t && parse_u64(val, t_t, &t) < 0)
-		return set(r, DKP_V_PERMERROR, "bad t=");
-	if (t_x) {
-		if (parse_u64(val, t_x, &x) < 0 || (t_t && x < t))
-			return set(r, DKP_V_PERMERROR, "bad x=");
-		if ((int64_t)x < v->now)
-			return set(r, DKP_V_PERMERROR, "signature expired");
-	}
-	if (t_i) {
-		/* RFC 6376 3.5: the i= domain is d= or a subdomain of it */
-		const char *iv = val + t_i->voff, *at;
-		size_t dl = strlen(r->domain), il;
-
-		/* the last @: a quoted local part may hold one too */
-		at = memrchr(iv, '@', t_i->vlen);
-		if (at == NULL)
-			return set(r, DKP_V_PERMERROR, "bad i=");
-		il = t_i->vlen - (size_t)(at + 1 - iv);
-		if (!(il == dl && strncasecmp(at + 1, r->domain, dl) == 0) &&
-		    !(il > dl && at[il - dl] == '.' &&
-		      strncasecmp(at + 1 + il - dl, r->domain, dl) == 0))
-			return set(r, DKP_V_PERMERROR,
-				   "i= is not within d=");
-	}
-	nh = split_h(val + t_h->voff, t_h->vlen, names, lens, MAX_H);
-	if (nh < 0)
-		return set(r, DKP_V_PERMERROR, "too many names in h=");
-	for (i = 0; i < nh; i++) {
-		if (lens[i] == 0)
-			return set(r, DKP_V_PERMERROR, "empty name in h=");
-		if (lens[i] == 4 && strncasecmp(names[i], "from", 4) == 0)
-			has_from = 1;
-	}
-	if (!has_from)
-		return set(r, DKP_V_PERMERROR, "h= does not include From");
-
-	/* body hash */
-	if (dkp_b64_decode(val + t_bh->voff, t_bh->vlen, &v->dec) < 0 ||
-	    v->dec.len != 32)
-		return set(r, DKP_V_PERMERROR, "bad bh=");
-	if ((bhash = body_hash(v, bc, l)) == NULL)
-		return set(r, DKP_V_TEMPERROR, "digest failed");
-	if (t_l && l > bhash->total)
-		return set(r, DKP_V_FAIL, "l= is longer than the body");
-	if (memcmp(bhash->dig, v->dec.p, 32) != 0)
-		return set(r, DKP_V_FAIL, "body hash mismatch");
-
-	/* the key, then the header hash */
-	res = get_key(v, r, alg, &pk);
-	if (res != DKP_V_PASS)
+	if ((res = read_sig(v, m->data + f->off + f->colon + 1, f->len - f->colon - 1,
+			    &g, r)) != DKP_V_PASS ||
+	    (res = check_body(v, &g, r)) != DKP_V_PASS)
 		return res;
-	dkp_buf_reset(&v->hdr);
-	dkp_sign_hash_fields(m, hc, (const char *const *)names, lens,
-			     (size_t)nh, v->used, &v->hdr);
-	/* this field with the b= value removed, "including all surrounding
-	 * whitespace" (RFC 6376 3.7): everything between '=' and ';' */
-	bstart = f->colon + 1 + t_b->roff;
-	dkp_buf_reset(&v->tmp);
-	dkp_buf_add(&v->tmp, m->data + f->off, bstart);
-	dkp_buf_add(&v->tmp, m->data + f->off + bstart + t_b->rlen,
-		    f->len - bstart - t_b->rlen);
-	dkp_canon_header(hc, v->tmp.p, v->tmp.len, f->name_len, 0, &v->hdr);
-	if (!EVP_DigestInit_ex2(v->md, v->sha256, NULL) ||
-	    !EVP_DigestUpdate(v->md, v->hdr.p, v->hdr.len) ||
-	    !EVP_DigestFinal_ex(v->md, dig, &dlen)) {
+	/* the key, then the header hash */
+	if ((res = get_key(v, r, g.alg, &pk)) != DKP_V_PASS)
+		return res;
+	if (header_digest(v, fi, &g, dig) < 0) {
 		EVP_PKEY_free(pk);
 		return set(r, DKP_V_TEMPERROR, "digest failed");
 	}
-	if (dkp_b64_decode(val + t_b->voff, t_b->vlen, &v->dec) < 0 ||
-	    v->dec.len == 0) {
+	if (dkp_b64_decode(g.val + g.b->voff, g.b->vlen, &v->dec) < 0 || v->dec.len == 0) {
 		EVP_PKEY_free(pk);
 		return set(r, DKP_V_PERMERROR, "bad b=");
 	}
-	res = crypto_verify(pk, alg, dig, (unsigned char *)v->dec.p,
-			    v->dec.len)
+	res = crypto_verify(pk, g.alg, dig, (unsigned char *)v->dec.p, v->dec.len)
 		      ? set(r, DKP_V_PASS, "%s", "")
 		      : set(r, DKP_V_FAIL, "signature did not verify");
 	EVP_PKEY_free(pk);
