@@ -49,3 +49,20 @@ const char *dkp_open_note(int e)
 {
 	return e == EINVAL ? " (not a regular file)" : "";
 }
+
+int dkp_write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+
+	while (n > 0) {
+		ssize_t w = write(fd, c, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -1;
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}

@@ -7,6 +7,7 @@
 #ifndef DKP_FILE_H
 #define DKP_FILE_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 /* Open path for reading (O_CLOEXEC, O_NOCTTY, never blocking on open).
@@ -20,5 +21,9 @@ FILE *dkp_fopen_regular(const char *path);
 /* " (not a regular file)" when e is what dkp_open_regular returns for a
  * FIFO, socket or device, else "": for appending to error messages. */
 const char *dkp_open_note(int e);
+
+/* Write p[0..n) to fd whole (again after EINTR and short writes);
+ * 0, or -1 with errno set. */
+int dkp_write_all(int fd, const void *p, size_t n);
 
 #endif

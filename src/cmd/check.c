@@ -389,25 +389,12 @@ static enum found dns_lookup(struct resolver *r, unsigned timeout,
 	}
 	count = ns_msg_count(msg, ns_s_an);
 	for (i = 0; i < count; i++) {
-		const unsigned char *rd, *end;
-
 		if (ns_parserr(&msg, ns_s_an, i, &rr) < 0 ||
 		    ns_rr_type(rr) != ns_t_txt)
 			continue;
 		if (ntxt++)
 			continue;	/* counted: several records are an error */
-		/* RDATA: <length><bytes> strings, concatenated */
-		dkp_buf_reset(txt);
-		rd = ns_rr_rdata(rr);
-		end = rd + ns_rr_rdlen(rr);
-		while (rd < end) {
-			unsigned l = *rd++;
-
-			if (l > (unsigned)(end - rd))
-				break;
-			dkp_buf_add(txt, rd, l);
-			rd += l;
-		}
+		dkp_txt_rdata(ns_rr_rdata(rr), ns_rr_rdlen(rr), txt);
 	}
 	if (ntxt == 0)
 		return snprintf(why, whysz, "no TXT record"), F_NONE;

@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/file.h"
 #include "base/log.h"
 #include "base/mem.h"
 #include "conf/config.h"
@@ -307,21 +308,6 @@ static void envelope_lines(const struct dkp_cli *c, struct dkp_buf *b)
 	}
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 struct enq {
 	const struct dkp_cli *c;
 	const char *in_dir;
@@ -448,7 +434,7 @@ static int copy_message(struct enq *e)
 		return too_big(e);
 	}
 	room = e->limit - env.len;
-	if (write_all(e->fd, env.p, env.len) < 0) {
+	if (dkp_write_all(e->fd, env.p, env.len) < 0) {
 		rc = io_exit(errno);
 		dkp_error("cannot write %s/tmp/%s: %s", e->in_dir, e->id,
 			  strerror(errno));
@@ -477,7 +463,7 @@ static int copy_message(struct enq *e)
 			memcpy(e->head + e->headlen, buf, k);
 			e->headlen += k;
 		}
-		if (write_all(e->fd, buf, (size_t)n) < 0) {
+		if (dkp_write_all(e->fd, buf, (size_t)n) < 0) {
 			rc = io_exit(errno);
 			dkp_error("cannot write %s/tmp/%s: %s", e->in_dir, e->id,
 				  strerror(errno));

@@ -20,12 +20,14 @@
 #include "cmd/cli.h"
 #include "dkimpress/dkimpress.h"
 #include "base/err.h"
+#include "base/file.h"
 #include "base/log.h"
 #include "base/mem.h"
 #include "cmd/bench.h"
 #include "cmd/check.h"
 #include "cmd/enqueue.h"
 #include "dkim/envelope.h"
+#include "dkim/sigfmt.h"
 #include "cmd/run.h"
 
 #define EX_USAGE_ 64
@@ -105,21 +107,6 @@ static int read_input(const char *path, struct dkp_buf *b, size_t max,
 	return DKP_OK;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* The temporary output file while it exists, for the signal handler. */
 static char out_tmp[PATH_MAX];
 static volatile sig_atomic_t out_tmp_live;
@@ -173,7 +160,7 @@ static int write_atomic(const char *path, const struct dkp_buf *a,
 			    "cannot create %s (as %s)", path, tmp);
 		return EX_CANTCREAT_;
 	}
-	if (write_all(fd, a->p, a->len) < 0 || write_all(fd, b, blen) < 0 ||
+	if (dkp_write_all(fd, a->p, a->len) < 0 || dkp_write_all(fd, b, blen) < 0 ||
 	    fsync(fd) < 0) {
 		e = errno;
 		close(fd);
@@ -193,20 +180,6 @@ static int write_atomic(const char *path, const struct dkp_buf *a,
 	return 0;
 }
 
-/* Does identity's domain fall within d (equal or a subdomain)? */
-static int auid_within(const char *auid, const char *d)
-{
-	const char *at = strrchr(auid, '@');
-	size_t al, dl = strlen(d);
-
-	if (at == NULL)
-		return 0;
-	at++;
-	al = strlen(at);
-	return (al == dl && strcasecmp(at, d) == 0) ||
-	       (al > dl && at[al - dl - 1] == '.' &&
-		strcasecmp(at + al - dl, d) == 0);
-}
 
 /*
  * Sign one message. Output: the envelope lines if the input starts with
@@ -245,7 +218,7 @@ static int load_specs(const struct dkp_cli *c, int64_t t, struct dkp_key **keys,
 		specs[i].nheaders = c->nheaders;
 		specs[i].t = t;
 		specs[i].x = c->expire ? t + c->expire : 0;
-		if (c->identity && auid_within(c->identity, specs[i].domain)) {
+		if (c->identity && dkp_sigfmt_auid_within(c->identity, specs[i].domain)) {
 			specs[i].identity = c->identity;
 			matched = 1;
 		}
@@ -315,8 +288,8 @@ static int cmd_sign(const struct dkp_cli *c)
 		rc = write_atomic(c->out, &out, m.data, m.len, &err);
 		if (rc != 0)
 			dkp_error("%s", err.msg);
-	} else if (write_all(STDOUT_FILENO, out.p, out.len) < 0 ||
-		   write_all(STDOUT_FILENO, m.data, m.len) < 0) {
+	} else if (dkp_write_all(STDOUT_FILENO, out.p, out.len) < 0 ||
+		   dkp_write_all(STDOUT_FILENO, m.data, m.len) < 0) {
 		dkp_err_sys(&err, DKP_E_IO, 0, "write", errno,
 			    "cannot write to standard output");
 		rc = report(&err);
@@ -411,7 +384,7 @@ static int write_new(const char *path, mode_t mode, const char *p, size_t n)
 			       ? EX_CANTCREAT_
 			       : EX_IOERR_;
 	}
-	if (write_all(fd, p, n) < 0 || fsync(fd) < 0 || close(fd) < 0) {
+	if (dkp_write_all(fd, p, n) < 0 || fsync(fd) < 0 || close(fd) < 0) {
 		dkp_error("cannot write %s: %s", path, strerror(errno));
 		unlink(path);
 		return EX_IOERR_;

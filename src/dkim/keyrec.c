@@ -218,6 +218,21 @@ int dkp_dnsfile_fetch(void *ctx, const char *qname, struct dkp_buf *txt,
 			   qname);
 }
 
+void dkp_txt_rdata(const unsigned char *rd, size_t len, struct dkp_buf *txt)
+{
+	const unsigned char *end = rd + len;
+
+	dkp_buf_reset(txt);
+	while (rd < end) {
+		unsigned l = *rd++;
+
+		if (l > (unsigned)(end - rd))
+			break;
+		dkp_buf_add(txt, rd, l);
+		rd += l;
+	}
+}
+
 int dkp_dns_fetch(void *unused, const char *qname, struct dkp_buf *txt,
 		  struct dkp_err *err)
 {
@@ -250,23 +265,10 @@ int dkp_dns_fetch(void *unused, const char *qname, struct dkp_buf *txt,
 				   "unparsable DNS answer for %s", qname);
 	count = ns_msg_count(msg, ns_s_an);
 	for (i = 0; i < count; i++) {
-		const unsigned char *rd, *end;
-
 		if (ns_parserr(&msg, ns_s_an, i, &rr) < 0 ||
 		    ns_rr_type(rr) != ns_t_txt)
 			continue;
-		/* RDATA: one or more <length><bytes> strings, concatenated */
-		dkp_buf_reset(txt);
-		rd = ns_rr_rdata(rr);
-		end = rd + ns_rr_rdlen(rr);
-		while (rd < end) {
-			unsigned l = *rd++;
-
-			if (l > (unsigned)(end - rd))
-				break;
-			dkp_buf_add(txt, rd, l);
-			rd += l;
-		}
+		dkp_txt_rdata(ns_rr_rdata(rr), ns_rr_rdlen(rr), txt);
 		return DKP_OK;
 	}
 	return dkp_err_set(err, DKP_E_NOKEY, 0, "dns", "no TXT record at %s",

@@ -15,5 +15,8 @@
  * Returns 0, or -1 on a character outside the alphabet or bad padding.
  */
 int dkp_b64_decode(const char *s, size_t n, struct dkp_buf *out);
+/* A TXT record's RDATA rd[0..len) (one or more <length><bytes> strings)
+ * concatenated into txt (reset first). */
+void dkp_txt_rdata(const unsigned char *rd, size_t len, struct dkp_buf *txt);
 
 #endif

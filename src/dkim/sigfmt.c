@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/err.h"
 
@@ -183,6 +184,19 @@ static int is_atext(unsigned char c)
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 	       (c >= '0' && c <= '9') ||
 	       (c != 0 && strchr("!#$%&'*+-/?^_`{|}~", c) != NULL);
+}
+
+int dkp_sigfmt_auid_within(const char *auid, const char *d)
+{
+	const char *at = strrchr(auid, '@');
+	size_t al, dl = strlen(d);
+
+	if (at == NULL)
+		return 0;
+	at++;
+	al = strlen(at);
+	return (al == dl && strcasecmp(at, d) == 0) ||
+	       (al > dl && at[al - dl - 1] == '.' && strcasecmp(at + al - dl, d) == 0);
 }
 
 int dkp_sigfmt_auid_ok(const char *s, size_t n)

@@ -71,6 +71,9 @@ int dkp_sigfmt_selector_ok(const char *s, size_t n);
 int dkp_sigfmt_domain_ok(const char *s, size_t n);
 int dkp_sigfmt_hname_ok(const char *s, size_t n);
 int dkp_sigfmt_auid_ok(const char *s, size_t n);
+/* Does the domain of auid (after its last '@') fall within d: equal, or a
+ * subdomain (RFC 6376 3.5, i=)? */
+int dkp_sigfmt_auid_within(const char *auid, const char *d);
 
 /*
  * A printable copy of s/n for a message or a report: bytes outside

@@ -576,20 +576,6 @@ static int body_hash(struct dkp_signer *s, const struct dkp_msg *m,
 	return DKP_OK;
 }
 
-/* Does identity's domain fall within d (equal or a subdomain, 3.5 i=)? */
-static int auid_within(const char *auid, const char *d)
-{
-	const char *at = strrchr(auid, '@');
-	size_t al, dl = strlen(d);
-
-	if (at == NULL)
-		return 0;
-	at++;
-	al = strlen(at);
-	return (al == dl && strcasecmp(at, d) == 0) ||
-	       (al > dl && at[al - dl - 1] == '.' &&
-		strcasecmp(at + al - dl, d) == 0);
-}
 
 /*
  * Every value rendered into a tag must fit its RFC 6376 grammar (see
@@ -625,7 +611,7 @@ static int check_spec(const struct dkp_sig_spec *sp, struct dkp_err *err)
 						     esc, sizeof(esc)), sp->domain);
 	if (sp->identity &&
 	    (!dkp_sigfmt_auid_ok(sp->identity, strlen(sp->identity)) ||
-	     !auid_within(sp->identity, sp->domain)))
+	     !dkp_sigfmt_auid_within(sp->identity, sp->domain)))
 		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
 				   "i=%s is not an identity within d=%s (RFC 6376 3.5)",
 				   dkp_sigfmt_escape(sp->identity, strlen(sp->identity),
