@@ -125,198 +125,229 @@ static char *join(const char *dir, const char *name)
 	return p;
 }
 
-/* Apply one setting. Returns NULL or a reason (static string). */
-static const char *apply(struct dkp_config *c, enum ckey k, const char *v,
-			 char **queue_dir)
+/* ---- the engine's settings, one description each ------------------ */
+
+#define CF(field) offsetof(struct dkp_config, field), sizeof(((struct dkp_config *)0)->field)
+
+enum vkind {
+	V_STR,		/* char *, a copy */
+	V_UINT,		/* a decimal in min..max, into an integer field */
+	V_SIZE,		/* a size (dkp_config_size: 256M, 4K) in min..max */
+	V_BOOL,		/* yes/no, into an int */
+	V_CHOICE,	/* one of words[], its vals[] into an int-sized enum */
+	V_FN,		/* fn does it */
+};
+
+struct setting {
+	enum vkind kind;
+	size_t off, size;	/* the field of struct dkp_config */
+	uint64_t min, max;
+	const char *const *words;	/* V_CHOICE: NULL-terminated */
+	const int *vals;
+	const char *(*fn)(struct dkp_config *c, const char *v, char **queue_dir);
+	const char *why;	/* why a value is refused */
+};
+
+static const char *set_queue_dir(struct dkp_config *c, const char *v, char **queue_dir)
+{
+	(void)c;
+	dkp_free(*queue_dir);
+	*queue_dir = dkp_strdup(v);
+	return NULL;
+}
+
+static const char *set_esp_key(struct dkp_config *c, const char *v, char **queue_dir)
+{
+	const char *c1 = strchr(v, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+
+	(void)queue_dir;
+	if (c2 == NULL || c2[1] == '\0')
+		return "want DOMAIN:SELECTOR:KEYFILE";
+	/* rendered as d= and s=: RFC 6376 grammar (sigfmt.h) */
+	if (!dkp_sigfmt_domain_ok(v, (size_t)(c1 - v)) ||
+	    !dkp_sigfmt_selector_ok(c1 + 1, (size_t)(c2 - c1 - 1)))
+		return "invalid domain or selector (RFC 6376: a domain of two or more labels and a selector, of letters, digits and inner '-')";
+	dkp_free(c->esp_domain);
+	dkp_free(c->esp_selector);
+	dkp_free(c->esp_keyfile);
+	c->esp_domain = dkp_strndup(v, (size_t)(c1 - v));
+	for (char *p = c->esp_domain; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	c->esp_selector = dkp_strndup(c1 + 1, (size_t)(c2 - c1 - 1));
+	c->esp_keyfile = dkp_strdup(c2 + 1);
+	return NULL;
+}
+
+static const char *set_canon(struct dkp_config *c, const char *v, char **queue_dir)
+{
+	(void)queue_dir;
+	return dkp_canon_parse(v, &c->hcanon, &c->bcanon) != DKP_OK
+		       ? "want simple or relaxed, as H/B" : NULL;
+}
+
+static const char *set_headers(struct dkp_config *c, const char *v, char **queue_dir)
+{
+	char *p, *tok, *save = NULL;
+	int from = 0;
+
+	(void)queue_dir;
+	dkp_free(c->headers_buf);
+	c->headers_buf = NULL;
+	c->nheaders = 0;
+	if (!strcasecmp(v, "default"))
+		return NULL;
+	c->headers_buf = dkp_strdup(v);
+	for (p = c->headers_buf; (tok = strtok_r(p, ": \t", &save)); p = NULL) {
+		if (c->nheaders == DKP_MAX_CONF_HEADERS)
+			return "too many header names";
+		if (!strcasecmp(tok, "DKIM-Signature"))
+			return "DKIM-Signature cannot be signed";
+		if (!dkp_sigfmt_hname_ok(tok, strlen(tok)))
+			return "invalid header name (h= takes printable US-ASCII except ':' and ';', RFC 6376 3.5)";
+		from |= !strcasecmp(tok, "From");
+		c->headers[c->nheaders++] = tok;
+	}
+	return from ? NULL : "the list must include From";
+}
+
+static const char *set_self_verify(struct dkp_config *c, const char *v, char **queue_dir)
 {
 	unsigned long u;
+
+	(void)queue_dir;
+	c->self_verify_rsa_only = 0;
+	if (!strcasecmp(v, "all"))
+		c->self_verify = 1;
+	else if (!strcasecmp(v, "rsa"))
+		c->self_verify = 1, c->self_verify_rsa_only = 1;
+	else if (!strcasecmp(v, "off"))
+		c->self_verify = 0;
+	else if (!strncasecmp(v, "sample:", 7) && parse_uint(v + 7, 1, 1000000, &u) == 0)
+		c->self_verify = (unsigned)u;
+	else
+		return "want all, rsa, off or sample:N (N from 1 to 1000000)";
+	return NULL;
+}
+
+/* the address is resolved and bound by `run` (cmd/metrics.c) */
+static const char *set_metrics_listen(struct dkp_config *c, const char *v, char **queue_dir)
+{
+	const char *colon = strrchr(v, ':');
+	unsigned long u;
+
+	(void)queue_dir;
+	dkp_free(c->metrics_listen);
+	c->metrics_listen = NULL;
+	if (!strcasecmp(v, "off") || !strcasecmp(v, "no") || !strcasecmp(v, "none"))
+		return NULL;
+	if (colon == NULL || colon == v || colon[1] == '\0' ||
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+	    parse_uint(colon + 1, 1, 65535, &u))
+		return "want HOST:PORT (e.g. 127.0.0.1:9469, [::1]:9469) or off";
+	c->metrics_listen = dkp_strdup(v);
+	return NULL;
+}
+
+static const char *const w_missing[] = { "esp-only", "defer", "fail", NULL };
+static const int v_missing[] = { DKP_MISSING_ESP_ONLY, DKP_MISSING_DEFER, DKP_MISSING_FAIL };
+static const char *const w_io[] = { "auto", "uring", "io_uring", "syscalls", NULL };
+static const int v_io[] = { DKP_IO_AUTO, DKP_IO_URING, DKP_IO_URING, DKP_IO_SYSCALLS };
+static const char *const w_flush[] = { "filesystem", "files", NULL };
+static const int v_flush[] = { DKP_FLUSH_FILESYSTEM, DKP_FLUSH_FILES };
+static const char *const w_rsa[] = { "auto", "openssl", "ifma", NULL };
+static const int v_rsa[] = { DKP_RSA_AUTO, DKP_RSA_OPENSSL, DKP_RSA_IFMA };
+static const char *const w_log[] = { "stderr", "syslog", NULL };
+static const int v_log[] = { 0, 1 };
+
+#define FN(f) V_FN, 0, 0, 0, 0, NULL, NULL, f, NULL
+#define STR(field) V_STR, CF(field), 0, 0, NULL, NULL, NULL, NULL
+#define UINT(field, lo, hi, why) V_UINT, CF(field), lo, hi, NULL, NULL, NULL, why
+#define SIZE(field, lo, hi, why) V_SIZE, CF(field), lo, hi, NULL, NULL, NULL, why
+#define BOOL(field) V_BOOL, CF(field), 0, 0, NULL, NULL, NULL, "want yes or no"
+#define CHOICE(field, w, v, why) V_CHOICE, CF(field), 0, 0, w, v, NULL, why
+
+static const struct setting settings[K_COUNT] = {
+	[K_QUEUE_DIR] = { FN(set_queue_dir) },
+	[K_IN_DIR] = { STR(in_dir) },
+	[K_OUT_DIR] = { STR(out_dir) },
+	[K_FAILED_DIR] = { STR(failed_dir) },
+	[K_ESP_KEY] = { FN(set_esp_key) },
+	[K_KEY_TABLE] = { STR(key_table) },
+	[K_SIGNING_TABLE] = { STR(signing_table) },
+	[K_MISSING_KEY] = { CHOICE(missing_key, w_missing, v_missing, "want esp-only, defer or fail") },
+	[K_CANON] = { FN(set_canon) },
+	[K_HEADERS] = { FN(set_headers) },
+	[K_EXPIRE] = { UINT(expire, 0, 10ULL * 366 * 86400, "want seconds (0: no x= tag)") },
+	[K_THREADS] = { UINT(threads, 0, DKP_MAX_THREADS, "want 0 (two per core) to 256") },
+	[K_BATCH] = { UINT(batch, 1, 4096, "want 1 to 4096") },
+	[K_URING_DEPTH] = { UINT(uring_depth, 8, 4096, "want 8 to 4096") },
+	[K_IO] = { CHOICE(io, w_io, v_io, "want auto, uring or syscalls") },
+	[K_INFLIGHT] = { SIZE(inflight_bytes, 1u << 20, UINT64_MAX, "want a size of at least 1M (e.g. 256M)") },
+	[K_MAX_MESSAGE] = { SIZE(limits.max_message_bytes, 1024, 1ull << 31, "want a size from 1K to 2G") },
+	[K_MAX_HEADER_BYTES] = { SIZE(limits.max_header_bytes, 1024, 64u << 20, "want a size from 1K to 64M") },
+	[K_MAX_HEADER_FIELDS] = { UINT(limits.max_fields, 1, 100000, "want 1 to 100000") },
+	[K_KEY_CACHE] = { UINT(key_cache, 1, 10000000, "want 1 to 10000000") },
+	[K_INSECURE] = { BOOL(insecure_key_perms) },
+	[K_FLUSH] = { CHOICE(flush, w_flush, v_flush, "want filesystem or files") },
+	[K_GROUP_COMMIT] = { BOOL(group_commit) },
+	[K_SELF_VERIFY] = { FN(set_self_verify) },
+	[K_RSA_BACKEND] = { CHOICE(rsa_backend, w_rsa, v_rsa, "want auto, openssl or ifma") },
+	[K_METRICS_LISTEN] = { FN(set_metrics_listen) },
+	[K_METRICS_DOMAINS] = { UINT(metrics_domains, 1, DKP_MAX_METRICS_DOMAINS, "want 1 to 100000") },
+	[K_LOG] = { CHOICE(log_syslog, w_log, v_log, "want stderr or syslog") },
+};
+
+/* An integer of the field's own width (4 or 8 bytes). */
+static void store_int(void *field, size_t size, uint64_t v)
+{
+	if (size == sizeof(uint32_t)) {
+		uint32_t x = (uint32_t)v;
+
+		memcpy(field, &x, sizeof(x));
+	} else {
+		memcpy(field, &v, sizeof(v));
+	}
+}
+
+/* Apply one setting described by st. Returns NULL or a reason (static
+ * string). */
+static const char *apply(struct dkp_config *c, const struct setting *st,
+			 const char *v, char **queue_dir)
+{
+	char *field = (char *)c + st->off;
+	unsigned long u;
 	uint64_t sz;
-	int b;
+	int b, i;
 
-	switch (k) {
-	case K_QUEUE_DIR: *queue_dir = dkp_strdup(v); break;
-	case K_IN_DIR: c->in_dir = dkp_strdup(v); break;
-	case K_OUT_DIR: c->out_dir = dkp_strdup(v); break;
-	case K_FAILED_DIR: c->failed_dir = dkp_strdup(v); break;
-	case K_ESP_KEY: {
-		const char *c1 = strchr(v, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-
-		if (c2 == NULL || c2[1] == '\0')
-			return "want DOMAIN:SELECTOR:KEYFILE";
-		/* rendered as d= and s=: RFC 6376 grammar (sigfmt.h) */
-		if (!dkp_sigfmt_domain_ok(v, (size_t)(c1 - v)) ||
-		    !dkp_sigfmt_selector_ok(c1 + 1, (size_t)(c2 - c1 - 1)))
-			return "invalid domain or selector (RFC 6376: a domain of two or more labels and a selector, of letters, digits and inner '-')";
-		c->esp_domain = dkp_strndup(v, (size_t)(c1 - v));
-		for (char *p = c->esp_domain; *p; p++)
-			*p = (char)tolower((unsigned char)*p);
-		c->esp_selector = dkp_strndup(c1 + 1, (size_t)(c2 - c1 - 1));
-		c->esp_keyfile = dkp_strdup(c2 + 1);
-		break;
-	}
-	case K_KEY_TABLE: c->key_table = dkp_strdup(v); break;
-	case K_SIGNING_TABLE: c->signing_table = dkp_strdup(v); break;
-	case K_MISSING_KEY:
-		if (!strcasecmp(v, "esp-only"))
-			c->missing_key = DKP_MISSING_ESP_ONLY;
-		else if (!strcasecmp(v, "defer"))
-			c->missing_key = DKP_MISSING_DEFER;
-		else if (!strcasecmp(v, "fail"))
-			c->missing_key = DKP_MISSING_FAIL;
-		else
-			return "want esp-only, defer or fail";
-		break;
-	case K_CANON:
-		if (dkp_canon_parse(v, &c->hcanon, &c->bcanon) != DKP_OK)
-			return "want simple or relaxed, as H/B";
-		break;
-	case K_HEADERS: {
-		char *p, *tok, *save = NULL;
-		int from = 0;
-
-		if (!strcasecmp(v, "default"))
-			break;
-		c->headers_buf = dkp_strdup(v);
-		for (p = c->headers_buf; (tok = strtok_r(p, ": \t", &save)); p = NULL) {
-			if (c->nheaders == DKP_MAX_CONF_HEADERS)
-				return "too many header names";
-			if (!strcasecmp(tok, "DKIM-Signature"))
-				return "DKIM-Signature cannot be signed";
-			if (!dkp_sigfmt_hname_ok(tok, strlen(tok)))
-				return "invalid header name (h= takes printable US-ASCII except ':' and ';', RFC 6376 3.5)";
-			from |= !strcasecmp(tok, "From");
-			c->headers[c->nheaders++] = tok;
-		}
-		if (!from)
-			return "the list must include From";
-		break;
-	}
-	case K_EXPIRE:
-		if (parse_uint(v, 0, 10UL * 366 * 86400, &u))
-			return "want seconds (0: no x= tag)";
-		c->expire = (int64_t)u;
-		break;
-	case K_THREADS:
-		if (parse_uint(v, 0, DKP_MAX_THREADS, &u))
-			return "want 0 (two per core) to 256";
-		c->threads = (unsigned)u;
-		break;
-	case K_BATCH:
-		if (parse_uint(v, 1, 4096, &u))
-			return "want 1 to 4096";
-		c->batch = (unsigned)u;
-		break;
-	case K_URING_DEPTH:
-		if (parse_uint(v, 8, 4096, &u))
-			return "want 8 to 4096";
-		c->uring_depth = (unsigned)u;
-		break;
-	case K_IO:
-		if (!strcasecmp(v, "auto"))
-			c->io = DKP_IO_AUTO;
-		else if (!strcasecmp(v, "uring") || !strcasecmp(v, "io_uring"))
-			c->io = DKP_IO_URING;
-		else if (!strcasecmp(v, "syscalls"))
-			c->io = DKP_IO_SYSCALLS;
-		else
-			return "want auto, uring or syscalls";
-		break;
-	case K_INFLIGHT:
-		if (dkp_config_size(v, &sz) || sz < (1u << 20))
-			return "want a size of at least 1M (e.g. 256M)";
-		c->inflight_bytes = sz;
-		break;
-	case K_MAX_MESSAGE:
-		if (dkp_config_size(v, &sz) || sz < 1024 || sz > (1ull << 31))
-			return "want a size from 1K to 2G";
-		c->limits.max_message_bytes = (size_t)sz;
-		break;
-	case K_MAX_HEADER_BYTES:
-		if (dkp_config_size(v, &sz) || sz < 1024 || sz > (64u << 20))
-			return "want a size from 1K to 64M";
-		c->limits.max_header_bytes = (size_t)sz;
-		break;
-	case K_MAX_HEADER_FIELDS:
-		if (parse_uint(v, 1, 100000, &u))
-			return "want 1 to 100000";
-		c->limits.max_fields = u;
-		break;
-	case K_KEY_CACHE:
-		if (parse_uint(v, 1, 10000000, &u))
-			return "want 1 to 10000000";
-		c->key_cache = u;
-		break;
-	case K_INSECURE:
+	switch (st->kind) {
+	case V_FN:
+		return st->fn(c, v, queue_dir);
+	case V_STR:
+		dkp_free(*(char **)(void *)field);
+		*(char **)(void *)field = dkp_strdup(v);
+		return NULL;
+	case V_UINT:
+		if (parse_uint(v, (unsigned long)st->min, (unsigned long)st->max, &u))
+			return st->why;
+		store_int(field, st->size, u);
+		return NULL;
+	case V_SIZE:
+		if (dkp_config_size(v, &sz) || sz < st->min || sz > st->max)
+			return st->why;
+		store_int(field, st->size, sz);
+		return NULL;
+	case V_BOOL:
 		if (parse_bool(v, &b))
-			return "want yes or no";
-		c->insecure_key_perms = b;
-		break;
-	case K_FLUSH:
-		if (!strcasecmp(v, "filesystem"))
-			c->flush = DKP_FLUSH_FILESYSTEM;
-		else if (!strcasecmp(v, "files"))
-			c->flush = DKP_FLUSH_FILES;
-		else
-			return "want filesystem or files";
-		break;
-	case K_GROUP_COMMIT:
-		if (parse_bool(v, &b))
-			return "want yes or no";
-		c->group_commit = b;
-		break;
-	case K_SELF_VERIFY:
-		c->self_verify_rsa_only = 0;
-		if (!strcasecmp(v, "all"))
-			c->self_verify = 1;
-		else if (!strcasecmp(v, "rsa"))
-			c->self_verify = 1, c->self_verify_rsa_only = 1;
-		else if (!strcasecmp(v, "off"))
-			c->self_verify = 0;
-		else if (!strncasecmp(v, "sample:", 7) &&
-			 parse_uint(v + 7, 1, 1000000, &u) == 0)
-			c->self_verify = (unsigned)u;
-		else
-			return "want all, rsa, off or sample:N (N from 1 to 1000000)";
-		break;
-	case K_RSA_BACKEND:
-		if (!strcasecmp(v, "auto"))
-			c->rsa_backend = DKP_RSA_AUTO;
-		else if (!strcasecmp(v, "openssl"))
-			c->rsa_backend = DKP_RSA_OPENSSL;
-		else if (!strcasecmp(v, "ifma"))
-			c->rsa_backend = DKP_RSA_IFMA;
-		else
-			return "want auto, openssl or ifma";
-		break;
-	case K_METRICS_LISTEN:
-		/* the address is resolved and bound by `run` (cmd/metrics.c) */
-		dkp_free(c->metrics_listen);
-		c->metrics_listen = NULL;
-		if (strcasecmp(v, "off") && strcasecmp(v, "no") && strcasecmp(v, "none")) {
-			const char *colon = strrchr(v, ':');
-
-			if (colon == NULL || colon == v || colon[1] == '\0' ||
-			    strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
-			    parse_uint(colon + 1, 1, 65535, &u))
-				return "want HOST:PORT (e.g. 127.0.0.1:9469, [::1]:9469) or off";
-			c->metrics_listen = dkp_strdup(v);
-		}
-		break;
-	case K_METRICS_DOMAINS:
-		if (parse_uint(v, 1, DKP_MAX_METRICS_DOMAINS, &u))
-			return "want 1 to 100000";
-		c->metrics_domains = u;
-		break;
-	case K_LOG:
-		if (!strcasecmp(v, "stderr"))
-			c->log_syslog = 0;
-		else if (!strcasecmp(v, "syslog"))
-			c->log_syslog = 1;
-		else
-			return "want stderr or syslog";
-		break;
-	case K_COUNT:
-		break;
+			return st->why;
+		store_int(field, st->size, (uint64_t)b);
+		return NULL;
+	case V_CHOICE:
+		for (i = 0; st->words[i] && strcasecmp(v, st->words[i]); i++)
+			;
+		if (st->words[i] == NULL)
+			return st->why;
+		store_int(field, st->size, (uint64_t)st->vals[i]);
+		return NULL;
 	}
 	return NULL;
 }
@@ -361,97 +392,91 @@ static int js_subject_ok(const char *v)
 	return 1;
 }
 
-static void js_set(char **slot, const char *v)
+static const char *set_js_name(char **slot, const char *v)
 {
+	if (!js_name_ok(v))
+		return "a NATS name has no space, '.', '*', '>', '/' or '\\'";
 	dkp_free(*slot);
 	*slot = dkp_strdup(v);
-}
-
-/* Apply one transport setting (a --set replaces: the old value is freed
- * here). Returns NULL or a reason. */
-static const char *apply_js(struct dkp_config *c, enum jkey k, const char *v)
-{
-	struct dkp_js_config *j = &c->js;
-	char **names[] = {
-		[J_IN_STREAM] = &j->in_stream, [J_OUT_STREAM] = &j->out_stream,
-		[J_FAILED_STREAM] = &j->failed_stream, [J_CONSUMER] = &j->consumer,
-	};
-	char **subjects[] = {
-		[J_IN_SUBJECT] = &j->in_subject, [J_OUT_SUBJECT] = &j->out_subject,
-		[J_FAILED_SUBJECT] = &j->failed_subject,
-	};
-	unsigned long u;
-	int b;
-
-	switch (k) {
-	case J_TRANSPORT:
-		if (!strcasecmp(v, "queue"))
-			c->transport = DKP_TRANSPORT_QUEUE;
-		else if (!strcasecmp(v, "jetstream"))
-			c->transport = DKP_TRANSPORT_JETSTREAM;
-		else
-			return "want queue or jetstream";
-		break;
-	case J_SERVERS:
-		if (strspn(v, ", \t") == strlen(v))
-			return "want nats://HOST:PORT[,nats://HOST:PORT...]";
-		js_set(&j->servers, v);
-		break;
-	case J_IN_STREAM: case J_OUT_STREAM: case J_FAILED_STREAM: case J_CONSUMER:
-		if (!js_name_ok(v))
-			return "a NATS name has no space, '.', '*', '>', '/' or '\\'";
-		js_set(names[k], v);
-		break;
-	case J_IN_SUBJECT: case J_OUT_SUBJECT: case J_FAILED_SUBJECT:
-		if (!js_subject_ok(v))
-			return "want a subject like dkim.in (tokens, no wildcard)";
-		js_set(subjects[k], v);
-		break;
-	case J_CREDS: js_set(&j->creds, v); break;
-	case J_USER: js_set(&j->user, v); break;
-	case J_PASSWORD: js_set(&j->password, v); break;
-	case J_TOKEN: js_set(&j->token, v); break;
-	case J_TLS_CA: js_set(&j->tls_ca, v); break;
-	case J_TLS_CERT: js_set(&j->tls_cert, v); break;
-	case J_TLS_KEY: js_set(&j->tls_key, v); break;
-	case J_REPLICAS:
-		if (!strcasecmp(v, "auto"))
-			j->replicas = 0;
-		else if (parse_uint(v, 1, 5, &u))
-			return "want auto or 1 to 5";
-		else
-			j->replicas = (unsigned)u;
-		break;
-	case J_CREATE:
-		if (parse_bool(v, &b))
-			return "want yes or no";
-		j->create_streams = b;
-		break;
-	case J_DUP_WINDOW:
-		if (parse_uint(v, 60, 30UL * 86400, &u))
-			return "want seconds, 60 to 2592000";
-		j->dup_window = (int64_t)u;
-		break;
-	case J_NAK_DELAY:
-		if (parse_uint(v, 1, 86400, &u))
-			return "want seconds, 1 to 86400";
-		j->nak_delay = (int64_t)u;
-		break;
-	case J_ACK_WAIT:
-		if (parse_uint(v, 2, 3600, &u))
-			return "want seconds, 2 to 3600";
-		j->ack_wait = (int64_t)u;
-		break;
-	case J_MAX_ACK_PENDING:
-		if (parse_uint(v, 1, 10000000, &u))
-			return "want 1 to 10000000";
-		j->max_ack_pending = (int64_t)u;
-		break;
-	case J_COUNT:
-		break;
-	}
 	return NULL;
 }
+
+static const char *set_js_subject(char **slot, const char *v)
+{
+	if (!js_subject_ok(v))
+		return "want a subject like dkim.in (tokens, no wildcard)";
+	dkp_free(*slot);
+	*slot = dkp_strdup(v);
+	return NULL;
+}
+
+#define JS_NAME_FN(name, field) \
+	static const char *name(struct dkp_config *c, const char *v, char **q) \
+	{ (void)q; return set_js_name(&c->js.field, v); }
+#define JS_SUBJECT_FN(name, field) \
+	static const char *name(struct dkp_config *c, const char *v, char **q) \
+	{ (void)q; return set_js_subject(&c->js.field, v); }
+JS_NAME_FN(set_in_stream, in_stream)
+JS_NAME_FN(set_out_stream, out_stream)
+JS_NAME_FN(set_failed_stream, failed_stream)
+JS_NAME_FN(set_consumer, consumer)
+JS_SUBJECT_FN(set_in_subject, in_subject)
+JS_SUBJECT_FN(set_out_subject, out_subject)
+JS_SUBJECT_FN(set_failed_subject, failed_subject)
+
+static const char *set_servers(struct dkp_config *c, const char *v, char **q)
+{
+	(void)q;
+	if (strspn(v, ", \t") == strlen(v))
+		return "want nats://HOST:PORT[,nats://HOST:PORT...]";
+	dkp_free(c->js.servers);
+	c->js.servers = dkp_strdup(v);
+	return NULL;
+}
+
+static const char *set_replicas(struct dkp_config *c, const char *v, char **q)
+{
+	unsigned long u;
+
+	(void)q;
+	if (!strcasecmp(v, "auto"))
+		c->js.replicas = 0;
+	else if (parse_uint(v, 1, 5, &u))
+		return "want auto or 1 to 5";
+	else
+		c->js.replicas = (unsigned)u;
+	return NULL;
+}
+
+static const char *const w_transport[] = { "queue", "jetstream", NULL };
+static const int v_transport[] = { DKP_TRANSPORT_QUEUE, DKP_TRANSPORT_JETSTREAM };
+
+/* The transport settings (transport = jetstream, docs/scale-out.md); a
+ * --set replaces, the old value freed. */
+static const struct setting jsettings[J_COUNT] = {
+	[J_TRANSPORT] = { CHOICE(transport, w_transport, v_transport, "want queue or jetstream") },
+	[J_SERVERS] = { FN(set_servers) },
+	[J_IN_STREAM] = { FN(set_in_stream) },
+	[J_IN_SUBJECT] = { FN(set_in_subject) },
+	[J_OUT_STREAM] = { FN(set_out_stream) },
+	[J_OUT_SUBJECT] = { FN(set_out_subject) },
+	[J_FAILED_STREAM] = { FN(set_failed_stream) },
+	[J_FAILED_SUBJECT] = { FN(set_failed_subject) },
+	[J_CONSUMER] = { FN(set_consumer) },
+	[J_CREDS] = { STR(js.creds) },
+	[J_USER] = { STR(js.user) },
+	[J_PASSWORD] = { STR(js.password) },
+	[J_TOKEN] = { STR(js.token) },
+	[J_TLS_CA] = { STR(js.tls_ca) },
+	[J_TLS_CERT] = { STR(js.tls_cert) },
+	[J_TLS_KEY] = { STR(js.tls_key) },
+	[J_REPLICAS] = { FN(set_replicas) },
+	[J_CREATE] = { BOOL(js.create_streams) },
+	[J_DUP_WINDOW] = { UINT(js.dup_window, 60, 30UL * 86400, "want seconds, 60 to 2592000") },
+	[J_NAK_DELAY] = { UINT(js.nak_delay, 1, 86400, "want seconds, 1 to 86400") },
+	[J_ACK_WAIT] = { UINT(js.ack_wait, 2, 3600, "want seconds, 2 to 3600") },
+	[J_MAX_ACK_PENDING] = { UINT(js.max_ack_pending, 1, 10000000, "want 1 to 10000000") },
+};
 
 /* Fill what the file left unset. */
 static void js_defaults(struct dkp_js_config *j)
@@ -568,30 +593,18 @@ static int parse_line(struct dkp_config *c, char *p, const char *where,
 		}
 	}
 	seen[i] = override ? 2 : 1;
-	why = i < K_COUNT ? apply(c, (enum ckey)i, v, queue_dir)
-			  : apply_js(c, (enum jkey)(i - K_COUNT), v);
+	why = apply(c, i < K_COUNT ? &settings[i] : &jsettings[i - K_COUNT], v, queue_dir);
 	if (why != NULL)
 		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config", "%s: %s: %s",
 				   where, k, why);
 	return DKP_OK;
 }
 
-int dkp_config_load(struct dkp_config **out, const char *path,
-		    const char *const *sets, size_t nsets, struct dkp_err *err)
+/* The defaults, before the file and the --set options. */
+static struct dkp_config *config_new(const char *path)
 {
-	FILE *f = dkp_fopen_regular(path);
-	struct dkp_config *c;
-	char *line = NULL, *queue_dir = NULL, where[512];
-	size_t cap = 0, lineno = 0, j;
-	int seen[K_COUNT + J_COUNT] = { 0 }, rc = DKP_OK;
-	long ncpu;
+	struct dkp_config *c = dkp_calloc(1, sizeof(*c));
 
-	*out = NULL;
-	if (f == NULL)
-		return dkp_err_sys(err, DKP_E_IO, 0, "conffile", errno,
-				   "cannot open configuration %s%s", path,
-				   dkp_open_note(errno));
-	c = dkp_calloc(1, sizeof(*c));
 	c->path = dkp_strdup(path);
 	c->hcanon = c->bcanon = DKP_CANON_RELAXED;
 	c->expire = DKP_DEF_EXPIRE;
@@ -611,7 +624,59 @@ int dkp_config_load(struct dkp_config **out, const char *path,
 	c->js.ack_wait = DKP_DEF_JS_ACK_WAIT;
 	c->js.max_ack_pending = DKP_DEF_JS_MAX_ACK_PENDING;
 	dkp_limits_default(&c->limits);
+	return c;
+}
 
+/* After the file and the --set options: what follows from queue_dir, the
+ * transport's defaults, and what must be there. */
+static int config_finish(struct dkp_config *c, const char *path,
+			 const char *queue_dir, struct dkp_err *err)
+{
+	long ncpu;
+
+	if (queue_dir) {
+		if (!c->in_dir)
+			c->in_dir = join(queue_dir, "in");
+		if (!c->out_dir)
+			c->out_dir = join(queue_dir, "out");
+		if (!c->failed_dir)
+			c->failed_dir = join(queue_dir, "failed");
+	}
+	js_defaults(&c->js);
+	if (c->transport == DKP_TRANSPORT_QUEUE && (!c->in_dir || !c->out_dir || !c->failed_dir))
+		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
+				   "%s: set queue_dir (or in_dir, out_dir and failed_dir)", path);
+	if (!c->esp_domain)
+		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
+				   "%s: esp_key = DOMAIN:SELECTOR:KEYFILE is required", path);
+	if (!c->key_table != !c->signing_table)
+		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
+				   "%s: key_table and signing_table go together", path);
+	if (c->threads == 0) {
+		/* two per core: while one waits for its batch's flush, the
+		 * other signs (docs/tuning.md) */
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		ncpu = ncpu > 0 ? 2 * ncpu : 2;
+		c->threads = (unsigned)(ncpu > DKP_MAX_THREADS ? DKP_MAX_THREADS : ncpu);
+	}
+	return DKP_OK;
+}
+
+int dkp_config_load(struct dkp_config **out, const char *path,
+		    const char *const *sets, size_t nsets, struct dkp_err *err)
+{
+	FILE *f = dkp_fopen_regular(path);
+	struct dkp_config *c;
+	char *line = NULL, *queue_dir = NULL, where[512];
+	size_t cap = 0, lineno = 0, j;
+	int seen[K_COUNT + J_COUNT] = { 0 }, rc = DKP_OK;
+
+	*out = NULL;
+	if (f == NULL)
+		return dkp_err_sys(err, DKP_E_IO, 0, "conffile", errno,
+				   "cannot open configuration %s%s", path,
+				   dkp_open_note(errno));
+	c = config_new(path);
 	while (rc == DKP_OK && getline(&line, &cap, f) >= 0) {
 		lineno++;
 		snprintf(where, sizeof(where), "%s:%zu", path, lineno);
@@ -625,41 +690,12 @@ int dkp_config_load(struct dkp_config **out, const char *path,
 		rc = parse_line(c, line, where, seen, 1, &queue_dir, err);
 	}
 	dkp_free(line);
-	if (rc == DKP_OK) {
-		if (queue_dir) {
-			if (!c->in_dir)
-				c->in_dir = join(queue_dir, "in");
-			if (!c->out_dir)
-				c->out_dir = join(queue_dir, "out");
-			if (!c->failed_dir)
-				c->failed_dir = join(queue_dir, "failed");
-		}
-		js_defaults(&c->js);
-		if (c->transport == DKP_TRANSPORT_QUEUE &&
-		    (!c->in_dir || !c->out_dir || !c->failed_dir))
-			rc = dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
-					 "%s: set queue_dir (or in_dir, out_dir and failed_dir)",
-					 path);
-		else if (!c->esp_domain)
-			rc = dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
-					 "%s: esp_key = DOMAIN:SELECTOR:KEYFILE is required",
-					 path);
-		else if (!c->key_table != !c->signing_table)
-			rc = dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
-					 "%s: key_table and signing_table go together",
-					 path);
-	}
+	if (rc == DKP_OK)
+		rc = config_finish(c, path, queue_dir, err);
 	dkp_free(queue_dir);
 	if (rc != DKP_OK) {
 		dkp_config_free(c);
 		return rc;
-	}
-	if (c->threads == 0) {
-		/* two per core: while one waits for its batch's flush, the
-		 * other signs (docs/tuning.md) */
-		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-		ncpu = ncpu > 0 ? 2 * ncpu : 2;
-		c->threads = (unsigned)(ncpu > DKP_MAX_THREADS ? DKP_MAX_THREADS : ncpu);
 	}
 	*out = c;
 	return DKP_OK;
