@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "base/err.h"
 #include "base/mem.h"
@@ -85,7 +86,7 @@ static const char usage_verify[] =
 
 static const char usage_keygen[] =
 	"usage: dkimpress keygen --domain D --selector S [--type rsa|ed25519]\n"
-	"                        [--bits N] [--out DIR]\n"
+	"                        [--bits N] [--out DIR] [--time UNIX]\n"
 	"\n"
 	"Writes DIR/S.private (PKCS#8 PEM, mode 0600, never overwritten) and\n"
 	"DIR/S.txt (the DNS TXT record in zone-file form, split into 255-byte\n"
@@ -93,10 +94,13 @@ static const char usage_keygen[] =
 	"output.\n"
 	"\n"
 	"  -d, --domain D      the signing domain (d=)\n"
-	"  -s, --selector S    the selector (s=)\n"
+	"  -s, --selector S    the selector (s=); strftime(3) conversions are\n"
+	"                      expanded for the current time in UTC, so a\n"
+	"                      scheme such as UE%Y%m gives UE202612\n"
 	"  -t, --type T        rsa (default) or ed25519\n"
 	"  -b, --bits N        RSA size, 1024..16384 (default 2048)\n"
-	"  -o, --out DIR       where to write (default: .)\n";
+	"  -o, --out DIR       where to write (default: .)\n"
+	"      --time UNIX     the time for --selector's conversions (default: now)\n";
 
 static const char usage_run[] =
 	"usage: dkimpress run -c CONF [--once] [--set KEY=VALUE ...]\n"
@@ -509,6 +513,32 @@ static int parse_verify(struct dkp_cli *c, int argc, char **argv,
 	return message_arg(c, argc, argv, "verify", err);
 }
 
+/* --selector with its strftime conversions (a selector scheme such as
+ * UE%Y%m) expanded for c->time (or now), in UTC so that every host of a
+ * fleet names a month's key alike; the result is checked by the caller. */
+static int expand_selector(struct dkp_cli *c, struct dkp_err *err)
+{
+	time_t t = c->time >= 0 ? (time_t)c->time : time(NULL);
+	struct tm tm;
+	size_t n;
+
+	if (strchr(c->selector, '%') == NULL)
+		return DKP_OK;
+	if (gmtime_r(&t, &tm) == NULL)
+		return bad_arg(err, "--time", "out of range");
+	/* a non-literal format is the point here: the operator's scheme */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+	n = strftime(c->selector_buf, sizeof(c->selector_buf), c->selector, &tm);
+#pragma GCC diagnostic pop
+	if (n == 0)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+				   "--selector '%s' expands to nothing or to more than 63 characters",
+				   c->selector);
+	c->selector = c->selector_buf;
+	return DKP_OK;
+}
+
 static int parse_keygen(struct dkp_cli *c, int argc, char **argv,
 			struct dkp_err *err)
 {
@@ -518,6 +548,7 @@ static int parse_keygen(struct dkp_cli *c, int argc, char **argv,
 		{ "type", required_argument, NULL, 't' },
 		{ "bits", required_argument, NULL, 'b' },
 		{ "out", required_argument, NULL, 'o' },
+		{ "time", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -551,6 +582,10 @@ static int parse_keygen(struct dkp_cli *c, int argc, char **argv,
 		case 'o':
 			c->outdir = optarg;
 			break;
+		case 'T':
+			if (parse_int64(optarg, &c->time, 0, INT64_MAX / 2))
+				return bad_arg(err, "--time", optarg);
+			break;
 		case 'h':
 			c->help = 1;
 			return DKP_OK;
@@ -568,9 +603,16 @@ static int parse_keygen(struct dkp_cli *c, int argc, char **argv,
 				   "keygen needs --domain and --selector");
 	if (!dkp_sigfmt_domain_ok(c->domain, strlen(c->domain)))
 		return bad_arg(err, "--domain", c->domain);
+	if (expand_selector(c, err) != DKP_OK)
+		return err->code;
 	if (!dkp_sigfmt_selector_ok(c->selector, strlen(c->selector)) ||
-	    strlen(c->selector) > 63)
-		return bad_arg(err, "--selector", c->selector);
+	    strlen(c->selector) > 63) {
+		bad_arg(err, "--selector", c->selector);
+		if (c->selector == c->selector_buf)
+			snprintf(err->msg + strlen(err->msg), sizeof(err->msg) - strlen(err->msg),
+				 " (expanded from the pattern; a selector is letters, digits, inner '-' and '.')");
+		return err->code;
+	}
 	if (bits_given && c->type == DKP_ALG_ED25519_SHA256)
 		return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
 				   "--bits applies to RSA keys only");
