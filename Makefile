@@ -28,7 +28,7 @@ CC      ?= cc
 # jemalloc normally; libc for sanitizer builds (see src/base/mem.h).
 MALLOC  ?= jemalloc
 
-PKGS := liburing libcrypto libxxhash libnats libmicrohttpd libsystemd
+PKGS := liburing libcrypto libxxhash libnats libmicrohttpd libsystemd libpsl
 ifeq ($(MALLOC),jemalloc)
 PKGS += jemalloc
 endif

@@ -45,6 +45,7 @@
 #include "base/htab.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "conf/align.h"
 #include "conf/config.h"
 #include "conf/route.h"
 #include "dkim/keyrec.h"
@@ -99,6 +100,7 @@ struct check {
 	const struct dkp_cli *cli;
 	struct dkp_config *cfg;
 	struct dkp_route *route;
+	struct dkp_psl *psl;		/* for "%org" entries */
 	struct dkp_dnsfile *df;
 	struct item *items;
 	size_t n, cap;
@@ -144,7 +146,30 @@ static const char *concrete_domain(char *key, int refile)
 }
 
 /*
- * '%' entries: one item per concrete domain the SigningTable routes to
+ * The d= a '%' or "%org" entry e signs with for SigningTable key (into
+ * buf), or NULL. "%org": a parent (".shop.example") or a refile pattern
+ * "*@*.shop.example" stands for subdomains, which all share the parent's
+ * organizational domain (XXX: not under a PSL wildcard rule such as
+ * *.ck, where each label below is its own).
+ */
+static const char *entry_domain(const struct check *k, const struct dkp_keyent *e,
+				char *key, int refile, char *buf, size_t cap)
+{
+	char *at = strrchr(key, '@'), *d = at ? at + 1 : key;
+
+	if (strcmp(e->domain, "%") == 0)
+		return concrete_domain(key, refile);
+	if (refile && strncmp(d, "*.", 2) == 0)
+		d += 2;
+	else if (*d == '.')
+		d++;
+	if (refile && strchr(d, '*'))
+		return NULL;
+	return dkp_align_key_domain(k->psl, "%org", d, buf, cap);
+}
+
+/*
+ * '%' and "%org" entries: one item per concrete domain the SigningTable routes to
  * the entry (each domain once per entry), or one "skipped" item. The
  * SigningTable is read again here, as route.c reads it (route.c keeps no
  * list of its lines); route.c has already refused a malformed one.
@@ -157,7 +182,7 @@ static void expand_from_domain(struct check *k,
 	const char *path = refile ? spec + 7 : spec;
 	struct dkp_htab *byname = dkp_htab_new(npct), *seen = dkp_htab_new(64);
 	size_t *found = dkp_calloc(npct, sizeof(*found)), i, cap = 0;
-	char *line = NULL, *key, *kname, name[600], pair[600];
+	char *line = NULL, *key, *kname, name[600], pair[600], org[256];
 	FILE *f = dkp_fopen_regular(path);
 
 	for (i = 0; i < npct; i++)
@@ -175,13 +200,15 @@ static void expand_from_domain(struct check *k,
 		for (p = kname; *p; p++)
 			*p = (char)tolower((unsigned char)*p);
 		idx = (uintptr_t)dkp_htab_get(byname, kname, strlen(kname));
-		if (idx == 0 || (d = concrete_domain(key, refile)) == NULL)
+		if (idx == 0 || (d = entry_domain(k, pct[idx - 1], key, refile, org,
+						       sizeof(org))) == NULL)
 			continue;
 		snprintf(pair, sizeof(pair), "%s %s", kname, d);
 		if (dkp_htab_get(seen, pair, strlen(pair)))
 			continue;
 		dkp_htab_put(seen, pair, strlen(pair), (void *)1);
-		snprintf(name, sizeof(name), "%s/%%", pct[idx - 1]->name);
+		snprintf(name, sizeof(name), "%s/%s", pct[idx - 1]->name,
+			 pct[idx - 1]->domain);
 		add_item(k, name, d, pct[idx - 1]->selector, pct[idx - 1]->path);
 		found[idx - 1]++;
 	}
@@ -193,12 +220,14 @@ static void expand_from_domain(struct check *k,
 
 		if (found[i])
 			continue;
-		snprintf(name, sizeof(name), "%s/%%", pct[i]->name);
-		add_item(k, name, "%", pct[i]->selector, pct[i]->path);
+		snprintf(name, sizeof(name), "%s/%s", pct[i]->name, pct[i]->domain);
+		add_item(k, name, pct[i]->domain, pct[i]->selector, pct[i]->path);
 		it = &k->items[k->n - 1];
 		it->v = V_SKIPPED;
-		snprintf(it->reason, sizeof(it->reason),
-			 "d=%% (the From domain) and the SigningTable routes no concrete domain to it (only parents or wildcards): check those domains with explicit KeyTable entries");
+		snprintf(it->reason, sizeof(it->reason), "%s",
+			 strcmp(pct[i]->domain, "%") == 0 ?
+			 "d=% (the From domain) and the SigningTable routes no concrete domain to it (only parents or wildcards): check those domains with explicit KeyTable entries" :
+			 "d=%org (the From domain's organizational domain) and the SigningTable routes no domain with one to it: check those domains with explicit KeyTable entries");
 	}
 	dkp_free(found);
 	dkp_htab_free(byname, NULL);
@@ -217,7 +246,7 @@ static void collect(struct check *k)
 	for (i = 0; i < dkp_route_nkeys(k->route); i++) {
 		const struct dkp_keyent *e = dkp_route_key(k->route, i);
 
-		if (strcmp(e->domain, "%") == 0) {
+		if (strcmp(e->domain, "%") == 0 || strcmp(e->domain, "%org") == 0) {
 			pct = dkp_realloc(pct, (npct + 1) * sizeof(*pct));
 			pct[npct++] = e;
 			continue;
@@ -750,6 +779,7 @@ static void check_free(struct check *k)
 	dkp_free(k->kfs);
 	dkp_dnsfile_free(k->df);
 	dkp_route_free(k->route);
+	dkp_psl_free(k->psl);
 	dkp_config_free(k->cfg);
 }
 
@@ -773,6 +803,11 @@ int dkp_check_run(const struct dkp_cli *c)
 	if (k.cfg->key_table &&
 	    dkp_route_load(&k.route, k.cfg->key_table, k.cfg->signing_table,
 			   &err) != DKP_OK) {
+		dkp_error("%s", err.msg);
+		rc = EX_CONFIG_;
+		goto done;
+	}
+	if (k.route && dkp_psl_load(&k.psl, k.cfg->align.psl_file, &err) != DKP_OK) {
 		dkp_error("%s", err.msg);
 		rc = EX_CONFIG_;
 		goto done;

@@ -80,6 +80,8 @@ struct dkp_cli {
 	unsigned concurrency;		/* --concurrency lookups */
 	/* keygen */
 	const char *domain, *selector, *outdir;
+	char selector_buf[64];		/* --selector with its strftime
+					 * conversions expanded (UTC) */
 	enum dkp_alg type;
 	int bits;
 };

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "base/err.h"
 #include "base/mem.h"
@@ -236,8 +237,34 @@ static int opt_type(struct dkp_cli *c, const char *arg, struct dkp_err *err)
 	return DKP_OK;
 }
 
+/* --selector with its strftime conversions (a selector scheme such as
+ * UE%Y%m) expanded for c->time (or now), in UTC so that every host of a
+ * fleet names a month's key alike; the result is checked by the caller. */
+static int expand_selector(struct dkp_cli *c, struct dkp_err *err)
+{
+	time_t t = c->time >= 0 ? (time_t)c->time : time(NULL);
+	struct tm tm;
+	size_t n;
+
+	if (strchr(c->selector, '%') == NULL)
+		return DKP_OK;
+	if (gmtime_r(&t, &tm) == NULL)
+		return dkp_cli_bad_arg(err, "--time", "out of range");
+	/* a non-literal format is the point here: the operator's scheme */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+	n = strftime(c->selector_buf, sizeof(c->selector_buf), c->selector, &tm);
+#pragma GCC diagnostic pop
+	if (n == 0)
+		return usage(err, "--selector '%s' expands to nothing or to more than 63 characters",
+			     c->selector);
+	c->selector = c->selector_buf;
+	return DKP_OK;
+}
+
 static void keygen_defaults(struct dkp_cli *c)
 {
+	c->time = -1;
 	c->type = DKP_ALG_RSA_SHA256;
 	c->outdir = ".";
 	c->bits = 0;	/* not given: 2048 for RSA (keygen_finish) */
@@ -252,9 +279,16 @@ static int keygen_finish(struct dkp_cli *c, int argc, char **argv, int ind,
 		return usage(err, "keygen needs --domain and --selector");
 	if (!dkp_sigfmt_domain_ok(c->domain, strlen(c->domain)))
 		return dkp_cli_bad_arg(err, "--domain", c->domain);
+	if (expand_selector(c, err) != DKP_OK)
+		return err->code;
 	if (!dkp_sigfmt_selector_ok(c->selector, strlen(c->selector)) ||
-	    strlen(c->selector) > 63)
-		return dkp_cli_bad_arg(err, "--selector", c->selector);
+	    strlen(c->selector) > 63) {
+		dkp_cli_bad_arg(err, "--selector", c->selector);
+		if (c->selector == c->selector_buf)
+			snprintf(err->msg + strlen(err->msg), sizeof(err->msg) - strlen(err->msg),
+				 " (expanded from the pattern; a selector is letters, digits, inner '-' and '.')");
+		return err->code;
+	}
 	if (c->bits && c->type == DKP_ALG_ED25519_SHA256)
 		return usage(err, "--bits applies to RSA keys only");
 	if (c->bits == 0)
@@ -264,11 +298,14 @@ static int keygen_finish(struct dkp_cli *c, int argc, char **argv, int ind,
 
 static const struct dkp_opt keygen_opts[] = {
 	{ 'd', "domain", "D", DKP_OPT_STR, F(domain), 0, 0, NULL, "the signing domain (d=)" },
-	{ 's', "selector", "S", DKP_OPT_STR, F(selector), 0, 0, NULL, "the selector (s=)" },
+	{ 's', "selector", "S", DKP_OPT_STR, F(selector), 0, 0, NULL,
+	  "the selector (s=); strftime(3) conversions are expanded for the current time in UTC, so a scheme such as UE%Y%m gives UE202612" },
 	{ 't', "type", "T", 0, 0, 0, 0, opt_type, "rsa (default) or ed25519" },
 	{ 'b', "bits", "N", DKP_OPT_INT, F(bits), DKP_RSA_MIN_BITS, 16384, NULL,
 	  "RSA size, 1024..16384 (default 2048)" },
 	{ 'o', "out", "DIR", DKP_OPT_STR, F(outdir), 0, 0, NULL, "where to write (default: .)" },
+	{ 0, "time", "UNIX", DKP_OPT_I64, F(time), 0, INT64_MAX / 2, NULL,
+	  "the time for --selector's conversions (default: now)" },
 	END,
 };
 
@@ -458,7 +495,7 @@ const struct dkp_cmd_def dkp_cli_cmds[] = {
 {
 	"keygen", DKP_CMD_KEYGEN, "make a signing key and its DNS TXT record",
 	"usage: dkimpress keygen --domain D --selector S [--type rsa|ed25519]\n"
-	"                        [--bits N] [--out DIR]\n",
+	"                        [--bits N] [--out DIR] [--time UNIX]\n",
 	"Writes DIR/S.private (PKCS#8 PEM, mode 0600, never overwritten) and\n"
 	"DIR/S.txt (the DNS TXT record in zone-file form, split into 255-byte\n"
 	"strings), and prints the record as one --dns-file line on standard\n"

@@ -186,6 +186,36 @@ static void render_domains(const struct dkp_stats *st, struct dkp_buf *b)
 	dkp_free(d);
 }
 
+/* DMARC alignment (conf/align.h): totals, then per From domain. */
+static void render_align(const struct dkp_stats *st, struct dkp_buf *b)
+{
+	static const char *const res[2] = { "aligned", "unaligned" };
+	size_t cap = DKP_DOM_MAX + 1, n, i;
+	struct dkp_stats_adom *d;
+	int k;
+
+	head(b, "dkimpress_dmarc_messages_total", "counter",
+	     "Messages checked for DMARC alignment (with key_table), each time signed, deferred or failed: aligned when a signature they carry (or would carry) aligns with the From domain (dmarc_alignment), else unaligned.");
+	dkp_buf_printf(b, "dkimpress_dmarc_messages_total{alignment=\"aligned\"} %lu\n",
+		       ld(&st->align[0]));
+	dkp_buf_printf(b, "dkimpress_dmarc_messages_total{alignment=\"unaligned\"} %lu\n",
+		       ld(&st->align[1]));
+	if (atomic_load(&((struct dkp_stats *)st)->adom) == NULL)
+		return;
+	d = dkp_malloc(cap * sizeof(*d));
+	n = dkp_stats_align_domains(st, d, cap);
+	head(b, "dkimpress_domain_dmarc_messages_total", "counter",
+	     "dkimpress_dmarc_messages_total by From domain; the busiest domains (metrics_domains of them) have their own series, counted from when they got it, the rest count under domain=\"_other\".");
+	for (i = 0; i < n; i++)
+		for (k = 0; k < 2; k++) {
+			dkp_buf_adds(b, "dkimpress_domain_dmarc_messages_total{domain=\"");
+			add_label(b, d[i].domain);
+			dkp_buf_printf(b, "\",alignment=\"%s\"} %llu\n", res[k],
+				       (unsigned long long)(k ? d[i].unaligned : d[i].aligned));
+		}
+	dkp_free(d);
+}
+
 void dkp_metrics_render(const struct dkp_metrics_src *src, struct dkp_buf *b)
 {
 	static const char *const outcome[DKP_OUT_N] = {
@@ -302,6 +332,7 @@ void dkp_metrics_render(const struct dkp_metrics_src *src, struct dkp_buf *b)
 		       src->reload_failures ? ld(src->reload_failures) : 0);
 
 	render_domains(st, b);
+	render_align(st, b);
 }
 
 /* ---- serving (libmicrohttpd) ----------------------------------------- */

@@ -25,6 +25,7 @@
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "cmd/alignrep.h"
 #include "cmd/metrics.h"
 #include "dkim/sign.h"
 #include "engine/pool.h"
@@ -228,6 +229,7 @@ static int write_stats(const char *path, struct dkp_pool *p, const unsigned long
 		(unsigned long)atomic_load(&st->sigs[DKP_SALG_ED25519_SHA256]),
 		(unsigned long)atomic_load(&n_reloads),
 		(unsigned long)atomic_load(&n_reload_failures));
+	dkp_alignrep_json(f, st);
 	fprintf(f, "\"signed\":%lu,\"esp_only\":%lu,\"deferred\":%lu,\"failed\":%lu,"
 		"\"bytes\":%lu,\"seconds\":%.6f,\"threads\":%u,\"batch\":%u,"
 		"\"renamed\":%lu,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
@@ -262,6 +264,7 @@ static void summary(struct dkp_pool *p, const unsigned long *n, unsigned long by
 	       el > 0 ? (double)bytes / el / 1e6 : 0.0);
 	if (dkp_pool_esp_only_domains(p))
 		printf("; %zu domains without a customer key", dkp_pool_esp_only_domains(p));
+	dkp_alignrep_summary(stdout, st);
 	if (atomic_load(&st->renamed))
 		printf("; %lu under a new name (ID collision)",
 		       (unsigned long)atomic_load(&st->renamed));
@@ -522,12 +525,17 @@ int dkp_run(const struct dkp_run_opts *o)
 		return pc.require_uring ? 78 : 71;
 	}
 	dkp_snap_unref(snap);	/* the pool holds it now */
+	/* DMARC alignment per From domain, before the first batch (the
+	 * pool holds its workers) */
+	dkp_stats_track_align((struct dkp_stats *)dkp_pool_stats(r.pool),
+			      c->metrics_domains);
 	/* the endpoint before the first claim or fetch (the pool holds its
 	 * workers; the dispatcher has not run) */
 	if (r.metrics &&
 	    (rc = start_metrics(&r, c, q ? dkp_qdir_new_path(q) : NULL, js)) != 0) {
 		dkp_pool_stop(r.pool);
 		dkp_stats_untrack_domains((struct dkp_stats *)dkp_pool_stats(r.pool));
+		dkp_stats_untrack_align((struct dkp_stats *)dkp_pool_stats(r.pool));
 		dkp_pool_free(r.pool);
 		close_transport(q, js);
 		return rc;
@@ -545,6 +553,7 @@ int dkp_run(const struct dkp_run_opts *o)
 	exitcode = finish(&r, q, js, fatal);
 	dkp_metrics_free(r.metrics);	/* before the counters it reads go */
 	dkp_stats_untrack_domains((struct dkp_stats *)dkp_pool_stats(r.pool));
+	dkp_stats_untrack_align((struct dkp_stats *)dkp_pool_stats(r.pool));
 	dkp_pool_free(r.pool);
 	close_transport(q, js);
 	return exitcode;

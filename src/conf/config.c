@@ -48,6 +48,7 @@ void dkp_config_free(struct dkp_config *c)
 	if (c == NULL)
 		return;
 	js_free(&c->js);
+	dkp_align_conf_free(&c->align);
 	dkp_free(c->path);
 	dkp_free(c->in_dir);
 	dkp_free(c->out_dir);
@@ -556,7 +557,9 @@ static int parse_line(struct dkp_config *c, char *p, const char *where,
 	if (i == K_COUNT)	/* then the transport's table */
 		for (; i < K_COUNT + J_COUNT && strcmp(jkey_names[i - K_COUNT], k); i++)
 			;
-	if (i == K_COUNT + J_COUNT)
+	if (i == K_COUNT + J_COUNT && dkp_align_conf_key(k) >= 0)
+		i += dkp_align_conf_key(k);	/* then DMARC alignment's (align.h) */
+	else if (i == K_COUNT + J_COUNT)
 		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
 				   "%s: unknown setting '%s'", where, k);
 	if (seen[i] > override)
@@ -593,7 +596,9 @@ static int parse_line(struct dkp_config *c, char *p, const char *where,
 		}
 	}
 	seen[i] = override ? 2 : 1;
-	why = apply(c, i < K_COUNT ? &settings[i] : &jsettings[i - K_COUNT], v, queue_dir);
+	why = i < K_COUNT ? apply(c, &settings[i], v, queue_dir)
+	    : i < K_COUNT + J_COUNT ? apply(c, &jsettings[i - K_COUNT], v, queue_dir)
+	    : dkp_align_conf_apply(&c->align, i - K_COUNT - J_COUNT, v);
 	if (why != NULL)
 		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config", "%s: %s: %s",
 				   where, k, why);
@@ -669,7 +674,7 @@ int dkp_config_load(struct dkp_config **out, const char *path,
 	struct dkp_config *c;
 	char *line = NULL, *queue_dir = NULL, where[512];
 	size_t cap = 0, lineno = 0, j;
-	int seen[K_COUNT + J_COUNT] = { 0 }, rc = DKP_OK;
+	int seen[K_COUNT + J_COUNT + DKP_ALIGN_NKEYS] = { 0 }, rc = DKP_OK;
 
 	*out = NULL;
 	if (f == NULL)

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "dkimpress/dkimpress.h"
+#include "conf/align.h"
 #include "dkim/sign.h"
 
 enum dkp_missing_key {
@@ -103,6 +104,8 @@ struct dkp_config {
 	unsigned self_verify;			/* 0 off, 1 every, N: 1 in N */
 	int self_verify_rsa_only;		/* self_verify = rsa */
 	enum dkp_rsa_backend rsa_backend;
+	struct dkp_align_conf align;		/* dmarc_alignment, unaligned,
+						 * public_suffix_list (align.h) */
 };
 
 /* Parse and validate path, then apply sets[0..nsets) ("key=value", as

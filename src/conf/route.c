@@ -110,8 +110,9 @@ static int load_keytable(struct dkp_route *r, const char *path,
 		}
 		*c1 = *c2 = '\0';
 		/* rendered as d= and s= (RFC 6376 grammar, sigfmt.h); '%'
-		 * is the From domain, checked per message (job.c) */
-		if (!(strcmp(spec, "%") == 0 ||
+		 * is the From domain, "%org" its organizational domain,
+		 * both checked per message (conf/align.h) */
+		if (!(strcmp(spec, "%") == 0 || strcasecmp(spec, "%org") == 0 ||
 		      dkp_sigfmt_domain_ok(spec, strlen(spec))) ||
 		    !dkp_sigfmt_selector_ok(c1 + 1, strlen(c1 + 1))) {
 			rc = dkp_err_set(err, DKP_E_SYNTAX, 0, "config",

@@ -4,7 +4,7 @@
  * files.
  *
  * KeyTable: one entry per line, "KEYNAME DOMAIN:SELECTOR:KEYFILE"; DOMAIN
- * "%" means the From domain. SigningTable, plain file: "KEY KEYNAME",
+ * "%" means the From domain, "%org" its organizational domain (align.h). SigningTable, plain file: "KEY KEYNAME",
  * looked up with the From address: the exact address (local@domain), then
  * the domain, then each parent domain written with a leading dot
  * (".example.com" covers every subdomain of example.com); the first found
@@ -25,7 +25,7 @@
 
 struct dkp_keyent {
 	char *name;		/* KeyTable key name */
-	char *domain;		/* d=; "%" means the From domain */
+	char *domain;		/* d=; "%", "%org": from the From domain */
 	char *selector;		/* s= */
 	char *path;		/* the private key file */
 	size_t index;		/* 0..n-1, stable for this table */

@@ -28,6 +28,7 @@ void dkp_snap_unref(struct dkp_snap *s)
 	if (s == NULL || atomic_fetch_sub(&s->refs, 1) != 1)
 		return;
 	dkp_keycache_free(s->keys);
+	dkp_psl_free(s->psl);
 	dkp_htab_free(s->rcache, NULL);
 	pthread_mutex_destroy(&s->rmu);
 	dkp_key_unref(s->esp_key);
@@ -75,6 +76,8 @@ int dkp_snap_load(struct dkp_snap **out, const char *path,
 				 path);
 		goto fail;
 	}
+	if ((rc = dkp_psl_load(&s->psl, s->cfg->align.psl_file, err)) != DKP_OK)
+		goto fail;
 	if ((rc = dkp_key_load(&s->esp_key, s->cfg->esp_keyfile,
 			       s->cfg->insecure_key_perms ? DKP_KEY_INSECURE_PERMS : 0,
 			       err)) != DKP_OK) {

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "conf/align.h"
 #include "conf/config.h"
 #include "conf/keycache.h"
 #include "conf/route.h"
@@ -22,6 +23,7 @@ struct dkp_snap {
 	struct dkp_route *route;	/* NULL: no customer keys */
 	struct dkp_key *esp_key;
 	struct dkp_keycache *keys;
+	struct dkp_psl *psl;		/* the Public Suffix List (align.h) */
 	/* refile tables: address -> key (or none), so a scan of the
 	 * patterns happens once per address, not once per message */
 	pthread_mutex_t rmu;

@@ -8,6 +8,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "conf/align.h"
 #include "dkim/sign.h"
 #include "dkim/envelope.h"
 #include "dkim/sigfmt.h"
@@ -65,6 +66,32 @@ void dkp_job_set_nosign(struct dkp_job *j, int nosign)
 	j->nosign = nosign;
 }
 
+/* DMARC alignment of the signatures m will carry (conf/align.h): recorded
+ * in m for the counters; a customer signature that does not align (and
+ * no other that does) defers or fails m as `unaligned` says. 0, or -1
+ * when m was rejected. */
+static int align_gate(const struct dkp_snap *s, struct dkp_tmsg *m,
+		      const char *from, const char *cdomain)
+{
+	const struct dkp_align_conf *ac = &s->cfg->align;
+	const char *d[2] = { cdomain, s->cfg->esp_domain };
+	char ef[256];
+
+	if (dkp_align_norm(from, m->align_dom, sizeof(m->align_dom)) < 0)
+		m->align_dom[0] = '\0';	/* counted under "_other" */
+	m->align = dkp_align_message(s->psl, ac->mode, from, d, 2);
+	if (m->align == DKP_ALIGN_YES || cdomain == NULL ||
+	    ac->action == DKP_UNALIGNED_SIGN)
+		return 0;
+	dkp_sigfmt_escape(from, strlen(from), ef, sizeof(ef));
+	dkp_err_set(&m->err, DKP_E_NOKEY, ac->action == DKP_UNALIGNED_DEFER, "align",
+		    "no DMARC-aligned signature: From domain %.100s, customer d=%.100s (dmarc_alignment = %s, unaligned = %s)",
+		    ef, cdomain, dkp_align_mode_name(ac->mode),
+		    dkp_unaligned_name(ac->action));
+	dkp_tmsg_reject(m, &m->err);
+	return -1;
+}
+
 /* Route, then sign one message: the customer signature first (on top),
  * then the ESP's. */
 static void sign_one(struct dkp_job *j, struct dkp_snap *s, struct dkp_tmsg *m,
@@ -76,7 +103,7 @@ static void sign_one(struct dkp_job *j, struct dkp_snap *s, struct dkp_tmsg *m,
 	const struct dkp_keyent *ke = NULL;
 	struct dkp_envelope env;
 	struct dkp_err *err = &m->err;
-	char local[256], dom[256], edom[256], nokey[80];
+	char local[256], dom[256], edom[256], nokey[80], org[256];
 	const char *cdomain = NULL;
 	size_t n = 0, k;
 
@@ -111,16 +138,17 @@ static void sign_one(struct dkp_job *j, struct dkp_snap *s, struct dkp_tmsg *m,
 					     sizeof(dom), err) == DKP_OK) {
 		ke = dkp_snap_route(s, local, dom);
 		dkp_sigfmt_escape(dom, strlen(dom), edom, sizeof(edom));
-		if (ke && strcmp(ke->domain, "%") == 0 &&
-		    !dkp_sigfmt_domain_ok(dom, strlen(dom))) {
-			/* '%' signs as the From domain: one that is not a
-			 * domain name (RFC 6376 3.5 d=) has no customer key */
-			snprintf(nokey, sizeof(nokey),
-				 "; the From domain is not a valid d= (RFC 6376 3.5)");
+		if (ke && (cdomain = dkp_align_key_domain(s->psl, ke->domain, dom, org,
+							  sizeof(org))) == NULL) {
+			/* '%' signs as the From domain, "%org" as its
+			 * organizational domain: none that is a domain name
+			 * (RFC 6376 3.5 d=) means no customer key */
+			snprintf(nokey, sizeof(nokey), "%s", strcmp(ke->domain, "%") == 0 ?
+				 "; the From domain is not a valid d= (RFC 6376 3.5)" :
+				 "; the From domain has no organizational domain (%org)");
 			ke = NULL;
 		}
 		if (ke) {
-			cdomain = strcmp(ke->domain, "%") == 0 ? dom : ke->domain;
 			if (dkp_keycache_get(s->keys, ke->index, ke->path, &ckey,
 					     err) != DKP_OK) {
 				/* the operator must fix the key: keep the mail */
@@ -153,6 +181,10 @@ static void sign_one(struct dkp_job *j, struct dkp_snap *s, struct dkp_tmsg *m,
 			dkp_tmsg_reject(m, err);
 			return;
 		}
+	}
+	if (s->route && align_gate(s, m, dom, ckey ? cdomain : NULL) < 0) {
+		dkp_key_unref(ckey);
+		return;
 	}
 	memset(sp, 0, sizeof(sp));
 	for (k = 0; k < 2; k++) {
@@ -242,6 +274,8 @@ void dkp_job_sign(struct dkp_job *j, struct dkp_snap *s, struct dkp_tmsg *m,
 		dkp_signer_set_backend(j->signer, DKP_RSA_OPENSSL, &err);
 	/* RSA-2048 signatures of the whole batch (both of every message)
 	 * wait here and are made eight at a time (dkp_sign_flush) */
+	for (i = 0; i < n && i < j->cap; i++)
+		m[i].align = DKP_ALIGN_UNCHECKED;
 	for (i = 0; i < n && i < j->cap; i++)
 		if (m[i].outcome < 0) {
 			dkp_signer_set_batch(j->signer, 1, i);

@@ -11,6 +11,7 @@
 
 #include "base/htab.h"
 #include "base/mem.h"
+#include "conf/align.h"
 
 const double dkp_stats_le[DKP_HIST_BUCKETS - 1] = {
 	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -32,7 +33,7 @@ struct cand {			/* a space-saving candidate */
 
 struct prom {			/* a domain with its own series */
 	char name[256];
-	uint64_t msgs, bytes;
+	uint64_t c[2];		/* messages and bytes; or aligned, unaligned */
 };
 
 struct dkp_domstats {
@@ -45,7 +46,7 @@ struct dkp_domstats {
 	struct cand **heap;	/* min-heap on count, nc of ccap */
 	size_t nc;
 	uint64_t total;		/* messages counted */
-	uint64_t other_msgs, other_bytes;
+	uint64_t other[2];
 };
 
 static void heap_swap(struct dkp_domstats *d, size_t a, size_t b)
@@ -130,10 +131,10 @@ static struct cand *cand_count(struct dkp_domstats *d, const char *name, size_t 
 	return c;
 }
 
-/* Count one published message of len bytes for domain name (may be ""),
- * mutex held. */
+/* Count one message for domain name (may be ""), adding c0 and c1 to
+ * its two counters, mutex held. */
 static void dom_count(struct dkp_domstats *d, const char *name, size_t len,
-		      uint64_t bytes)
+		      uint64_t c0, uint64_t c1)
 {
 	uintptr_t pi;
 	struct cand *c;
@@ -141,12 +142,12 @@ static void dom_count(struct dkp_domstats *d, const char *name, size_t len,
 
 	d->total++;
 	if (len && (pi = (uintptr_t)dkp_htab_get(d->pidx, name, len)) != 0) {
-		d->p[pi - 1].msgs++;
-		d->p[pi - 1].bytes += bytes;
+		d->p[pi - 1].c[0] += c0;
+		d->p[pi - 1].c[1] += c1;
 		return;
 	}
-	d->other_msgs++;
-	d->other_bytes += bytes;
+	d->other[0] += c0;
+	d->other[1] += c1;
 	if (len == 0 || d->np == d->bound)
 		return;
 	c = cand_count(d, name, len);
@@ -172,7 +173,7 @@ static void dom_count(struct dkp_domstats *d, const char *name, size_t len,
 	}
 }
 
-void dkp_stats_track_domains(struct dkp_stats *st, size_t bound)
+static struct dkp_domstats *domstats_new(size_t bound)
 {
 	struct dkp_domstats *d = dkp_calloc(1, sizeof(*d));
 
@@ -186,13 +187,11 @@ void dkp_stats_track_domains(struct dkp_stats *st, size_t bound)
 	d->pidx = dkp_htab_new(bound);
 	d->cidx = dkp_htab_new(d->ccap);
 	d->heap = dkp_calloc(d->ccap, sizeof(*d->heap));
-	atomic_store(&st->dom, d);
+	return d;
 }
 
-void dkp_stats_untrack_domains(struct dkp_stats *st)
+static void domstats_free(struct dkp_domstats *d)
 {
-	struct dkp_domstats *d = atomic_exchange(&st->dom, NULL);
-
 	if (d == NULL)
 		return;
 	while (d->nc)
@@ -205,10 +204,20 @@ void dkp_stats_untrack_domains(struct dkp_stats *st)
 	dkp_free(d);
 }
 
-size_t dkp_stats_domains(const struct dkp_stats *st, struct dkp_stats_dom *out,
-			 size_t max)
+void dkp_stats_track_domains(struct dkp_stats *st, size_t bound)
 {
-	struct dkp_domstats *d = atomic_load(&((struct dkp_stats *)st)->dom);
+	atomic_store(&st->dom, domstats_new(bound));
+}
+
+void dkp_stats_untrack_domains(struct dkp_stats *st)
+{
+	domstats_free(atomic_exchange(&st->dom, NULL));
+}
+
+/* Copy d's series into out[0..max), "_other" last; how many. */
+static size_t domstats_read(struct dkp_domstats *d, struct dkp_stats_dom *out,
+			    size_t max)
+{
 	size_t i, n = 0;
 
 	if (d == NULL || max == 0)
@@ -216,15 +225,84 @@ size_t dkp_stats_domains(const struct dkp_stats *st, struct dkp_stats_dom *out,
 	pthread_mutex_lock(&d->mu);
 	for (i = 0; i < d->np && n + 1 < max; i++, n++) {
 		memcpy(out[n].domain, d->p[i].name, sizeof(out[n].domain));
-		out[n].msgs = d->p[i].msgs;
-		out[n].bytes = d->p[i].bytes;
+		out[n].msgs = d->p[i].c[0];
+		out[n].bytes = d->p[i].c[1];
 	}
 	snprintf(out[n].domain, sizeof(out[n].domain), "_other");
-	out[n].msgs = d->other_msgs;
-	out[n].bytes = d->other_bytes;
+	out[n].msgs = d->other[0];
+	out[n].bytes = d->other[1];
 	n++;
 	pthread_mutex_unlock(&d->mu);
 	return n;
+}
+
+size_t dkp_stats_domains(const struct dkp_stats *st, struct dkp_stats_dom *out,
+			 size_t max)
+{
+	return domstats_read(atomic_load(&((struct dkp_stats *)st)->dom), out, max);
+}
+
+/* ---- DMARC alignment per From domain (stats.h) ------------------------ */
+
+void dkp_stats_track_align(struct dkp_stats *st, size_t bound)
+{
+	atomic_store(&st->adom, domstats_new(bound));
+}
+
+void dkp_stats_untrack_align(struct dkp_stats *st)
+{
+	domstats_free(atomic_exchange(&st->adom, NULL));
+}
+
+size_t dkp_stats_align_domains(const struct dkp_stats *st,
+			       struct dkp_stats_adom *out, size_t max)
+{
+	struct dkp_domstats *d = atomic_load(&((struct dkp_stats *)st)->adom);
+	size_t i, n = 0;
+
+	if (d == NULL || max == 0)
+		return 0;
+	pthread_mutex_lock(&d->mu);
+	for (i = 0; i < d->np && n + 1 < max; i++, n++) {
+		memcpy(out[n].domain, d->p[i].name, sizeof(out[n].domain));
+		out[n].aligned = d->p[i].c[0];
+		out[n].unaligned = d->p[i].c[1];
+	}
+	snprintf(out[n].domain, sizeof(out[n].domain), "_other");
+	out[n].aligned = d->other[0];
+	out[n].unaligned = d->other[1];
+	n++;
+	pthread_mutex_unlock(&d->mu);
+	return n;
+}
+
+/* The batch's alignment results: totals, and per From domain when
+ * tracked (one lock per batch). */
+static void add_align(struct dkp_stats *st, const struct dkp_tmsg *m, size_t n)
+{
+	struct dkp_domstats *d = atomic_load(&st->adom);
+	size_t i;
+	int locked = 0;
+
+	for (i = 0; i < n; i++) {
+		int yes = m[i].align == DKP_ALIGN_YES;
+
+		if (m[i].align == DKP_ALIGN_UNCHECKED || m[i].outcome < 0 ||
+		    m[i].outcome >= DKP_OUT_N || m[i].outcome == DKP_OUT_GONE)
+			continue;
+		atomic_fetch_add(&st->align[yes ? 0 : 1], 1);
+		if (d) {
+			if (!locked) {
+				pthread_mutex_lock(&d->mu);
+				locked = 1;
+			}
+			dom_count(d, m[i].align_dom, strnlen(m[i].align_dom,
+							     sizeof(m[i].align_dom)),
+				  yes, !yes);
+		}
+	}
+	if (locked)
+		pthread_mutex_unlock(&d->mu);
 }
 
 /* ---- counting a batch ------------------------------------------------ */
@@ -368,12 +446,13 @@ void dkp_stats_add(struct dkp_stats *st, const struct dkp_tmsg *m, size_t n,
 					pthread_mutex_lock(&d->mu);
 					locked = 1;
 				}
-				dom_count(d, dom, dlen, m[i].len);
+				dom_count(d, dom, dlen, 1, m[i].len);
 			}
 		}
 	}
 	if (locked)
 		pthread_mutex_unlock(&d->mu);
+	add_align(st, m, n);
 }
 
 double dkp_stats_latency_ms(const struct dkp_stats *st, double q)

@@ -65,6 +65,11 @@ struct dkp_stats {
 	atomic_ulong hist[DKP_HIST_BUCKETS];
 	atomic_ulong lat_sum_us;
 	_Atomic(struct dkp_domstats *) dom;	/* NULL: not per domain */
+	/* DMARC alignment (conf/align.h) of every message checked, each
+	 * time it was signed, deferred or failed: [0] aligned, [1] not;
+	 * and per From domain, bounded as dom (NULL: not tracked) */
+	atomic_ulong align[2];
+	_Atomic(struct dkp_domstats *) adom;
 };
 
 /* Count the outcomes of a committed batch m[0..n); now is the monotonic
@@ -94,5 +99,21 @@ struct dkp_stats_dom {
  * tracking. */
 size_t dkp_stats_domains(const struct dkp_stats *st, struct dkp_stats_dom *out,
 			 size_t max);
+
+/* DMARC alignment per From domain, bounded as the per-domain series
+ * (the same sketch, its own table): track before the first batch,
+ * untrack once no worker runs. */
+void dkp_stats_track_align(struct dkp_stats *st, size_t bound);
+void dkp_stats_untrack_align(struct dkp_stats *st);
+
+struct dkp_stats_adom {
+	char domain[256];
+	uint64_t aligned, unaligned;
+};
+
+/* As dkp_stats_domains, for the alignment table; "_other" last (with
+ * the messages whose From had no usable domain). */
+size_t dkp_stats_align_domains(const struct dkp_stats *st,
+			       struct dkp_stats_adom *out, size_t max);
 
 #endif

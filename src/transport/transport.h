@@ -71,6 +71,10 @@ struct dkp_tmsg {
 	struct iovec out[3];
 	int nout;
 	int outcome;			/* enum dkp_outcome, -1 while open */
+	/* set by the engine: DMARC alignment (enum dkp_align_result,
+	 * conf/align.h; 0 not checked) and the From domain it is about */
+	int align;
+	char align_dom[256];
 	int claimed;			/* the transport holds it */
 	struct dkp_err err;		/* why deferred or failed */
 	/* transport-private */

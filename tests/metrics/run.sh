@@ -255,6 +255,19 @@ eq("per-domain messages add up to published", sum(dm.values()), pub)
 eq("per-domain bytes add up to input bytes", sum(db.values()), m.get("dkimpress_input_bytes_total"))
 eq("the busiest domain (esp.example, the esp-only 20%) has a series",
    'dkimpress_domain_messages_total{domain="esp.example"}' in dm, True)
+# DMARC alignment (conf/align.h): every published message was checked
+# (the malformed ones fail before), the JSON says the same, and the
+# per-From-domain family adds up to the totals
+al = m.get('dkimpress_dmarc_messages_total{alignment="aligned"}', -1)
+un = m.get('dkimpress_dmarc_messages_total{alignment="unaligned"}', -1)
+eq("dmarc aligned = JSON", al, js["aligned"])
+eq("dmarc unaligned = JSON", un, js["unaligned"])
+eq("dmarc aligned + unaligned = published", al + un, pub)
+ad = {k: v for k, v in m.items() if k.startswith("dkimpress_domain_dmarc_messages_total{")}
+eq("per-domain dmarc aligned adds up", sum(v for k, v in ad.items() if 'alignment="aligned"' in k), al)
+eq("per-domain dmarc unaligned adds up", sum(v for k, v in ad.items() if 'alignment="unaligned"' in k), un)
+eq("per-domain dmarc series: at most the bound + _other",
+   len({k.split(",")[0] for k in ad}) <= bound + 1, True)
 # key cache
 eq("key cache: 40 keys loaded, none failed",
    (m.get("dkimpress_keycache_loads_total") >= 40, m.get("dkimpress_keycache_load_failures_total")), (True, 0))

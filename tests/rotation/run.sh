@@ -5,7 +5,9 @@
 # `dkimpress run` (watch mode, not --once) signs while a producer keeps
 # handing messages to the queue with `dkimpress enqueue`. Mid-run, for the
 # customer domain (RSA-2048, KeyTable) and for the ESP key (Ed25519,
-# esp_key): new selectors made with `dkimpress keygen`; `check` on the new
+# esp_key): new selectors made with `dkimpress keygen` (the customer's
+# from the scheme c%Y%m, as docs/operations.md does it: c202611, then
+# c202612); `check` on the new
 # configuration says "missing" (and exits 1) while the records are not
 # published, "ok" (exit 0) once they are; then the KeyTable and esp_key
 # are switched and the engine gets SIGHUP. Asserted:
@@ -64,9 +66,9 @@ waitfor() {
 nout() { find "$Q/out/new" -maxdepth 1 -type f 2>/dev/null | wc -l; }
 
 echo "== old keys, published; the engine starts"
-"$D" keygen --domain cust.example --selector c1 --out "$K" >"$W/dns.txt" 2>/dev/null
+"$D" keygen --domain cust.example --selector 'c%Y%m' --time 1794700800 --out "$K" >"$W/dns.txt" 2>/dev/null
 "$D" keygen --domain esp.example --selector e1 --type ed25519 --out "$K" >>"$W/dns.txt" 2>/dev/null
-echo "kcust cust.example:c1:$K/c1.private" >"$W/KeyTable"
+echo "kcust cust.example:c202611:$K/c202611.private" >"$W/KeyTable"
 echo "*@cust.example kcust" >"$W/SigningTable"
 mkconf() {	# mkconf FILE ESPSEL KEYTABLE
 	{
@@ -108,14 +110,14 @@ check 'waitfor 60 "[ \$(nout) -ge $N ]"' "phase 1: the engine signs while the pr
 ls "$Q/out/new" >"$W/before"
 
 echo "== new selectors: keygen, check says missing, publish, check says ok"
-"$D" keygen --domain cust.example --selector c2 --out "$K" >"$W/new.rec" 2>/dev/null
+"$D" keygen --domain cust.example --selector 'c%Y%m' --time 1797292800 --out "$K" >"$W/new.rec" 2>/dev/null
 "$D" keygen --domain esp.example --selector e2 --type ed25519 --out "$K" >>"$W/new.rec" 2>/dev/null
-echo "kcust cust.example:c2:$K/c2.private" >"$W/KeyTable.new"
+echo "kcust cust.example:c202612:$K/c202612.private" >"$W/KeyTable.new"
 mkconf "$W/dkimpress.conf.new" e2 "$W/KeyTable.new"
 "$D" check -c "$W/dkimpress.conf.new" --dns-file "$W/dns.txt" >"$W/check1" 2>"$W/check1.err"
 rc=$?
 cat "$W/check1"
-check '[ "$rc" = 1 ] && grep -qE "^missing +esp_key e2._domainkey.esp.example: .*do not switch" "$W/check1" && grep -qE "^missing +kcust c2._domainkey.cust.example" "$W/check1"' \
+check '[ "$rc" = 1 ] && grep -qE "^missing +esp_key e2._domainkey.esp.example: .*do not switch" "$W/check1" && grep -qE "^missing +kcust c202612._domainkey.cust.example" "$W/check1"' \
 	"check before publishing: missing for both new keys, exit 1, 'do not switch' said" "exit $rc"
 cat "$W/new.rec" >>"$W/dns.txt"	# publish
 "$D" check -c "$W/dkimpress.conf.new" --dns-file "$W/dns.txt" >"$W/check2" 2>&1
@@ -124,8 +126,8 @@ cat "$W/check2"
 check '[ "$rc" = 0 ] && tail -n 1 "$W/check2" | grep -qF "2 keys: 2 ok"' "check after publishing: ok for both, exit 0" "exit $rc"
 
 echo "== switch: new KeyTable and esp_key, SIGHUP"
-mv "$W/KeyTable.new" "$W/KeyTable.c2"
-mkconf "$W/dkimpress.conf.tmp" e2 "$W/KeyTable.c2"
+mv "$W/KeyTable.new" "$W/KeyTable.c202612"
+mkconf "$W/dkimpress.conf.tmp" e2 "$W/KeyTable.c202612"
 cp "$W/dkimpress.conf" "$W/dkimpress.conf.old"
 mv "$W/dkimpress.conf.tmp" "$W/dkimpress.conf"
 kill -HUP "$RPID"
@@ -178,15 +180,15 @@ for name in os.listdir(out):
         count[p] = count.get(p, 0) + 1
     seq = int(re.search(rb"Subject: rotation (\d+)", data).group(1))
     sels = dict(pairs)
-    if name in before and sels != {"cust.example": "c1", "esp.example": "e1"}:
+    if name in before and sels != {"cust.example": "c202611", "esp.example": "e1"}:
         errs.append("%s (published before the switch): %s" % (name, sels))
-    if seq > mark and sels != {"cust.example": "c2", "esp.example": "e2"}:
+    if seq > mark and sels != {"cust.example": "c202612", "esp.example": "e2"}:
         errs.append("message %d (enqueued after the reload): %s" % (seq, sels))
 print("selectors:", ", ".join("%s s=%s: %d" % (d, s, n) for (d, s), n in sorted(count.items())))
 for e in errs[:5]:
     print(e)
 ok = not errs and all(count.get(p, 0) > 0 for p in
-                      [("cust.example", "c1"), ("cust.example", "c2"),
+                      [("cust.example", "c202611"), ("cust.example", "c202612"),
                        ("esp.example", "e1"), ("esp.example", "e2")])
 sys.exit(0 if ok else 1)
 PY
@@ -194,7 +196,7 @@ then ok "old selectors before the switch, new ones after the reload, both used (
 else bad "selectors: $(cat "$W/sel")"; fi
 
 echo "== after the longest delivery time: revoke the old records"
-sed -e 's/^\(c1\._domainkey\.cust\.example\t\).*/\1v=DKIM1; k=rsa; p=/' \
+sed -e 's/^\(c202611\._domainkey\.cust\.example\t\).*/\1v=DKIM1; k=rsa; p=/' \
     -e 's/^\(e1\._domainkey\.esp\.example\t\).*/\1v=DKIM1; k=ed25519; p=/' "$W/dns.txt" >"$W/dns.revoked"
 "$D" check -c "$W/dkimpress.conf.old" --dns-file "$W/dns.revoked" >"$W/check3" 2>&1
 rc=$?

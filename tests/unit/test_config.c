@@ -63,6 +63,57 @@ static void overrides_replace_the_file(void **st)
 	strcpy(path, "/tmp/dkp_conf_XXXXXX");
 }
 
+/* The DMARC alignment settings (conf/align.h) through the file and
+ * --set: defaults, values, a repeat, a bad value with its line. */
+static void alignment_settings(void **st)
+{
+	const char *over[] = { "unaligned=fail", "public_suffix_list=auto" };
+	const char *twice[] = { "unaligned=defer", "unaligned=fail" };
+	struct dkp_config *c;
+	struct dkp_err err;
+
+	(void)st;
+	if (load("queue_dir = /q\nesp_key = e.example:s:/k\n", &c, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(c->align.mode, DKP_ALIGN_RELAXED);
+	assert_int_equal(c->align.action, DKP_UNALIGNED_SIGN);
+	assert_null(c->align.psl_file);
+	dkp_config_free(c);
+	if (load("queue_dir = /q\nesp_key = e.example:s:/k\ndmarc_alignment = strict\n"
+		 "unaligned = defer\npublic_suffix_list = /psl.dat\n", &c, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(c->align.mode, DKP_ALIGN_STRICT);
+	assert_int_equal(c->align.action, DKP_UNALIGNED_DEFER);
+	assert_string_equal(c->align.psl_file, "/psl.dat");
+	dkp_config_free(c);
+	assert_int_equal(load("queue_dir = /q\nesp_key = e.example:s:/k\n"
+			      "unaligned = defer\nunaligned = fail\n", &c, &err), DKP_E_SYNTAX);
+	assert_non_null(strstr(err.msg, ":4: 'unaligned' is set twice"));
+	assert_int_equal(load("queue_dir = /q\nesp_key = e.example:s:/k\n"
+			      "dmarc_alignment = loose\n", &c, &err), DKP_E_SYNTAX);
+	assert_non_null(strstr(err.msg, ":3: dmarc_alignment: want relaxed or strict"));
+	/* --set replaces the file's value (the path is freed, not leaked) */
+	strcpy(path, "/tmp/dkp_conf_XXXXXX");
+	{
+		int fd = mkstemp(path);
+		static const char text[] = "queue_dir = /q\nesp_key = e.example:s:/k\n"
+					   "unaligned = defer\npublic_suffix_list = /psl.dat\n";
+
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+		close(fd);
+	}
+	if (dkp_config_load(&c, path, over, 2, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(c->align.action, DKP_UNALIGNED_FAIL);
+	assert_null(c->align.psl_file);
+	dkp_config_free(c);
+	assert_int_equal(dkp_config_load(&c, path, twice, 2, &err), DKP_E_SYNTAX);
+	assert_non_null(strstr(err.msg, "set twice"));
+	unlink(path);
+	strcpy(path, "/tmp/dkp_conf_XXXXXX");
+}
+
 static void minimal_file_gets_defaults(void **st)
 {
 	struct dkp_config *c;
@@ -258,6 +309,7 @@ int main(void)
 		cmocka_unit_test(minimal_file_gets_defaults),
 		cmocka_unit_test(check_and_backend_settings),
 		cmocka_unit_test(overrides_replace_the_file),
+		cmocka_unit_test(alignment_settings),
 		cmocka_unit_test(every_setting_parses),
 		cmocka_unit_test(bad_files_name_file_and_line),
 		cmocka_unit_test(missing_file_is_an_io_error),

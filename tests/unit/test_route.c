@@ -31,7 +31,8 @@ static int setup(void **st)
 		   "\n"
 		   "ceo       shop.example:ceo:/keys/ceo.private   # trailing comment\n"
 		   "corp      corp.example:s2026:/keys/corp.private\n"
-		   "any       %:default:/keys/any.private\n");
+		   "any       %:default:/keys/any.private\n"
+		   "org       %ORG:s1:/keys/org.private\n");
 	write_file(st_plain,
 		   "ceo@shop.example   ceo\n"
 		   "shop.example       shop\n"
@@ -71,7 +72,10 @@ static void plain_table_exact_then_domain_then_parents(void **st)
 	(void)st;
 	if (dkp_route_load(&r, kt, st_plain, &err) != DKP_OK)
 		fail_msg("%s", err.msg);
-	assert_int_equal(dkp_route_nkeys(r), 4);
+	assert_int_equal(dkp_route_nkeys(r), 5);
+	/* "%" and "%org" (any case) are the From-derived domains */
+	assert_string_equal(dkp_route_key(r, 3)->domain, "%");
+	assert_string_equal(dkp_route_key(r, 4)->domain, "%org");
 	assert_string_equal(lookup(r, "ceo", "shop.example"), "ceo");
 	assert_string_equal(lookup(r, "CEO", "shop.example"), "ceo");
 	assert_string_equal(lookup(r, "news", "shop.example"), "shop");
