@@ -25,6 +25,12 @@
  * memory instead and published to in_subject under a new ID with the
  * envelope in headers, waiting for the stream's acknowledgement
  * (dkp_js_publish: 75 when the cluster does not answer).
+ *
+ * Exit codes: only a fault of the message itself is permanent (64 a bad
+ * address, 65 empty or too big, 66 an unreadable FILE); every other
+ * failure, the signer's own (configuration, queue permissions, I/O, a
+ * command line that master.cf got wrong), is 75 so that the MTA keeps
+ * the message and retries (exit_code).
  */
 #include "cmd/enqueue.h"
 
@@ -142,6 +148,27 @@ static int io_exit(int e)
 static int create_exit(int e)
 {
 	return temp_errno(e) ? EX_TEMPFAIL_ : EX_CANTCREAT_;
+}
+
+/*
+ * The exit status the MTA sees (issue 19). Postfix bounces on anything but
+ * 0 and 75, so only a fault of the message itself stays permanent: 64 (a
+ * bad address), 65 (empty, too big, envelope lines that contradict -f/-r)
+ * and 66 (FILE unreadable, not used by pipe(8)). What 73, 74, 77 and 78
+ * say (in/tmp cannot be written, an I/O error, a refused JetStream login,
+ * a configuration error) is the signer's problem: 75, the MTA keeps the
+ * message and retries, and the log line says why.
+ */
+static int exit_code(int rc)
+{
+	switch (rc) {
+	case EX_CANTCREAT_:
+	case EX_IOERR_:
+	case 77:
+	case EX_CONFIG_:
+		return EX_TEMPFAIL_;
+	}
+	return rc;
 }
 
 int dkp_enqueue_addr_ok(const char *a, int null_ok, const char **why)
@@ -740,10 +767,10 @@ int dkp_enqueue_run(const struct dkp_cli *c)
 	e.in = e.tmpdir = e.newdir = e.fd = -1;
 	dkp_err_clear(&err);
 	if ((rc = check_args(c)) != 0)
-		return rc;
+		return exit_code(rc);
 	if (dkp_config_load(&conf, c->conf, NULL, 0, &err) != DKP_OK) {
 		dkp_error("%s", err.msg);
-		return EX_CONFIG_;
+		return exit_code(EX_CONFIG_);
 	}
 	e.in_dir = conf->in_dir;
 	e.limit = conf->limits.max_message_bytes;
@@ -774,5 +801,5 @@ done:
 	if (e.newdir >= 0)
 		close(e.newdir);
 	dkp_config_free(conf);
-	return rc;
+	return exit_code(rc);
 }
