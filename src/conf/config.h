@@ -43,6 +43,9 @@ enum dkp_flush_mode {
 #define DKP_MAX_METRICS_DOMAINS 100000
 #define DKP_DEF_SELF_VERIFY 1	/* with rsa_only: "rsa" (docs/performance.md) */
 #define DKP_MAX_CONF_HEADERS 64
+/* enqueue --id: the queue directory's de-duplication window */
+#define DKP_DEF_DEDUP_WINDOW 600		/* seconds (dedup_window) */
+#define DKP_DEF_DEDUP_MAX 1000000		/* IDs remembered (dedup_max) */
 
 /* Where messages come from and go to (docs/scale-out.md). */
 enum dkp_transport_kind {
@@ -103,6 +106,8 @@ struct dkp_config {
 	unsigned self_verify;			/* 0 off, 1 every, N: 1 in N */
 	int self_verify_rsa_only;		/* self_verify = rsa */
 	enum dkp_rsa_backend rsa_backend;
+	int64_t dedup_window;			/* seconds, 0: off (enqueue --id) */
+	uint64_t dedup_max;			/* IDs remembered at most */
 };
 
 /* Parse and validate path, then apply sets[0..nsets) ("key=value", as
