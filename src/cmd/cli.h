@@ -74,6 +74,7 @@ struct dkp_cli {
 	const char *sender;		/* -f, NULL: none; "" or "<>": null */
 	const char **rcpts;		/* -r, in order; point into argv */
 	size_t nrcpts;
+	const char *enq_id;		/* --id, NULL: none */
 	/* check (-c is conf, --dns-file is dns_file) */
 	int check_json;			/* --json */
 	unsigned dns_timeout;		/* --timeout seconds */

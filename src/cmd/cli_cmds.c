@@ -425,11 +425,13 @@ static int enqueue_finish(struct dkp_cli *c, int argc, char **argv, int ind,
 }
 
 static const struct dkp_opt enqueue_opts[] = {
-	OPT_CONFIG("the configuration (only in_dir or queue_dir and max_message_size are used)"),
+	OPT_CONFIG("the configuration (only in_dir or queue_dir, max_message_size, dedup_window and dedup_max are used)"),
 	{ 'f', "sender", "ADDR", DKP_OPT_STR, F(sender), 0, 0, NULL,
 	  "envelope sender; '' or '<>' is the null sender" },
 	{ 'r', "recipient", "ADDR", 0, 0, 0, 0, opt_rcpt,
 	  "envelope recipient, repeatable; -f and -r go together" },
+	{ 0, "id", "ID", DKP_OPT_STR, F(enq_id), 0, 0, NULL,
+	  "the caller's stable ID of this hand-over: the same ID again within dedup_window is answered 0 and not queued again (an MTA's retry after a lost answer); 1-512 bytes, no space or control character" },
 	END,
 };
 
@@ -541,7 +543,7 @@ const struct dkp_cmd_def dkp_cli_cmds[] = {
 },
 {
 	"enqueue", DKP_CMD_ENQUEUE, "hand one message to the queue (a producer; Postfix pipe(8))",
-	"usage: dkimpress enqueue -c CONF [-f SENDER] [-r RCPT]... [FILE]\n",
+	"usage: dkimpress enqueue -c CONF [-f SENDER] [-r RCPT]... [--id ID] [FILE]\n",
 	"Hands one message (FILE or standard input) to the queue of CONF: writes\n"
 	"it as in/tmp/ID (mode 0600), flushes it, renames it into in/new/ID (never\n"
 	"over anything), flushes in/new and prints the new queue ID. With -f and\n"
@@ -558,17 +560,21 @@ const struct dkp_cmd_def dkp_cli_cmds[] = {
 	"main.cf; see docs/integration.md):\n"
 	"  dkimpress unix - n n - - pipe flags=q null_sender= user=dkimpress\n"
 	"    argv=/usr/local/bin/dkimpress enqueue -c /etc/dkimpress/dkimpress.conf\n"
-	"    -f ${sender} -r ${recipient}\n"
+	"    --id ${queue_id}.${recipient} -f ${sender} -r ${recipient}\n"
 	"\n"
-	"exit: 0 queued (the ID on standard output), 64 usage or bad address,\n"
-	"      65 empty or too big message, 66 FILE unreadable, 73 cannot create\n"
-	"      in in/tmp, 74 I/O error, 75 temporary (disk full: retry later),\n"
-	"      78 configuration error. On failure nothing is left in in/tmp and\n"
-	"      nothing appears in in/new.\n"
+	"exit: 0 queued (the ID on standard output), or a duplicate --id (nothing\n"
+	"      on standard output, an info line on standard error);\n"
+	"      64 bad address, 65 empty or too big message, 66 FILE unreadable:\n"
+	"      the message itself is at fault (an MTA bounces it);\n"
+	"      75 anything else: a full disk, an I/O error, a queue that cannot\n"
+	"      be written, a configuration or command line error (an MTA keeps\n"
+	"      the message and retries: a signer problem never bounces mail).\n"
+	"      On failure nothing is left in in/tmp and nothing appears in in/new.\n"
 	"\n"
 	"With transport = jetstream in CONF the message is published to in_subject\n"
-	"(envelope in the X-Sender and X-Receiver headers, the new ID in\n"
-	"Nats-Msg-Id) and acknowledged by the stream, retried with the same ID for\n"
+	"(envelope in the X-Sender and X-Receiver headers, a new ID or --id in\n"
+	"Nats-Msg-Id, so that the stream's duplicate window drops a second\n"
+	"hand-over) and acknowledged by the stream, retried with the same ID for\n"
 	"up to 10 s; 75 when the cluster cannot be reached or does not answer.\n",
 	NULL, enqueue_finish,
 },

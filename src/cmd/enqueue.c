@@ -21,10 +21,27 @@
  * termination signals are blocked: a message that is in in/new is not
  * also reported as failed (the MTA would send it again).
  *
+ * With --id (and dedup_window > 0) the steps after fsync, close go under
+ * the ID's lock in in/dedup (transport/dedup.h, docs/queue.md "The
+ * de-duplication window"):
+ *
+ *   dedup_check   the ID published within the window: drop in/tmp/ID,
+ *                 exit 0 (a duplicate)
+ *   dedup_stage   in/tmp/ID becomes in/tmp/dd.KEY, in/tmp flushed
+ *   dedup_mark    KEY remembered, flushed
+ *   publish       renameat2(in/tmp/dd.KEY, in/new/ID), fsync(in/new)
+ *
  * With transport = jetstream (enqueue_jetstream) the message is read into
- * memory instead and published to in_subject under a new ID with the
- * envelope in headers, waiting for the stream's acknowledgement
- * (dkp_js_publish: 75 when the cluster does not answer).
+ * memory instead and published to in_subject under a new ID (or --id) with
+ * the envelope in headers, waiting for the stream's acknowledgement
+ * (dkp_js_publish: 75 when the cluster does not answer); the stream's
+ * duplicate window drops a second publish with the same ID.
+ *
+ * Exit codes: only a fault of the message itself is permanent (64 a bad
+ * address, 65 empty or too big, 66 an unreadable FILE); every other
+ * failure, the signer's own (configuration, queue permissions, I/O, a
+ * command line that master.cf got wrong), is 75 so that the MTA keeps
+ * the message and retries (exit_code).
  */
 #include "cmd/enqueue.h"
 
@@ -46,6 +63,7 @@
 #include "base/mem.h"
 #include "conf/config.h"
 #include "dkim/envelope.h"
+#include "transport/dedup.h"
 #include "transport/jetstream.h"
 #include "transport/qdir.h"
 
@@ -60,6 +78,10 @@
 /* New IDs tried when a name is taken (it never should be). */
 #define ID_TRIES 16
 #define HOST_MAX 64
+/* How long a hand-over waits for another one of the same --id, and how
+ * many dead window entries each call removes. */
+#define DEDUP_WAIT_MS 30000
+#define DEDUP_SWEEP 64
 
 /*
  * The temporary file, for the signal handler. tmp_live is set only while
@@ -142,6 +164,27 @@ static int io_exit(int e)
 static int create_exit(int e)
 {
 	return temp_errno(e) ? EX_TEMPFAIL_ : EX_CANTCREAT_;
+}
+
+/*
+ * The exit status the MTA sees (issue 19). Postfix bounces on anything but
+ * 0 and 75, so only a fault of the message itself stays permanent: 64 (a
+ * bad address), 65 (empty, too big, envelope lines that contradict -f/-r)
+ * and 66 (FILE unreadable, not used by pipe(8)). What 73, 74, 77 and 78
+ * say (in/tmp cannot be written, an I/O error, a refused JetStream login,
+ * a configuration error) is the signer's problem: 75, the MTA keeps the
+ * message and retries, and the log line says why.
+ */
+static int exit_code(int rc)
+{
+	switch (rc) {
+	case EX_CANTCREAT_:
+	case EX_IOERR_:
+	case 77:
+	case EX_CONFIG_:
+		return EX_TEMPFAIL_;
+	}
+	return rc;
 }
 
 int dkp_enqueue_addr_ok(const char *a, int null_ok, const char **why)
@@ -274,6 +317,11 @@ static int check_args(const struct dkp_cli *c)
 				  why);
 			return EX_USAGE_;
 		}
+	if (c->enq_id && !dkp_dedup_id_ok(c->enq_id, &why)) {
+		dkp_error("--id '%s': %s", printable(c->enq_id, shown, sizeof(shown)),
+			  why);
+		return EX_TEMPFAIL_;	/* the caller's setup, not the message */
+	}
 	return 0;
 }
 
@@ -317,6 +365,11 @@ struct enq {
 	int tmpdir, newdir;
 	int fd;			/* in/tmp/ID while being written */
 	char id[256];
+	char tmpname[256];	/* its name in in/tmp: ID, then dd.KEY */
+	struct dkp_dedup *dd;	/* --id on the queue directory */
+	char key[DKP_DEDUP_KEY_LEN + 1];
+	char safe_id[256];	/* --id as shown (dkp_dedup_safe_id) */
+	int marked;		/* the key is remembered for this message */
 	size_t total;		/* message bytes copied */
 	char head[16];		/* the first message bytes */
 	size_t headlen;
@@ -348,9 +401,10 @@ static int open_dirs(struct enq *e)
 	for (i = 0; i < 2; i++) {
 		snprintf(path, sizeof(path), "%s/%s", e->in_dir, sub[i]);
 		/* in/tmp is only written into: search and write access is
-		 * all it needs (O_PATH); in/new is flushed, so it is read */
-		fd = open(path, (i == 0 ? O_PATH : O_RDONLY) | O_DIRECTORY |
-					O_CLOEXEC);
+		 * all it needs (O_PATH), unless --id flushes it; in/new is
+		 * flushed, so it is read */
+		fd = open(path, (i == 0 && e->c->enq_id == NULL ? O_PATH : O_RDONLY) |
+					O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0) {
 			int err = errno;
 
@@ -382,6 +436,7 @@ static int create_tmp(struct enq *e)
 			       0600);
 		err = errno;
 		if (e->fd >= 0) {
+			memcpy(e->tmpname, e->id, sizeof(e->tmpname));
 			memcpy(tmp_name, e->id, sizeof(tmp_name));
 			tmp_dirfd = e->tmpdir;
 			tmp_live = 1;
@@ -396,7 +451,9 @@ static int create_tmp(struct enq *e)
 	return create_exit(err);
 }
 
-/* Remove in/tmp/ID (any failure before publish). */
+/* Remove in/tmp/ID (any failure before publish), and with --id the
+ * remembered key first: a key must never outlive an unpublished message's
+ * pending file (docs/queue.md). */
 static void drop_tmp(struct enq *e)
 {
 	int saved = errno;
@@ -405,8 +462,14 @@ static void drop_tmp(struct enq *e)
 	if (e->fd >= 0)
 		close(e->fd);
 	e->fd = -1;
+	if (e->marked) {
+		if (dkp_dedup_forget(e->dd, e->key, (int64_t)time(NULL)) < 0)
+			dkp_warn("--id %s: %s", e->safe_id, dkp_dedup_why(e->dd));
+		e->marked = 0;
+		tmp_live = 0;	/* forget removed the pending file */
+	}
 	if (tmp_live)
-		unlinkat(e->tmpdir, e->id, 0);
+		unlinkat(e->tmpdir, e->tmpname, 0);
 	tmp_live = 0;
 	block_signals(0);
 	errno = saved;
@@ -510,8 +573,9 @@ static int commit_tmp(struct enq *e)
 	return io_exit(err);
 }
 
-/* Rename in/tmp/ID to in/new/ID (a new ID if that is taken), never over
- * anything, and flush in/new. Signals stay blocked from here on. */
+/* Rename in/tmp/NAME (ID, or dd.KEY with --id) to in/new/ID (a new ID if
+ * that is taken), never over anything, and flush in/new. Signals stay
+ * blocked from here on. */
 static int publish(struct enq *e)
 {
 	char newid[256];
@@ -520,13 +584,13 @@ static int publish(struct enq *e)
 	memcpy(newid, e->id, sizeof(newid));
 	block_signals(1);
 	for (tries = 0; tries < ID_TRIES; tries++) {
-		rc = renameat2(e->tmpdir, e->id, e->newdir, newid,
+		rc = renameat2(e->tmpdir, e->tmpname, e->newdir, newid,
 			       RENAME_NOREPLACE);
 		if (rc < 0 && errno == EINVAL) {
 			/* no RENAME_NOREPLACE here: link never replaces */
-			rc = linkat(e->tmpdir, e->id, e->newdir, newid, 0);
+			rc = linkat(e->tmpdir, e->tmpname, e->newdir, newid, 0);
 			if (rc == 0)
-				unlinkat(e->tmpdir, e->id, 0);
+				unlinkat(e->tmpdir, e->tmpname, 0);
 		}
 		if (rc == 0)
 			break;
@@ -539,19 +603,23 @@ static int publish(struct enq *e)
 	}
 	if (rc < 0) {
 		dkp_error("cannot rename %s/tmp/%s into %s/new: %s", e->in_dir,
-			  e->id, e->in_dir, strerror(err));
+			  e->tmpname, e->in_dir, strerror(err));
 		errno = err;
 		return err == EACCES || err == EPERM ? EX_CANTCREAT_
 						      : io_exit(err);
 	}
 	tmp_live = 0;
+	e->marked = 0;	/* published: the key stays */
 	if (fsync(e->newdir) < 0 && errno != EINVAL) {
 		err = errno;
 		/* Not known to be durable: take it back if nobody has
 		 * claimed it yet, so that the MTA's retry is the only copy. */
-		if (renameat2(e->newdir, newid, e->tmpdir, e->id,
+		if (renameat2(e->newdir, newid, e->tmpdir, e->tmpname,
 			      RENAME_NOREPLACE) == 0) {
-			unlinkat(e->tmpdir, e->id, 0);
+			e->marked = e->dd != NULL;
+			tmp_live = 1;
+			drop_tmp(e);	/* the key first, then the file */
+			block_signals(1);
 			dkp_error("cannot flush %s/new: %s; message not queued",
 				  e->in_dir, strerror(err));
 			return io_exit(err);
@@ -560,12 +628,104 @@ static int publish(struct enq *e)
 			dkp_warn("cannot flush %s/new: %s; %s already claimed by the engine",
 				 e->in_dir, strerror(err), newid);
 		} else {
-			dkp_error("cannot flush %s/new: %s; %s may be signed twice if retried",
-				  e->in_dir, strerror(err), newid);
+			dkp_error("cannot flush %s/new: %s; %s may be signed twice if retried%s",
+				  e->in_dir, strerror(err), newid,
+				  e->dd ? " after dedup_window" : "");
 			return io_exit(err);
 		}
 	}
 	memcpy(e->id, newid, sizeof(e->id));
+	return 0;
+}
+
+/* --id, under the key's lock: 1 when the ID was published within the
+ * window (nothing more to do), 0 to go on with in/tmp/dd.KEY remembered,
+ * or an exit code. */
+static int dedup_steps(struct enq *e)
+{
+	int64_t now = (int64_t)time(NULL);
+	char pend[DKP_DEDUP_PENDING_MAX];
+	int rc = dkp_dedup_check(e->dd, e->key, now);
+
+	if (rc == DKP_DEDUP_SEEN) {
+		dkp_info("--id %s: handed over already within dedup_window; not queued again",
+			 e->safe_id);
+		return 1;
+	}
+	if (rc == DKP_DEDUP_NEW) {
+		/* from the rename on, a signal would find the wrong name:
+		 * blocked until exit, as after publish */
+		block_signals(1);
+		rc = dkp_dedup_stage(e->dd, e->key, e->tmpname);
+		if (rc == 0) {
+			dkp_dedup_pending(e->key, pend, sizeof(pend));
+			memcpy(e->tmpname, pend, sizeof(pend));
+			memcpy(tmp_name, pend, sizeof(pend));
+			e->marked = 1;	/* forget also removes dd.KEY */
+			rc = dkp_dedup_mark(e->dd, e->key, now);
+		}
+	}
+	if (rc < 0) {
+		dkp_error("--id %s: %s", e->safe_id, dkp_dedup_why(e->dd));
+		return io_exit(-rc);
+	}
+	return 0;
+}
+
+/* --id on the queue directory: validate, key, open in/dedup. */
+static int dedup_open(struct enq *e, const struct dkp_config *conf)
+{
+	char why[512];
+	int rc;
+
+	if (e->c->enq_id == NULL || conf->dedup_window == 0)
+		return 0;
+	dkp_dedup_safe_id(e->c->enq_id, e->safe_id, sizeof(e->safe_id));
+	dkp_dedup_key(e->c->enq_id, e->key);
+	rc = dkp_dedup_open(&e->dd, e->in_dir, e->tmpdir, conf->dedup_window,
+			    conf->dedup_max, why, sizeof(why));
+	if (rc < 0) {
+		dkp_error("%s", why);
+		return create_exit(-rc);
+	}
+	return 0;
+}
+
+/* Write, flush and publish the message; with --id under its lock. */
+static int enqueue_qdir(struct enq *e)
+{
+	int rc, seen = 0;
+
+	if ((rc = create_tmp(e)) != 0)
+		return rc;
+	if ((rc = copy_message(e)) != 0 || (rc = commit_tmp(e)) != 0) {
+		drop_tmp(e);
+		return rc;
+	}
+	if (e->dd && dkp_dedup_lock(e->dd, e->key, DEDUP_WAIT_MS) < 0) {
+		dkp_error("--id %s: %s", e->safe_id, dkp_dedup_why(e->dd));
+		drop_tmp(e);
+		return EX_TEMPFAIL_;
+	}
+	if (e->dd && (rc = dedup_steps(e)) != 0) {
+		seen = rc == 1;
+		drop_tmp(e);	/* a duplicate's copy, or a failure's */
+	}
+	if (rc == 0 && (rc = publish(e)) != 0)
+		drop_tmp(e);
+	if (e->dd)
+		dkp_dedup_unlock(e->dd);
+	if (seen)
+		return 0;
+	if (rc != 0)
+		return rc;
+	/* Queued. A stdout that cannot take the ID changes nothing now:
+	 * failing would make the MTA send the message a second time. */
+	if (printf("%s\n", e->id) < 0 || fflush(stdout) != 0)
+		dkp_warn("queued %s, but cannot print its ID: %s", e->id,
+			 strerror(errno));
+	if (e->dd)
+		dkp_dedup_sweep(e->dd, (int64_t)time(NULL), DEDUP_SWEEP);
 	return 0;
 }
 
@@ -710,13 +870,20 @@ static int enqueue_jetstream(struct enq *e, const struct dkp_config *conf)
 			nrcpts = c->nrcpts;
 		}
 		skip = env_len;	/* the lines are headers now */
-		dkp_enqueue_make_id(e->id, sizeof(e->id));
+		if (c->enq_id)	/* the stream's duplicate window keeps one */
+			dkp_dedup_safe_id(c->enq_id, e->id, sizeof(e->id));
+		else
+			dkp_enqueue_make_id(e->id, sizeof(e->id));
 		rc = dkp_js_publish(conf, sender, (const char *const *)rcpts,
 				    sender ? nrcpts : 0, msg.p + skip, msg.len - skip,
 				    e->id, 10000, why, sizeof(why));
 		if (rc < 0) {
 			dkp_error("jetstream: %s", why);
 			rc = dkp_js_exit_code(rc);
+		} else if (rc == 1) {
+			dkp_info("--id %s: the stream has it already (within its duplicate window); not queued again",
+				 e->id);
+			rc = 0;
 		}
 	}
 	dkp_js_envelope_free(sender, rcpts, nrcpts);
@@ -740,10 +907,10 @@ int dkp_enqueue_run(const struct dkp_cli *c)
 	e.in = e.tmpdir = e.newdir = e.fd = -1;
 	dkp_err_clear(&err);
 	if ((rc = check_args(c)) != 0)
-		return rc;
+		return exit_code(rc);
 	if (dkp_config_load(&conf, c->conf, NULL, 0, &err) != DKP_OK) {
 		dkp_error("%s", err.msg);
-		return EX_CONFIG_;
+		return exit_code(EX_CONFIG_);
 	}
 	e.in_dir = conf->in_dir;
 	e.limit = conf->limits.max_message_bytes;
@@ -753,19 +920,9 @@ int dkp_enqueue_run(const struct dkp_cli *c)
 			rc = enqueue_jetstream(&e, conf);
 		goto done;
 	}
-	if ((rc = open_input(&e)) != 0 || (rc = open_dirs(&e)) != 0 ||
-	    (rc = create_tmp(&e)) != 0)
-		goto done;
-	if ((rc = copy_message(&e)) != 0 || (rc = commit_tmp(&e)) != 0 ||
-	    (rc = publish(&e)) != 0) {
-		drop_tmp(&e);
-		goto done;
-	}
-	/* Queued. A stdout that cannot take the ID changes nothing now:
-	 * failing would make the MTA send the message a second time. */
-	if (printf("%s\n", e.id) < 0 || fflush(stdout) != 0)
-		dkp_warn("queued %s, but cannot print its ID: %s", e.id,
-			 strerror(errno));
+	if ((rc = open_input(&e)) == 0 && (rc = open_dirs(&e)) == 0 &&
+	    (rc = dedup_open(&e, conf)) == 0)
+		rc = enqueue_qdir(&e);
 done:
 	if (e.in > STDIN_FILENO)
 		close(e.in);
@@ -773,6 +930,7 @@ done:
 		close(e.tmpdir);
 	if (e.newdir >= 0)
 		close(e.newdir);
+	dkp_dedup_close(e.dd);
 	dkp_config_free(conf);
-	return rc;
+	return exit_code(rc);
 }

@@ -463,9 +463,12 @@ int main(int argc, char **argv)
 		dkp_run_signals();
 	dkp_err_clear(&err);
 	if (dkp_cli_parse(&c, argc, argv, &err) != DKP_OK) {
+		/* enqueue's command line is master.cf's: a mistake there is
+		 * the signer's, and must make the MTA retry, not bounce */
+		rc = c.cmd == DKP_CMD_ENQUEUE ? 75 : EX_USAGE_;
 		dkp_error("%s", err.msg);
 		dkp_cli_free(&c);
-		return EX_USAGE_;
+		return rc;
 	}
 	if (c.cmd == DKP_CMD_HELP || c.help) {
 		fputs(dkp_cli_usage(c.help ? c.cmd : DKP_CMD_HELP), stdout);

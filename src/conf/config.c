@@ -11,6 +11,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,8 @@ enum ckey {
 	K_EXPIRE, K_THREADS, K_BATCH, K_URING_DEPTH, K_IO, K_INFLIGHT,
 	K_MAX_MESSAGE, K_MAX_HEADER_BYTES, K_MAX_HEADER_FIELDS, K_KEY_CACHE,
 	K_INSECURE, K_FLUSH, K_GROUP_COMMIT, K_SELF_VERIFY, K_RSA_BACKEND,
-	K_METRICS_LISTEN, K_METRICS_DOMAINS, K_LOG, K_COUNT
+	K_METRICS_LISTEN, K_METRICS_DOMAINS, K_LOG, K_DEDUP_WINDOW,
+	K_DEDUP_MAX, K_COUNT
 };
 
 static const char *const key_names[K_COUNT] = {
@@ -38,7 +40,8 @@ static const char *const key_names[K_COUNT] = {
 	"inflight_bytes", "max_message_size", "max_header_bytes",
 	"max_header_fields", "key_cache", "insecure_key_perms", "flush",
 	"group_commit", "self_verify", "rsa_backend",
-	"metrics_listen", "metrics_domains", "log",
+	"metrics_listen", "metrics_domains", "log", "dedup_window",
+	"dedup_max",
 };
 
 static void js_free(struct dkp_js_config *j);
@@ -249,6 +252,29 @@ static const char *set_metrics_listen(struct dkp_config *c, const char *v, char 
 	return NULL;
 }
 
+/* enqueue --id: seconds, or a number with s, m, h or d after it */
+static const char *set_dedup_window(struct dkp_config *c, const char *v, char **queue_dir)
+{
+	static const char units[] = "smhd";
+	static const unsigned long mul[] = { 1, 60, 3600, 86400 };
+	const unsigned long max = 30UL * 86400;
+	const char *u;
+	char *end;
+	unsigned long n;
+
+	(void)queue_dir;
+	errno = 0;
+	n = isdigit((unsigned char)*v) ? strtoul(v, &end, 10) : ULONG_MAX;
+	if (n != ULONG_MAX && errno == 0 && *end != '\0') {
+		u = end[1] == '\0' ? strchr(units, *end) : NULL;
+		n = u && n <= max / mul[u - units] ? n * mul[u - units] : ULONG_MAX;
+	}
+	if (n == ULONG_MAX || errno || n > max)
+		return "want a duration from 0 (off) to 30d, e.g. 600, 10m, 2h";
+	c->dedup_window = (int64_t)n;
+	return NULL;
+}
+
 static const char *const w_missing[] = { "esp-only", "defer", "fail", NULL };
 static const int v_missing[] = { DKP_MISSING_ESP_ONLY, DKP_MISSING_DEFER, DKP_MISSING_FAIL };
 static const char *const w_io[] = { "auto", "uring", "io_uring", "syscalls", NULL };
@@ -296,6 +322,8 @@ static const struct setting settings[K_COUNT] = {
 	[K_METRICS_LISTEN] = { FN(set_metrics_listen) },
 	[K_METRICS_DOMAINS] = { UINT(metrics_domains, 1, DKP_MAX_METRICS_DOMAINS, "want 1 to 100000") },
 	[K_LOG] = { CHOICE(log_syslog, w_log, v_log, "want stderr or syslog") },
+	[K_DEDUP_WINDOW] = { FN(set_dedup_window) },
+	[K_DEDUP_MAX] = { UINT(dedup_max, 1, 1000000000, "want 1 to 1000000000") },
 };
 
 /* An integer of the field's own width (4 or 8 bytes). */
@@ -623,6 +651,8 @@ static struct dkp_config *config_new(const char *path)
 	c->self_verify = DKP_DEF_SELF_VERIFY;
 	c->self_verify_rsa_only = 1;		/* the default: rsa */
 	c->metrics_domains = DKP_DEF_METRICS_DOMAINS;
+	c->dedup_window = DKP_DEF_DEDUP_WINDOW;
+	c->dedup_max = DKP_DEF_DEDUP_MAX;
 	c->js.create_streams = 1;
 	c->js.dup_window = DKP_DEF_JS_DUP_WINDOW;
 	c->js.nak_delay = DKP_DEF_JS_NAK_DELAY;

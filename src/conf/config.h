@@ -44,6 +44,9 @@ enum dkp_flush_mode {
 #define DKP_MAX_METRICS_DOMAINS 100000
 #define DKP_DEF_SELF_VERIFY 1	/* with rsa_only: "rsa" (docs/performance.md) */
 #define DKP_MAX_CONF_HEADERS 64
+/* enqueue --id: the queue directory's de-duplication window */
+#define DKP_DEF_DEDUP_WINDOW 600		/* seconds (dedup_window) */
+#define DKP_DEF_DEDUP_MAX 1000000		/* IDs remembered (dedup_max) */
 
 /* Where messages come from and go to (docs/scale-out.md). */
 enum dkp_transport_kind {
@@ -106,6 +109,8 @@ struct dkp_config {
 	enum dkp_rsa_backend rsa_backend;
 	struct dkp_align_conf align;		/* dmarc_alignment, unaligned,
 						 * public_suffix_list (align.h) */
+	int64_t dedup_window;			/* seconds, 0: off (enqueue --id) */
+	uint64_t dedup_max;			/* IDs remembered at most */
 };
 
 /* Parse and validate path, then apply sets[0..nsets) ("key=value", as

@@ -91,8 +91,9 @@ void dkp_js_envelope_free(char *sender, char **rcpts, size_t nrcpts);
  * Producer side (`dkimpress enqueue` with transport = jetstream): publish
  * data[0..len) to c->js.in_subject with X-Sender = sender (NULL: no
  * envelope headers), one X-Receiver per rcpts[i], Nats-Msg-Id = id, and
- * wait for the stream's acknowledgement (up to wait_ms). A duplicate
- * (same ID within the window) counts as published.
+ * wait for the stream's acknowledgement (up to wait_ms). Returns 0, 1
+ * when the stream acknowledged it as a duplicate (the same ID within its
+ * duplicate window: published before, not stored again), or -errno.
  */
 int dkp_js_publish(const struct dkp_config *c, const char *sender,
 		   const char *const *rcpts, size_t nrcpts, const char *data,

@@ -79,6 +79,8 @@ int dkp_js_publish(const struct dkp_config *c, const char *sender,
 			rc = -EMSGSIZE;
 		else if (rc != -EMSGSIZE && rc != -EACCES && rc != -EINVAL)
 			rc = -EAGAIN;
+	} else if (pa && pa->Duplicate) {
+		rc = 1;
 	}
 	jsPubAck_Destroy(pa);
 	natsMsg_Destroy(m);

@@ -7,7 +7,9 @@
 # `dkimpress enqueue -c CONF -f ${sender} -r ${recipient}` as nobody, the
 # setup of docs/integration.md:
 #   a.test  transport dkimpress,  one recipient per delivery
-#           (dkimpress_destination_recipient_limit = 1, "-r ${recipient}")
+#           (dkimpress_destination_recipient_limit = 1, "-r ${recipient}",
+#           "--id ${queue_id}.${recipient}", enable_long_queue_ids = yes:
+#           no delivery may be taken for a duplicate)
 #   m.test  transport dkimpressm, all recipients in one delivery
 #           ("-r${recipient}" expands to one -rADDR per recipient)
 # It sends POSTFIX_N (default 300) messages over SMTP (python3 smtplib):
@@ -176,6 +178,8 @@ smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 transport_maps = inline:{ a.test=dkimpress:, m.test=dkimpressm: }
 default_transport = error:5.3.0 not a test domain
 dkimpress_destination_recipient_limit = 1
+# queue IDs that never come back, for enqueue --id
+enable_long_queue_ids = yes
 # a deferred delivery is retried within seconds, not minutes
 queue_run_delay = 2s
 minimal_backoff_time = 2s
@@ -207,7 +211,7 @@ postlog   unix-dgram n - n -  1  postlogd
 # dkimpress enqueue as a pipe(8) command (docs/integration.md)
 dkimpress unix  -  n  n  -    -  pipe
   flags=q null_sender= user=$USER_
-  argv=$D enqueue -c $W/dkimpress.conf -f \${sender} -r \${recipient}
+  argv=$D enqueue -c $W/dkimpress.conf --id \${queue_id}.\${recipient} -f \${sender} -r \${recipient}
 dkimpressm unix -  n  n  -    -  pipe
   flags=q null_sender= user=$USER_
   argv=$D enqueue -c $W/dkimpress.conf -f \${sender} -r\${recipient}
@@ -265,6 +269,10 @@ grep -oE 'delivered via dkimpressm? service \([^)]*\)' "$PF/maillog" | sed 's/.*
 ls "$Q/in/new" | sort >"$W/queued.ids"
 check 'cmp -s "$W/logged.ids" "$W/queued.ids"' \
 	"the maillog names, for each delivery, the queue ID enqueue printed, and only those are in in/new"
+nmarks=$(find "$Q/in/dedup" -mindepth 2 -type f -name '[0-9a-f]*' 2>/dev/null | wc -l)
+check '! grep -q "not queued again" "$PF/maillog" && [ "$nmarks" -gt 0 ]' \
+	"--id \${queue_id}.\${recipient}: $nmarks deliveries remembered in in/dedup, none taken for a duplicate" \
+	"$(grep "not queued again" "$PF/maillog" | head -2)"
 check 'grep -q "status=bounced (.*-r .*contains a space" "$PF/maillog"' \
 	"the recipient with a space: enqueue exits 64, Postfix bounces it with the reason" \
 	"$(grep -E 'status=bounced' "$PF/maillog" | head -2)"
@@ -278,8 +286,9 @@ as_user "$D" run -c "$W/dkimpress.conf" --once >"$W/run.out" 2>"$W/run.err"
 rc=$?
 cat "$W/run.out" "$W/run.err" | grep -E "signed [0-9]+" | tail -1
 check '[ "$rc" = 0 ]' "dkimpress run --once: exit 0" "exit $rc: $(tail -3 "$W/run.err")"
-check '[ -z "$(find "$Q/in" "$Q/out/tmp" -type f 2>/dev/null)" ] && [ -z "$(ls -A "$Q/failed" 2>/dev/null)" ]' \
-	"in/, out/tmp and failed/ empty" "$(find "$Q/in" "$Q/out/tmp" "$Q/failed" -type f 2>/dev/null | head -3; head -c 300 "$Q"/failed/*.reason 2>/dev/null)"
+# (in/dedup keeps the --id marks for dedup_window: not messages)
+check '[ -z "$(find "$Q/in" "$Q/out/tmp" -path "$Q/in/dedup" -prune -o -type f -print 2>/dev/null)" ] && [ -z "$(ls -A "$Q/failed" 2>/dev/null)" ]' \
+	"in/ (but in/dedup), out/tmp and failed/ empty" "$(find "$Q/in" "$Q/out/tmp" "$Q/failed" -path "$Q/in/dedup" -prune -o -type f -print 2>/dev/null | head -3; head -c 300 "$Q"/failed/*.reason 2>/dev/null)"
 
 echo "== every delivery in out/new exactly once, envelope on top, signatures pass"
 $PY "$HERE/check.py" "$W/manifest.json" "$Q/out/new" "$W/dns.txt" >"$W/check.txt" 2>&1
