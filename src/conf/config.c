@@ -28,7 +28,8 @@ enum ckey {
 	K_EXPIRE, K_THREADS, K_BATCH, K_URING_DEPTH, K_IO, K_INFLIGHT,
 	K_MAX_MESSAGE, K_MAX_HEADER_BYTES, K_MAX_HEADER_FIELDS, K_KEY_CACHE,
 	K_INSECURE, K_FLUSH, K_GROUP_COMMIT, K_SELF_VERIFY, K_RSA_BACKEND,
-	K_METRICS_LISTEN, K_METRICS_DOMAINS, K_LOG, K_COUNT
+	K_METRICS_LISTEN, K_METRICS_DOMAINS, K_LOG, K_MULTI, K_KEY_POLICY,
+	K_ESP_STREAM, K_ESP_STREAM_TABLE, K_COUNT
 };
 
 static const char *const key_names[K_COUNT] = {
@@ -38,10 +39,24 @@ static const char *const key_names[K_COUNT] = {
 	"inflight_bytes", "max_message_size", "max_header_bytes",
 	"max_header_fields", "key_cache", "insecure_key_perms", "flush",
 	"group_commit", "self_verify", "rsa_backend",
-	"metrics_listen", "metrics_domains", "log",
+	"metrics_listen", "metrics_domains", "log", "multiple_signatures",
+	"key_policy", "esp_stream", "esp_stream_table",
 };
 
 static void js_free(struct dkp_js_config *j);
+
+static void esp_free(struct dkp_config *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nesp; i++) {
+		dkp_free(c->esp[i].domain);
+		dkp_free(c->esp[i].selector);
+		dkp_free(c->esp[i].keyfile);
+	}
+	c->nesp = 0;
+	c->esp_domain = c->esp_selector = c->esp_keyfile = NULL;
+}
 
 void dkp_config_free(struct dkp_config *c)
 {
@@ -52,9 +67,10 @@ void dkp_config_free(struct dkp_config *c)
 	dkp_free(c->in_dir);
 	dkp_free(c->out_dir);
 	dkp_free(c->failed_dir);
-	dkp_free(c->esp_domain);
-	dkp_free(c->esp_selector);
-	dkp_free(c->esp_keyfile);
+	esp_free(c);
+	dkp_free(c->key_policy);
+	dkp_free(c->esp_stream_header);
+	dkp_free(c->esp_stream_table);
 	dkp_free(c->key_table);
 	dkp_free(c->signing_table);
 	dkp_free(c->headers_buf);
@@ -140,6 +156,7 @@ static const char *apply(struct dkp_config *c, enum ckey k, const char *v,
 	case K_FAILED_DIR: c->failed_dir = dkp_strdup(v); break;
 	case K_ESP_KEY: {
 		const char *c1 = strchr(v, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		struct dkp_espkey *e;
 
 		if (c2 == NULL || c2[1] == '\0')
 			return "want DOMAIN:SELECTOR:KEYFILE";
@@ -147,11 +164,17 @@ static const char *apply(struct dkp_config *c, enum ckey k, const char *v,
 		if (!dkp_sigfmt_domain_ok(v, (size_t)(c1 - v)) ||
 		    !dkp_sigfmt_selector_ok(c1 + 1, (size_t)(c2 - c1 - 1)))
 			return "invalid domain or selector (RFC 6376: a domain of two or more labels and a selector, of letters, digits and inner '-')";
-		c->esp_domain = dkp_strndup(v, (size_t)(c1 - v));
-		for (char *p = c->esp_domain; *p; p++)
+		if (c->nesp == DKP_MAX_ESP_KEYS)
+			return "at most 8 esp_key lines";
+		e = &c->esp[c->nesp++];
+		e->domain = dkp_strndup(v, (size_t)(c1 - v));
+		for (char *p = e->domain; *p; p++)
 			*p = (char)tolower((unsigned char)*p);
-		c->esp_selector = dkp_strndup(c1 + 1, (size_t)(c2 - c1 - 1));
-		c->esp_keyfile = dkp_strdup(c2 + 1);
+		e->selector = dkp_strndup(c1 + 1, (size_t)(c2 - c1 - 1));
+		e->keyfile = dkp_strdup(c2 + 1);
+		c->esp_domain = c->esp[0].domain;
+		c->esp_selector = c->esp[0].selector;
+		c->esp_keyfile = c->esp[0].keyfile;
 		break;
 	}
 	case K_KEY_TABLE: c->key_table = dkp_strdup(v); break;
@@ -315,6 +338,31 @@ static const char *apply(struct dkp_config *c, enum ckey k, const char *v,
 		else
 			return "want stderr or syslog";
 		break;
+	case K_MULTI:
+		if (!strcasecmp(v, "all"))
+			c->multiple_signatures = DKP_MULTI_ALL;
+		else if (parse_bool(v, &b))
+			return "want no, yes (as OpenDKIM 2.11) or all";
+		else
+			c->multiple_signatures = b ? DKP_MULTI_OPENDKIM : DKP_MULTI_NO;
+		break;
+	case K_KEY_POLICY: c->key_policy = dkp_strdup(v); break;
+	case K_ESP_STREAM:
+		dkp_free(c->esp_stream_header);
+		c->esp_stream_header = NULL;
+		if (!strcasecmp(v, "none"))
+			c->esp_stream = DKP_STREAM_NONE;
+		else if (!strcasecmp(v, "sender"))
+			c->esp_stream = DKP_STREAM_SENDER;
+		else if (!strncasecmp(v, "header:", 7) && v[7] &&
+			 dkp_sigfmt_hname_ok(v + 7, strlen(v + 7)) &&
+			 strcasecmp(v + 7, "From") && strcasecmp(v + 7, "DKIM-Signature")) {
+			c->esp_stream = DKP_STREAM_HEADER;
+			c->esp_stream_header = dkp_strdup(v + 7);
+		} else
+			return "want none, sender or header:NAME (a field name other than From and DKIM-Signature)";
+		break;
+	case K_ESP_STREAM_TABLE: c->esp_stream_table = dkp_strdup(v); break;
 	case K_COUNT:
 		break;
 	}
@@ -534,13 +582,13 @@ static int parse_line(struct dkp_config *c, char *p, const char *where,
 	if (i == K_COUNT + J_COUNT)
 		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
 				   "%s: unknown setting '%s'", where, k);
-	if (seen[i] > override)
+	if (seen[i] > override && i != K_ESP_KEY)	/* esp_key: one per key */
 		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
 				   "%s: '%s' is set twice", where, k);
 	if (*v == '\0')
 		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
 				   "%s: '%s' has no value", where, k);
-	if (override && seen[i]) {
+	if (override && seen[i] == 1) {
 		/* replace what the file said */
 		switch ((enum ckey)i) {
 		case K_QUEUE_DIR:
@@ -551,10 +599,12 @@ static int parse_line(struct dkp_config *c, char *p, const char *where,
 		case K_OUT_DIR: dkp_free(c->out_dir); c->out_dir = NULL; break;
 		case K_FAILED_DIR: dkp_free(c->failed_dir); c->failed_dir = NULL; break;
 		case K_ESP_KEY:
-			dkp_free(c->esp_domain);
-			dkp_free(c->esp_selector);
-			dkp_free(c->esp_keyfile);
-			c->esp_domain = c->esp_selector = c->esp_keyfile = NULL;
+			esp_free(c);	/* --set esp_key lines replace the file's */
+			break;
+		case K_KEY_POLICY: dkp_free(c->key_policy); c->key_policy = NULL; break;
+		case K_ESP_STREAM_TABLE:
+			dkp_free(c->esp_stream_table);
+			c->esp_stream_table = NULL;
 			break;
 		case K_KEY_TABLE: dkp_free(c->key_table); c->key_table = NULL; break;
 		case K_SIGNING_TABLE: dkp_free(c->signing_table); c->signing_table = NULL; break;
@@ -647,6 +697,10 @@ int dkp_config_load(struct dkp_config **out, const char *path,
 		else if (!c->key_table != !c->signing_table)
 			rc = dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
 					 "%s: key_table and signing_table go together",
+					 path);
+		else if ((c->esp_stream != DKP_STREAM_NONE) != !!c->esp_stream_table)
+			rc = dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
+					 "%s: esp_stream and esp_stream_table go together",
 					 path);
 	}
 	dkp_free(queue_dir);
