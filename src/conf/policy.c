@@ -348,7 +348,9 @@ int dkp_streams_load(struct dkp_streams **out, const char *path,
 				 path, lineno, why);
 	s->byvalue = dkp_htab_new(s->n ? s->n : 1);
 	for (i = 0; rc == DKP_OK && i < s->n; i++)	/* the first line wins */
-		dkp_htab_put(s->byvalue, s->e[i].value, strlen(s->e[i].value), &s->e[i]);
+		if (!dkp_htab_get(s->byvalue, s->e[i].value, strlen(s->e[i].value)))
+			dkp_htab_put(s->byvalue, s->e[i].value, strlen(s->e[i].value),
+				     &s->e[i]);
 	if (rc != DKP_OK) {
 		dkp_streams_free(s);
 		return rc;

@@ -74,10 +74,10 @@ static void sentry_free(void *p)
 	}
 }
 
-/* Parse "name[,name...]" into an entry; NULL with the unknown name in
- * *bad (a pointer into names) when one is not in the KeyTable. */
+/* Parse "name[,name...]" into an entry; NULL with the reason in why
+ * when a name is not in the KeyTable or the list is empty or too long. */
 static struct sentry *sentry_parse(struct dkp_route *r, char *names,
-				   const char **bad)
+				   char *why, size_t whysz)
 {
 	struct sentry *e = dkp_calloc(1, sizeof(*e));
 	char *tok, *save = NULL;
@@ -86,7 +86,11 @@ static struct sentry *sentry_parse(struct dkp_route *r, char *names,
 		const struct dkp_keyent *k = dkp_htab_get(r->byname, tok, strlen(tok));
 
 		if (k == NULL || e->n == DKP_ROUTE_MAX_KEYS) {
-			*bad = k ? "(too many keys: at most 8 per entry)" : tok;
+			if (k)
+				snprintf(why, whysz, "too many keys (at most %d per line)",
+					 DKP_ROUTE_MAX_KEYS);
+			else
+				snprintf(why, whysz, "'%.100s' is not in the KeyTable", tok);
 			sentry_free(e);
 			return NULL;
 		}
@@ -94,7 +98,7 @@ static struct sentry *sentry_parse(struct dkp_route *r, char *names,
 		e->k[e->n++] = k;
 	}
 	if (e->n == 0) {
-		*bad = "(empty key list)";
+		snprintf(why, whysz, "empty key list");
 		sentry_free(e);
 		return NULL;
 	}
@@ -210,7 +214,7 @@ static int load_signing(struct dkp_route *r, const char *spec,
 		r->exact = dkp_htab_new(r->nkeys);
 	while (getline(&line, &cap, f) >= 0) {
 		struct sentry *e;
-		const char *bad = NULL;
+		char why[160];
 		int n;
 
 		lineno++;
@@ -225,10 +229,9 @@ static int load_signing(struct dkp_route *r, const char *spec,
 		}
 		lower(key);
 		lower(kname);
-		if ((e = sentry_parse(r, kname, &bad)) == NULL) {
+		if ((e = sentry_parse(r, kname, why, sizeof(why))) == NULL) {
 			rc = dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
-					 "%s:%zu: '%.100s' is not in the KeyTable",
-					 path, lineno, bad);
+					 "%s:%zu: %s", path, lineno, why);
 			break;
 		}
 		if (refile) {

@@ -331,8 +331,8 @@ static const struct rres *route_cached(struct dkp_snap *s, const char *local,
 		dkp_htab_free(s->rcache, dkp_free);	/* start over, bounded */
 		s->rcache = dkp_htab_new(1024);
 	}
-	if (dkp_htab_put(s->rcache, addr, (size_t)n, copy))
-		dkp_free(copy);	/* another worker was first */
+	/* put replaces: another worker's equal answer may go */
+	dkp_free(dkp_htab_put(s->rcache, addr, (size_t)n, copy));
 	pthread_mutex_unlock(&s->rmu);
 	return tmp;
 }
