@@ -25,7 +25,9 @@
 #     files grouped by their signature count;
 #   - with ifma: the 8-lane path made every RSA-2048 signature of the run
 #     (ifma_lanes in --stats = the RSA signatures counted in the files);
-#     with openssl: none.
+#     with openssl: none;
+#   - (once) `dkimpress check` finds every key in DNS: both esp_key
+#     lines, the stream table's, each key of a SigningTable list.
 # Ends with "policy: N passed, N failed".
 set -u
 export LC_ALL=C
@@ -179,6 +181,13 @@ run_case() {
 }
 
 run_case openssl-header openssl header
+# `dkimpress check` looks up every key: both esp_key lines, the stream
+# table's keys, each key of a list, the '%' keys for third.example
+"$D" check -c "$W/openssl-header.conf" --dns-file "$W/dns.txt" >"$W/check.out" 2>&1
+crc=$?
+check '[ "$crc" = 0 ] && [ "$(grep -c "ok" "$W/check.out")" -ge 9 ] && grep -q "esp_key#2" "$W/check.out" && grep -q "t-ed" "$W/check.out" && grep -q "p-rsa/%" "$W/check.out"' \
+	"check: all 9 keys found in DNS and match (both esp_key lines, the stream's, '%' keys of a list)" \
+	'cat "$W/check.out"'
 if grep -q avx512ifma /proc/cpuinfo; then
 	run_case ifma-header ifma header
 else
