@@ -195,10 +195,10 @@ static int stream_header(struct dkp_snap *s, struct dkp_tmsg *m,
 		return 0;
 	f = &msg->fields[idx];
 	vlen = f->len - f->colon - 1;
-	if (vlen >= sizeof(value))
-		vlen = sizeof(value) - 1;	/* too long to match anything */
-	memcpy(value, msg->data + f->off + f->colon + 1, vlen);
-	*esp = dkp_snap_esp_for(s, value, vlen);
+	if (vlen < sizeof(value)) {	/* a longer one matches no line */
+		memcpy(value, msg->data + f->off + f->colon + 1, vlen);
+		*esp = dkp_snap_esp_for(s, value, vlen);
+	}
 	dkp_buf_reset(strip);
 	for (i = 0; i < msg->nfields; i++) {
 		f = &msg->fields[i];
