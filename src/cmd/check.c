@@ -47,6 +47,7 @@
 #include "base/mem.h"
 #include "conf/align.h"
 #include "conf/config.h"
+#include "conf/policy.h"
 #include "conf/route.h"
 #include "dkim/keyrec.h"
 #include "dkim/sigfmt.h"
@@ -101,6 +102,7 @@ struct check {
 	struct dkp_config *cfg;
 	struct dkp_route *route;
 	struct dkp_psl *psl;		/* for "%org" entries */
+	struct dkp_streams *streams;	/* esp_stream_table, NULL: none */
 	struct dkp_dnsfile *df;
 	struct item *items;
 	size_t n, cap;
@@ -191,7 +193,7 @@ static void expand_from_domain(struct check *k,
 	while (f && getline(&line, &cap, f) >= 0) {
 		const char *d;
 		uintptr_t idx;
-		char *p;
+		char *p, *tok, *save = NULL;
 
 		if (dkp_route_two_fields(line, &key, &kname) != 1)
 			continue;
@@ -199,18 +201,21 @@ static void expand_from_domain(struct check *k,
 			*p = (char)tolower((unsigned char)*p);
 		for (p = kname; *p; p++)
 			*p = (char)tolower((unsigned char)*p);
-		idx = (uintptr_t)dkp_htab_get(byname, kname, strlen(kname));
-		if (idx == 0 || (d = entry_domain(k, pct[idx - 1], key, refile, org,
-						       sizeof(org))) == NULL)
-			continue;
-		snprintf(pair, sizeof(pair), "%s %s", kname, d);
-		if (dkp_htab_get(seen, pair, strlen(pair)))
-			continue;
-		dkp_htab_put(seen, pair, strlen(pair), (void *)1);
-		snprintf(name, sizeof(name), "%s/%s", pct[idx - 1]->name,
-			 pct[idx - 1]->domain);
-		add_item(k, name, d, pct[idx - 1]->selector, pct[idx - 1]->path);
-		found[idx - 1]++;
+		/* a value may list several keys ("k1,k2") */
+		for (tok = strtok_r(kname, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+			idx = (uintptr_t)dkp_htab_get(byname, tok, strlen(tok));
+			if (idx == 0 || (d = entry_domain(k, pct[idx - 1], key, refile, org,
+							       sizeof(org))) == NULL)
+				continue;
+			snprintf(pair, sizeof(pair), "%s %s", tok, d);
+			if (dkp_htab_get(seen, pair, strlen(pair)))
+				continue;
+			dkp_htab_put(seen, pair, strlen(pair), (void *)1);
+			snprintf(name, sizeof(name), "%s/%s", pct[idx - 1]->name,
+				 pct[idx - 1]->domain);
+			add_item(k, name, d, pct[idx - 1]->selector, pct[idx - 1]->path);
+			found[idx - 1]++;
+		}
 	}
 	if (f)
 		fclose(f);
@@ -239,8 +244,23 @@ static void collect(struct check *k)
 	const struct dkp_keyent **pct = NULL;
 	size_t i, npct = 0;
 
-	add_item(k, "esp_key", k->cfg->esp_domain, k->cfg->esp_selector,
-		 k->cfg->esp_keyfile);
+	char name[64];
+	size_t j;
+
+	for (i = 0; i < k->cfg->nesp; i++) {	/* every esp_key line */
+		snprintf(name, sizeof(name), i ? "esp_key#%zu" : "esp_key", i + 1);
+		add_item(k, name, k->cfg->esp[i].domain, k->cfg->esp[i].selector,
+			 k->cfg->esp[i].keyfile);
+	}
+	for (i = 0; i < dkp_streams_count(k->streams); i++) {
+		const struct dkp_stream_ent *e = dkp_streams_at(k->streams, i);
+
+		for (j = 0; j < e->nkeys; j++) {
+			snprintf(name, sizeof(name), "esp_stream %.40s", e->value);
+			add_item(k, name, e->keys[j].domain, e->keys[j].selector,
+				 e->keys[j].keyfile);
+		}
+	}
 	if (k->route == NULL)
 		return;
 	for (i = 0; i < dkp_route_nkeys(k->route); i++) {
@@ -780,6 +800,7 @@ static void check_free(struct check *k)
 	dkp_dnsfile_free(k->df);
 	dkp_route_free(k->route);
 	dkp_psl_free(k->psl);
+	dkp_streams_free(k->streams);
 	dkp_config_free(k->cfg);
 }
 
@@ -808,6 +829,12 @@ int dkp_check_run(const struct dkp_cli *c)
 		goto done;
 	}
 	if (k.route && dkp_psl_load(&k.psl, k.cfg->align.psl_file, &err) != DKP_OK) {
+		dkp_error("%s", err.msg);
+		rc = EX_CONFIG_;
+		goto done;
+	}
+	if (k.cfg->esp_stream_table &&
+	    dkp_streams_load(&k.streams, k.cfg->esp_stream_table, &err) != DKP_OK) {
 		dkp_error("%s", err.msg);
 		rc = EX_CONFIG_;
 		goto done;

@@ -30,7 +30,8 @@ enum ckey {
 	K_MAX_MESSAGE, K_MAX_HEADER_BYTES, K_MAX_HEADER_FIELDS, K_KEY_CACHE,
 	K_INSECURE, K_FLUSH, K_GROUP_COMMIT, K_SELF_VERIFY, K_RSA_BACKEND,
 	K_METRICS_LISTEN, K_METRICS_DOMAINS, K_LOG, K_DEDUP_WINDOW,
-	K_DEDUP_MAX, K_COUNT
+	K_DEDUP_MAX, K_MULTI, K_KEY_POLICY, K_ESP_STREAM, K_ESP_STREAM_TABLE,
+	K_COUNT
 };
 
 static const char *const key_names[K_COUNT] = {
@@ -41,10 +42,24 @@ static const char *const key_names[K_COUNT] = {
 	"max_header_fields", "key_cache", "insecure_key_perms", "flush",
 	"group_commit", "self_verify", "rsa_backend",
 	"metrics_listen", "metrics_domains", "log", "dedup_window",
-	"dedup_max",
+	"dedup_max", "multiple_signatures", "key_policy", "esp_stream",
+	"esp_stream_table",
 };
 
 static void js_free(struct dkp_js_config *j);
+
+static void esp_free(struct dkp_config *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nesp; i++) {
+		dkp_free(c->esp[i].domain);
+		dkp_free(c->esp[i].selector);
+		dkp_free(c->esp[i].keyfile);
+	}
+	c->nesp = 0;
+	c->esp_domain = c->esp_selector = c->esp_keyfile = NULL;
+}
 
 void dkp_config_free(struct dkp_config *c)
 {
@@ -56,9 +71,10 @@ void dkp_config_free(struct dkp_config *c)
 	dkp_free(c->in_dir);
 	dkp_free(c->out_dir);
 	dkp_free(c->failed_dir);
-	dkp_free(c->esp_domain);
-	dkp_free(c->esp_selector);
-	dkp_free(c->esp_keyfile);
+	esp_free(c);
+	dkp_free(c->key_policy);
+	dkp_free(c->esp_stream_header);
+	dkp_free(c->esp_stream_table);
 	dkp_free(c->key_table);
 	dkp_free(c->signing_table);
 	dkp_free(c->headers_buf);
@@ -163,6 +179,7 @@ static const char *set_queue_dir(struct dkp_config *c, const char *v, char **que
 static const char *set_esp_key(struct dkp_config *c, const char *v, char **queue_dir)
 {
 	const char *c1 = strchr(v, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+	struct dkp_espkey *e;
 
 	(void)queue_dir;
 	if (c2 == NULL || c2[1] == '\0')
@@ -171,14 +188,51 @@ static const char *set_esp_key(struct dkp_config *c, const char *v, char **queue
 	if (!dkp_sigfmt_domain_ok(v, (size_t)(c1 - v)) ||
 	    !dkp_sigfmt_selector_ok(c1 + 1, (size_t)(c2 - c1 - 1)))
 		return "invalid domain or selector (RFC 6376: a domain of two or more labels and a selector, of letters, digits and inner '-')";
-	dkp_free(c->esp_domain);
-	dkp_free(c->esp_selector);
-	dkp_free(c->esp_keyfile);
-	c->esp_domain = dkp_strndup(v, (size_t)(c1 - v));
-	for (char *p = c->esp_domain; *p; p++)
+	if (c->nesp == DKP_MAX_ESP_KEYS)
+		return "at most 8 esp_key lines";
+	e = &c->esp[c->nesp++];
+	e->domain = dkp_strndup(v, (size_t)(c1 - v));
+	for (char *p = e->domain; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
-	c->esp_selector = dkp_strndup(c1 + 1, (size_t)(c2 - c1 - 1));
-	c->esp_keyfile = dkp_strdup(c2 + 1);
+	e->selector = dkp_strndup(c1 + 1, (size_t)(c2 - c1 - 1));
+	e->keyfile = dkp_strdup(c2 + 1);
+	c->esp_domain = c->esp[0].domain;
+	c->esp_selector = c->esp[0].selector;
+	c->esp_keyfile = c->esp[0].keyfile;
+	return NULL;
+}
+
+static const char *set_multi(struct dkp_config *c, const char *v, char **queue_dir)
+{
+	int b;
+
+	(void)queue_dir;
+	if (!strcasecmp(v, "all"))
+		c->multiple_signatures = DKP_MULTI_ALL;
+	else if (parse_bool(v, &b))
+		return "want no, yes (as OpenDKIM 2.11) or all";
+	else
+		c->multiple_signatures = b ? DKP_MULTI_OPENDKIM : DKP_MULTI_NO;
+	return NULL;
+}
+
+static const char *set_esp_stream(struct dkp_config *c, const char *v, char **queue_dir)
+{
+	(void)queue_dir;
+	dkp_free(c->esp_stream_header);
+	c->esp_stream_header = NULL;
+	if (!strcasecmp(v, "none")) {
+		c->esp_stream = DKP_STREAM_NONE;
+	} else if (!strcasecmp(v, "sender")) {
+		c->esp_stream = DKP_STREAM_SENDER;
+	} else if (!strncasecmp(v, "header:", 7) && v[7] &&
+		   dkp_sigfmt_hname_ok(v + 7, strlen(v + 7)) &&
+		   strcasecmp(v + 7, "From") && strcasecmp(v + 7, "DKIM-Signature")) {
+		c->esp_stream = DKP_STREAM_HEADER;
+		c->esp_stream_header = dkp_strdup(v + 7);
+	} else {
+		return "want none, sender or header:NAME (a field name other than From and DKIM-Signature)";
+	}
 	return NULL;
 }
 
@@ -324,6 +378,10 @@ static const struct setting settings[K_COUNT] = {
 	[K_LOG] = { CHOICE(log_syslog, w_log, v_log, "want stderr or syslog") },
 	[K_DEDUP_WINDOW] = { FN(set_dedup_window) },
 	[K_DEDUP_MAX] = { UINT(dedup_max, 1, 1000000000, "want 1 to 1000000000") },
+	[K_MULTI] = { FN(set_multi) },
+	[K_KEY_POLICY] = { STR(key_policy) },
+	[K_ESP_STREAM] = { FN(set_esp_stream) },
+	[K_ESP_STREAM_TABLE] = { STR(esp_stream_table) },
 };
 
 /* An integer of the field's own width (4 or 8 bytes). */
@@ -590,39 +648,17 @@ static int parse_line(struct dkp_config *c, char *p, const char *where,
 	else if (i == K_COUNT + J_COUNT)
 		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
 				   "%s: unknown setting '%s'", where, k);
-	if (seen[i] > override)
+	if (seen[i] > override && i != K_ESP_KEY)	/* esp_key: one per key */
 		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
 				   "%s: '%s' is set twice", where, k);
 	if (*v == '\0')
 		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
 				   "%s: '%s' has no value", where, k);
-	if (override && seen[i]) {
-		/* replace what the file said */
-		switch ((enum ckey)i) {
-		case K_QUEUE_DIR:
-			dkp_free(*queue_dir);
-			*queue_dir = NULL;
-			break;
-		case K_IN_DIR: dkp_free(c->in_dir); c->in_dir = NULL; break;
-		case K_OUT_DIR: dkp_free(c->out_dir); c->out_dir = NULL; break;
-		case K_FAILED_DIR: dkp_free(c->failed_dir); c->failed_dir = NULL; break;
-		case K_ESP_KEY:
-			dkp_free(c->esp_domain);
-			dkp_free(c->esp_selector);
-			dkp_free(c->esp_keyfile);
-			c->esp_domain = c->esp_selector = c->esp_keyfile = NULL;
-			break;
-		case K_KEY_TABLE: dkp_free(c->key_table); c->key_table = NULL; break;
-		case K_SIGNING_TABLE: dkp_free(c->signing_table); c->signing_table = NULL; break;
-		case K_HEADERS:
-			dkp_free(c->headers_buf);
-			c->headers_buf = NULL;
-			c->nheaders = 0;
-			break;
-		default:
-			break;
-		}
-	}
+	/* a --set replaces what the file said: each setter frees the old
+	 * value; esp_key lines add up, so the first --set one drops the
+	 * file's */
+	if (override && seen[i] == 1 && i == K_ESP_KEY)
+		esp_free(c);
 	seen[i] = override ? 2 : 1;
 	why = i < K_COUNT ? apply(c, &settings[i], v, queue_dir)
 	    : i < K_COUNT + J_COUNT ? apply(c, &jsettings[i - K_COUNT], v, queue_dir)
@@ -687,6 +723,9 @@ static int config_finish(struct dkp_config *c, const char *path,
 	if (!c->key_table != !c->signing_table)
 		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
 				   "%s: key_table and signing_table go together", path);
+	if ((c->esp_stream != DKP_STREAM_NONE) != !!c->esp_stream_table)
+		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
+				   "%s: esp_stream and esp_stream_table go together", path);
 	if (c->threads == 0) {
 		/* two per core: while one waits for its batch's flush, the
 		 * other signs (docs/tuning.md) */

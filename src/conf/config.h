@@ -13,6 +13,7 @@
 
 #include "dkimpress/dkimpress.h"
 #include "conf/align.h"
+#include "conf/route.h"
 #include "dkim/sign.h"
 
 enum dkp_missing_key {
@@ -47,6 +48,19 @@ enum dkp_flush_mode {
 /* enqueue --id: the queue directory's de-duplication window */
 #define DKP_DEF_DEDUP_WINDOW 600		/* seconds (dedup_window) */
 #define DKP_DEF_DEDUP_MAX 1000000		/* IDs remembered (dedup_max) */
+#define DKP_MAX_ESP_KEYS 8			/* esp_key lines */
+
+/* Which ESP key(s) sign a message (esp_stream, docs/dkimpress.conf.5). */
+enum dkp_esp_stream {
+	DKP_STREAM_NONE = 0,	/* every esp_key, always */
+	DKP_STREAM_SENDER,	/* by the envelope sender's domain (x-sender) */
+	DKP_STREAM_HEADER,	/* by a header field, removed before signing */
+};
+
+/* One ESP key: esp_key = DOMAIN:SELECTOR:KEYFILE. */
+struct dkp_espkey {
+	char *domain, *selector, *keyfile;
+};
 
 /* Where messages come from and go to (docs/scale-out.md). */
 enum dkp_transport_kind {
@@ -80,8 +94,15 @@ struct dkp_js_config {
 struct dkp_config {
 	char *path;			/* the file this came from */
 	char *in_dir, *out_dir, *failed_dir;
-	char *esp_domain, *esp_selector, *esp_keyfile;
+	char *esp_domain, *esp_selector, *esp_keyfile;	/* esp[0]'s */
+	struct dkp_espkey esp[DKP_MAX_ESP_KEYS];	/* every esp_key line */
+	size_t nesp;
 	char *key_table, *signing_table;	/* both NULL or both set */
+	enum dkp_multi multiple_signatures;	/* which matching entries sign */
+	char *key_policy;			/* per-key settings, NULL: none */
+	enum dkp_esp_stream esp_stream;
+	char *esp_stream_header;		/* DKP_STREAM_HEADER: its name */
+	char *esp_stream_table;			/* set with esp_stream */
 	enum dkp_missing_key missing_key;
 	enum dkp_canon hcanon, bcanon;
 	char *headers_buf;			/* owned storage for headers */

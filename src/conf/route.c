@@ -13,16 +13,22 @@
 #include "base/mem.h"
 #include "dkim/sigfmt.h"
 
+/* What one SigningTable entry names: one key or a comma-separated list. */
+struct sentry {
+	const struct dkp_keyent **k;
+	size_t n;
+};
+
 struct pattern {
 	char *pat;
-	const struct dkp_keyent *key;
+	struct sentry *e;
 };
 
 struct dkp_route {
 	struct dkp_keyent *keys;
 	size_t nkeys;
 	struct dkp_htab *byname;	/* key name -> keyent */
-	struct dkp_htab *exact;		/* plain table: key -> keyent */
+	struct dkp_htab *exact;		/* plain table: key -> sentry */
 	struct pattern *pats;		/* refile table, in file order */
 	size_t npats;
 };
@@ -58,6 +64,47 @@ int dkp_route_two_fields(char *line, char **a, char **b)
 	return strpbrk(p, " \t") ? -1 : 1;
 }
 
+static void sentry_free(void *p)
+{
+	struct sentry *e = p;
+
+	if (e) {
+		dkp_free(e->k);
+		dkp_free(e);
+	}
+}
+
+/* Parse "name[,name...]" into an entry; NULL with the reason in why
+ * when a name is not in the KeyTable or the list is empty or too long. */
+static struct sentry *sentry_parse(struct dkp_route *r, char *names,
+				   char *why, size_t whysz)
+{
+	struct sentry *e = dkp_calloc(1, sizeof(*e));
+	char *tok, *save = NULL;
+
+	for (tok = strtok_r(names, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		const struct dkp_keyent *k = dkp_htab_get(r->byname, tok, strlen(tok));
+
+		if (k == NULL || e->n == DKP_ROUTE_MAX_KEYS) {
+			if (k)
+				snprintf(why, whysz, "too many keys (at most %d per line)",
+					 DKP_ROUTE_MAX_KEYS);
+			else
+				snprintf(why, whysz, "'%.100s' is not in the KeyTable", tok);
+			sentry_free(e);
+			return NULL;
+		}
+		e->k = dkp_realloc(e->k, (e->n + 1) * sizeof(*e->k));
+		e->k[e->n++] = k;
+	}
+	if (e->n == 0) {
+		snprintf(why, whysz, "empty key list");
+		sentry_free(e);
+		return NULL;
+	}
+	return e;
+}
+
 void dkp_route_free(struct dkp_route *r)
 {
 	size_t i;
@@ -70,12 +117,14 @@ void dkp_route_free(struct dkp_route *r)
 		dkp_free(r->keys[i].selector);
 		dkp_free(r->keys[i].path);
 	}
-	for (i = 0; i < r->npats; i++)
+	for (i = 0; i < r->npats; i++) {
 		dkp_free(r->pats[i].pat);
+		sentry_free(r->pats[i].e);
+	}
 	dkp_free(r->keys);
 	dkp_free(r->pats);
 	dkp_htab_free(r->byname, NULL);
-	dkp_htab_free(r->exact, NULL);
+	dkp_htab_free(r->exact, sentry_free);
 	dkp_free(r);
 }
 
@@ -165,7 +214,8 @@ static int load_signing(struct dkp_route *r, const char *spec,
 	if (!refile)
 		r->exact = dkp_htab_new(r->nkeys);
 	while (getline(&line, &cap, f) >= 0) {
-		const struct dkp_keyent *k;
+		struct sentry *e;
+		char why[160];
 		int n;
 
 		lineno++;
@@ -174,17 +224,15 @@ static int load_signing(struct dkp_route *r, const char *spec,
 			continue;
 		if (n < 0) {
 			rc = dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
-					 "%s:%zu: want PATTERN KEYNAME", path,
-					 lineno);
+					 "%s:%zu: want PATTERN KEYNAME[,KEYNAME...]",
+					 path, lineno);
 			break;
 		}
 		lower(key);
 		lower(kname);
-		k = dkp_htab_get(r->byname, kname, strlen(kname));
-		if (k == NULL) {
+		if ((e = sentry_parse(r, kname, why, sizeof(why))) == NULL) {
 			rc = dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
-					 "%s:%zu: '%s' is not in the KeyTable",
-					 path, lineno, kname);
+					 "%s:%zu: %s", path, lineno, why);
 			break;
 		}
 		if (refile) {
@@ -193,10 +241,12 @@ static int load_signing(struct dkp_route *r, const char *spec,
 				r->pats = dkp_realloc(r->pats, pcap * sizeof(*r->pats));
 			}
 			r->pats[r->npats].pat = dkp_strdup(key);
-			r->pats[r->npats++].key = k;
+			r->pats[r->npats++].e = e;
 		} else if (dkp_htab_get(r->exact, key, strlen(key)) == NULL) {
-			/* first entry wins, as in the file */
-			dkp_htab_put(r->exact, key, strlen(key), (void *)k);
+			/* first entry wins, as in the file (and OpenDKIM) */
+			dkp_htab_put(r->exact, key, strlen(key), e);
+		} else {
+			sentry_free(e);
 		}
 	}
 	dkp_free(line);
@@ -244,36 +294,98 @@ int dkp_route_glob(const char *p, const char *s)
 	return *p == '\0';
 }
 
-const struct dkp_keyent *dkp_route_lookup(const struct dkp_route *r,
-					  const char *local,
-					  const char *domain)
+/* Collects the matching entries of one lookup in order. */
+struct matches {
+	const struct sentry *e[2 + 2 * 128];	/* first and last, or all */
+	size_t n, cap;
+	enum dkp_multi m;
+};
+
+/* Record a match; 1 when the lookup can stop. */
+static int match(struct matches *mt, const struct sentry *e)
+{
+	if (mt->m == DKP_MULTI_NO) {
+		mt->e[mt->n++] = e;
+		return 1;
+	}
+	if (mt->m == DKP_MULTI_OPENDKIM && mt->n == 2)
+		mt->e[1] = e;	/* OpenDKIM 2.11 keeps the first and the last */
+	else if (mt->n < mt->cap)
+		mt->e[mt->n++] = e;
+	return 0;
+}
+
+static void find_entries(const struct dkp_route *r, const char *local,
+			 const char *domain, struct matches *mt)
 {
 	char addr[512];
-	const struct dkp_keyent *k;
+	const struct sentry *e;
 	const char *d;
 	size_t i;
 
 	if (snprintf(addr, sizeof(addr), "%s@%s", local, domain) >=
 	    (int)sizeof(addr))
-		return NULL;
+		return;
 	lower(addr);
 	if (r->pats) {
 		for (i = 0; i < r->npats; i++)
-			if (dkp_route_glob(r->pats[i].pat, addr))
-				return r->pats[i].key;
-		return NULL;
+			if (dkp_route_glob(r->pats[i].pat, addr) &&
+			    match(mt, r->pats[i].e))
+				return;
+		return;
 	}
 	if (r->exact == NULL)	/* an empty table (found by fuzzing) */
-		return NULL;
-	if (*local && (k = dkp_htab_get(r->exact, addr, strlen(addr))))
-		return k;
-	if ((k = dkp_htab_get(r->exact, domain, strlen(domain))))
-		return k;
-	/* parents, nearest first, as ".parent" */
+		return;
+	/* OpenDKIM 2.11's order: address, domain, parents nearest first
+	 * (".parent"), "local@*", "*" */
+	if (*local && (e = dkp_htab_get(r->exact, addr, strlen(addr))) &&
+	    match(mt, e))
+		return;
+	if ((e = dkp_htab_get(r->exact, domain, strlen(domain))) && match(mt, e))
+		return;
 	for (d = strchr(domain, '.'); d; d = strchr(d + 1, '.'))
-		if ((k = dkp_htab_get(r->exact, d, strlen(d))))
-			return k;
-	return NULL;
+		if ((e = dkp_htab_get(r->exact, d, strlen(d))) && match(mt, e))
+			return;
+	if (*local) {
+		size_t n = strlen(local);
+
+		snprintf(addr + n, sizeof(addr) - n, "@*");
+		if ((e = dkp_htab_get(r->exact, addr, n + 2)) && match(mt, e))
+			return;
+	}
+	if ((e = dkp_htab_get(r->exact, "*", 1)))
+		match(mt, e);
+}
+
+size_t dkp_route_lookup_all(const struct dkp_route *r, const char *local,
+			    const char *domain, enum dkp_multi m,
+			    const struct dkp_keyent **out, size_t max)
+{
+	struct matches mt;
+	size_t i, j, l, n = 0;
+
+	mt.n = 0;
+	mt.m = m;
+	mt.cap = sizeof(mt.e) / sizeof(mt.e[0]);
+	find_entries(r, local, domain, &mt);
+	for (i = 0; i < mt.n; i++)
+		for (j = 0; j < mt.e[i]->n && n < max; j++) {
+			/* each key once (OpenDKIM would sign twice alike) */
+			for (l = 0; l < n && out[l] != mt.e[i]->k[j]; l++)
+				;
+			if (l == n)
+				out[n++] = mt.e[i]->k[j];
+		}
+	return n;
+}
+
+const struct dkp_keyent *dkp_route_lookup(const struct dkp_route *r,
+					  const char *local,
+					  const char *domain)
+{
+	const struct dkp_keyent *k;
+
+	return dkp_route_lookup_all(r, local, domain, DKP_MULTI_NO, &k, 1) ? k : NULL;
 }
 
 int dkp_route_is_patterns(const struct dkp_route *r)

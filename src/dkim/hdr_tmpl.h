@@ -5,6 +5,11 @@
  * canonical form, so a message renders and canonicalizes only its own
  * tags (t, x, i, h, bh). One cache per signer (per worker thread): no
  * locks. Bounded: past `max` entries the cache starts over.
+ *
+ * Per-key settings (key_policy): a template is keyed on everything it
+ * holds (a=, both halves of c=, d=, s=), so two keys of one d=/s= with
+ * different canonicalizations get two templates; h=, x= and i= are
+ * rendered per signature after it, never cached.
  */
 #ifndef DKP_HDR_TMPL_H
 #define DKP_HDR_TMPL_H

@@ -1,8 +1,11 @@
 /*
  * job.h — sign a batch: for each message a transport has fetched, set its
- * envelope lines aside, parse it, route its From domain to a customer
- * key, and make the customer signature (on top) and the ESP signature. No
- * I/O: the transport reads before and publishes after (transport.h).
+ * envelope lines aside, parse it, route its From address to its customer
+ * keys (none, one or several: SigningTable lists, multiple_signatures),
+ * choose the ESP keys (esp_key lines, or esp_stream), and make the
+ * customer signatures (on top) and the ESP's, each with its key_policy
+ * settings. No I/O: the transport reads before and publishes after
+ * (transport.h).
  *
  * Each message ends here either ready to publish (outcome SIGNED or
  * ESP_ONLY, m->out = envelope lines, signature fields, message) or

@@ -47,11 +47,28 @@ static void check_lookup(const struct dkp_route *r, const char *local,
 			 const char *domain)
 {
 	const struct dkp_keyent *k = dkp_route_lookup(r, local, domain);
+	const struct dkp_keyent *all[DKP_ROUTE_MAX_KEYS];
+	size_t n, i, j;
+	int m;
 
 	if (k)
 		FUZZ_CHECK(k->index < dkp_route_nkeys(r) &&
 			   dkp_route_key(r, k->index) == k,
 			   "lookup returned a foreign entry");
+	/* every multiple_signatures mode: own entries, each once, the
+	 * first one the single lookup's */
+	for (m = DKP_MULTI_NO; m <= DKP_MULTI_ALL; m++) {
+		n = dkp_route_lookup_all(r, local, domain, (enum dkp_multi)m, all,
+					 DKP_ROUTE_MAX_KEYS);
+		FUZZ_CHECK((n == 0) == (k == NULL) && (n == 0 || all[0] == k),
+			   "lookup_all mode %d disagrees with lookup", m);
+		for (i = 0; i < n; i++) {
+			FUZZ_CHECK(dkp_route_key(r, all[i]->index) == all[i],
+				   "lookup_all returned a foreign entry");
+			for (j = 0; j < i; j++)
+				FUZZ_CHECK(all[j] != all[i], "a key returned twice");
+		}
+	}
 }
 
 /* Look up the first field of each SigningTable line as an address. */

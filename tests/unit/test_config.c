@@ -256,7 +256,67 @@ static const struct {
 	{ "size suffix", "queue_dir=/q\nesp_key=e.example:s:/k\ninflight_bytes=12Q\n", "size" },
 	{ "bool", "queue_dir=/q\nesp_key=e.example:s:/k\ninsecure_key_perms=perhaps\n", "yes or no" },
 	{ "io value", "queue_dir=/q\nesp_key=e.example:s:/k\nio=aio\n", "uring" },
+	{ "multiple_signatures value", "queue_dir=/q\nesp_key=e.example:s:/k\nmultiple_signatures=some\n", "all" },
+	{ "esp_stream value", "queue_dir=/q\nesp_key=e.example:s:/k\nesp_stream=recipient\n", "header:NAME" },
+	{ "esp_stream From", "queue_dir=/q\nesp_key=e.example:s:/k\nesp_stream=header:From\n", "header:NAME" },
+	{ "esp_stream bad name", "queue_dir=/q\nesp_key=e.example:s:/k\nesp_stream=header:X;y\n", "header:NAME" },
+	{ "esp_stream alone", "queue_dir=/q\nesp_key=e.example:s:/k\nesp_stream=sender\n", "go together" },
+	{ "esp_stream_table alone", "queue_dir=/q\nesp_key=e.example:s:/k\nesp_stream_table=/t\n", "go together" },
+	{ "nine esp_keys", "queue_dir=/q\nesp_key=e.example:s:/k\nesp_key=e.example:s:/k\n"
+	  "esp_key=e.example:s:/k\nesp_key=e.example:s:/k\nesp_key=e.example:s:/k\n"
+	  "esp_key=e.example:s:/k\nesp_key=e.example:s:/k\nesp_key=e.example:s:/k\n"
+	  "esp_key=e.example:s:/k\n", "at most 8" },
 };
+
+/* Issue 17: several esp_key lines, multiple_signatures, key_policy,
+ * esp_stream; --set esp_key lines replace the file's and add up. */
+static void signing_policy_settings(void **st)
+{
+	static const char text[] = "queue_dir = /q\n"
+				   "esp_key = esp.example:rsa1:/k/rsa1\n"
+				   "esp_key = ESP.example:ed1:/k/ed1\n"
+				   "multiple_signatures = yes\n"
+				   "key_policy = /etc/kp\n"
+				   "esp_stream = header:X-ESP-Stream\n"
+				   "esp_stream_table = /etc/streams\n";
+	const char *sets[] = { "esp_key=o.example:a:/k/a", "esp_key=o.example:b:/k/b",
+			       "multiple_signatures=all" };
+	struct dkp_config *c;
+	struct dkp_err err;
+	int fd;
+
+	(void)st;
+	assert_int_equal(load(text, &c, &err), DKP_OK);
+	assert_int_equal(c->nesp, 2);
+	assert_string_equal(c->esp[1].domain, "esp.example");
+	assert_string_equal(c->esp[1].selector, "ed1");
+	assert_string_equal(c->esp_selector, "rsa1");	/* esp[0]'s */
+	assert_int_equal(c->multiple_signatures, DKP_MULTI_OPENDKIM);
+	assert_string_equal(c->key_policy, "/etc/kp");
+	assert_int_equal(c->esp_stream, DKP_STREAM_HEADER);
+	assert_string_equal(c->esp_stream_header, "X-ESP-Stream");
+	dkp_config_free(c);
+
+	assert_int_equal(load("queue_dir=/q\nesp_key=e.example:s:/k\n", &c, &err), DKP_OK);
+	assert_int_equal(c->multiple_signatures, DKP_MULTI_NO);	/* the default */
+	assert_int_equal(c->esp_stream, DKP_STREAM_NONE);
+	assert_int_equal(c->nesp, 1);
+	dkp_config_free(c);
+
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	assert_int_equal(dkp_config_load(&c, path, sets, 3, &err), DKP_OK);
+	unlink(path);
+	strcpy(path, "/tmp/dkp_conf_XXXXXX");
+	assert_int_equal(c->nesp, 2);
+	assert_string_equal(c->esp[0].selector, "a");
+	assert_string_equal(c->esp[1].selector, "b");
+	assert_string_equal(c->esp_domain, "o.example");
+	assert_int_equal(c->multiple_signatures, DKP_MULTI_ALL);
+	dkp_config_free(c);
+}
 
 static void bad_files_name_file_and_line(void **st)
 {
@@ -312,6 +372,7 @@ int main(void)
 		cmocka_unit_test(alignment_settings),
 		cmocka_unit_test(every_setting_parses),
 		cmocka_unit_test(bad_files_name_file_and_line),
+		cmocka_unit_test(signing_policy_settings),
 		cmocka_unit_test(missing_file_is_an_io_error),
 		cmocka_unit_test(sizes),
 	};

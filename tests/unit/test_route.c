@@ -158,6 +158,131 @@ static void broken_tables_give_one_clear_error(void **st)
 	}
 }
 
+/* Write st, load it with kt; NULL on error (err says why). */
+static struct dkp_route *load_st(const char *text, int refile, struct dkp_err *err)
+{
+	struct dkp_route *r = NULL;
+	char path[80], spec[96], ktm[80];
+
+	snprintf(ktm, sizeof(ktm), "%s/KT.multi", dir);
+	write_file(ktm, "shop shop.example:s1:/k/shop\nceo shop.example:ceo:/k/ceo\n"
+		   "corp corp.example:s2026:/k/corp\nany %:default:/k/any\n");
+	snprintf(path, sizeof(path), "%s/ST.multi", dir);
+	write_file(path, text);
+	snprintf(spec, sizeof(spec), "%s%s", refile ? "refile:" : "", path);
+	dkp_route_load(&r, ktm, spec, err);
+	unlink(path);
+	unlink(ktm);
+	return r;
+}
+
+/* "s1,ceo,..." of what a lookup returns, in order. */
+static const char *all(const struct dkp_route *r, const char *local,
+		       const char *domain, enum dkp_multi m)
+{
+	static char out[256];
+	const struct dkp_keyent *k[DKP_ROUTE_MAX_KEYS];
+	size_t i, n = dkp_route_lookup_all(r, local, domain, m, k, DKP_ROUTE_MAX_KEYS);
+
+	out[0] = '\0';
+	for (i = 0; i < n; i++)
+		snprintf(out + strlen(out), sizeof(out) - strlen(out), "%s%s",
+			 i ? "," : "", k[i]->name);
+	return out;
+}
+
+/* OpenDKIM 2.11's lookup order in a plain table, and its
+ * MultipleSignatures (first and last match, measured against the milter
+ * in tests/policy/odkim_compat.sh); "all" and comma lists extend it. */
+static void plain_table_multiple_signatures(void **st)
+{
+	struct dkp_err err;
+	struct dkp_route *r;
+
+	(void)st;
+	r = load_st("ceo@shop.example ceo\n"
+		    "shop.example     shop,any\n"
+		    ".example         corp\n"
+		    "ceo@*            ceo\n"
+		    "*                any\n", 0, &err);
+	assert_non_null(r);
+	/* no: the first match in the order address, domain, parents,
+	 * local@*, * */
+	assert_string_equal(all(r, "ceo", "shop.example", DKP_MULTI_NO), "ceo");
+	assert_string_equal(all(r, "bob", "shop.example", DKP_MULTI_NO), "shop,any");
+	assert_string_equal(all(r, "bob", "x.example", DKP_MULTI_NO), "corp");
+	assert_string_equal(all(r, "ceo", "other.test", DKP_MULTI_NO), "ceo");
+	assert_string_equal(all(r, "bob", "other.test", DKP_MULTI_NO), "any");
+	assert_string_equal(lookup(r, "bob", "other.test"), "any");
+	/* yes: the first and the last match, each key once */
+	assert_string_equal(all(r, "ceo", "shop.example", DKP_MULTI_OPENDKIM), "ceo,any");
+	assert_string_equal(all(r, "bob", "shop.example", DKP_MULTI_OPENDKIM), "shop,any");
+	assert_string_equal(all(r, "bob", "x.example", DKP_MULTI_OPENDKIM), "corp,any");
+	/* all: every match in order, each key once */
+	assert_string_equal(all(r, "ceo", "shop.example", DKP_MULTI_ALL), "ceo,shop,any,corp");
+	assert_string_equal(all(r, "bob", "none", DKP_MULTI_ALL), "any");
+	dkp_route_free(r);
+
+	r = load_st("shop.example shop\n", 0, &err);	/* no catch-all */
+	assert_non_null(r);
+	assert_string_equal(all(r, "bob", "other.test", DKP_MULTI_ALL), "");
+	dkp_route_free(r);
+}
+
+static void refile_multiple_signatures(void **st)
+{
+	struct dkp_err err;
+	struct dkp_route *r = load_st("ceo@shop.example  ceo\n"
+				      "*@shop.example    shop\n"
+				      "*@*.example       corp\n"
+				      "*@shop.example    any,ceo\n"
+				      "*                 any\n", 1, &err);
+
+	(void)st;
+	assert_non_null(r);
+	assert_string_equal(all(r, "ceo", "shop.example", DKP_MULTI_NO), "ceo");
+	assert_string_equal(all(r, "ceo", "shop.example", DKP_MULTI_OPENDKIM), "ceo,any");
+	assert_string_equal(all(r, "bob", "shop.example", DKP_MULTI_OPENDKIM), "shop,any");
+	assert_string_equal(all(r, "bob", "a.example", DKP_MULTI_OPENDKIM), "corp,any");
+	assert_string_equal(all(r, "ceo", "shop.example", DKP_MULTI_ALL), "ceo,shop,corp,any");
+	/* at most max keys */
+	{
+		const struct dkp_keyent *k[2];
+
+		assert_int_equal(dkp_route_lookup_all(r, "ceo", "shop.example",
+						      DKP_MULTI_ALL, k, 2), 2);
+	}
+	dkp_route_free(r);
+}
+
+static void key_lists_are_checked(void **st)
+{
+	static const struct { const char *text, *why; } lists[] = {
+		{ "shop.example shop,nosuch\n", "'nosuch' is not in the KeyTable" },
+		{ "shop.example shop,\n", "" },
+		{ "shop.example ,\n", "empty key list" },
+		{ "shop.example shop,shop,shop,shop,shop,shop,shop,shop,shop\n", "too many keys" },
+		{ "shop.example shop, ceo\n", "want PATTERN KEYNAME[,KEYNAME...]" },
+	};
+	struct dkp_err err;
+	struct dkp_route *r;
+	size_t i;
+
+	(void)st;
+	for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		r = load_st(lists[i].text, 0, &err);
+		if (i == 1) {	/* a trailing comma is harmless */
+			assert_non_null(r);
+			assert_string_equal(all(r, "x", "shop.example", DKP_MULTI_NO), "shop");
+			dkp_route_free(r);
+			continue;
+		}
+		if (r != NULL || strstr(err.msg, lists[i].why) == NULL)
+			fail_msg("%s: got '%s', want '%s'", lists[i].text,
+				 r ? "success" : err.msg, lists[i].why);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -165,6 +290,9 @@ int main(void)
 		cmocka_unit_test(refile_patterns_first_match_wins),
 		cmocka_unit_test(glob_semantics),
 		cmocka_unit_test(broken_tables_give_one_clear_error),
+		cmocka_unit_test(plain_table_multiple_signatures),
+		cmocka_unit_test(refile_multiple_signatures),
+		cmocka_unit_test(key_lists_are_checked),
 	};
 	UNIT_RUN_WITH("test_route", tests, setup, teardown);
 }

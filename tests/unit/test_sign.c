@@ -489,6 +489,82 @@ static void round_trip_and_tamper_detection(void **st)
 	dkp_buf_free(&ped);
 }
 
+/* Per-key settings (issue 17): four signatures with one d=/s= but each
+ * its own c=, h=, x= and i=, twice through one signer (the second time
+ * from its template cache): each carries its own tags and passes. */
+static void per_signature_settings_share_nothing_wrong(void **st)
+{
+	static const char *const h1[] = { "From", "Subject" };
+	struct dkp_sig_spec sp[4];
+	struct dkp_signer *sg = dkp_signer_new();
+	struct dkp_buf prsa, out;
+	struct dkp_err err;
+	const char *recs[3];
+	int round;
+	size_t k;
+
+	(void)st;
+	dkp_buf_init(&prsa);
+	dkp_buf_adds(&prsa, "v=DKIM1; k=rsa; p=");
+	assert_int_equal(dkp_key_public_b64(rsa_key, &prsa, &err), DKP_OK);
+	recs[0] = "sel._domainkey.customer.example";
+	recs[1] = prsa.p;
+	recs[2] = NULL;
+	sp[0] = spec("customer.example", rsa_key, DKP_CANON_SIMPLE, DKP_CANON_SIMPLE);
+	sp[1] = spec("customer.example", rsa_key, DKP_CANON_RELAXED, DKP_CANON_SIMPLE);
+	sp[2] = spec("customer.example", rsa_key, DKP_CANON_SIMPLE, DKP_CANON_RELAXED);
+	sp[3] = spec("customer.example", rsa_key, DKP_CANON_RELAXED, DKP_CANON_RELAXED);
+	sp[1].headers = h1;
+	sp[1].nheaders = 2;
+	sp[2].identity = "@customer.example";
+	sp[3].x = sp[3].t + 3600;
+	for (round = 0; round < 2; round++) {
+		struct dkp_vresult res[4];
+		struct dkp_msg m, signed_m;
+		const char *f;
+		char v[64];
+		size_t n = 0;
+
+		dkp_buf_init(&out);
+		dkp_msg_init(&m);
+		assert_int_equal(dkp_msg_parse(&m, esp_msg, strlen(esp_msg), NULL, &err), DKP_OK);
+		assert_int_equal(dkp_sign(sg, &m, sp, 4, &out, &err), DKP_OK);
+		dkp_msg_fini(&m);
+		f = out.p;
+		for (k = 0; k < 4; k++) {	/* each field: its own tags */
+			const char *next = strstr(f + 1, "DKIM-Signature:");
+			size_t len = next ? (size_t)(next - f) : strlen(f);
+
+			tag_value(f, len, "c", v, sizeof(v));
+			assert_string_equal(v, k == 0 ? "simple/simple" : k == 1 ? "relaxed/simple"
+					    : k == 2 ? "simple/relaxed" : "relaxed/relaxed");
+			tag_value(f, len, "h", v, sizeof(v));
+			if (k == 1)
+				assert_string_equal(v, "From:Subject");
+			else
+				assert_true(strlen(v) > strlen("From:Subject"));
+			tag_value(f, len, "i", v, sizeof(v));
+			assert_string_equal(v, k == 2 ? "@customer.example" : "");
+			tag_value(f, len, "x", v, sizeof(v));
+			assert_true((k == 3) == (v[0] != '\0'));
+			f = next;
+		}
+		dkp_buf_adds(&out, esp_msg);
+		dkp_msg_init(&signed_m);
+		assert_int_equal(dkp_msg_parse(&signed_m, out.p, out.len, NULL, &err), DKP_OK);
+		assert_int_equal(dkp_verify(&signed_m, fetch_none, recs, 1700000100, res, 4,
+					    &n, &err), DKP_OK);
+		assert_int_equal(n, 5);	/* ours + the message's old one */
+		for (k = 0; k < 4; k++)
+			if (res[k].res != DKP_V_PASS)
+				fail_msg("round %d sig %zu: %s", round, k, res[k].reason);
+		dkp_msg_fini(&signed_m);
+		dkp_buf_free(&out);
+	}
+	dkp_signer_free(sg);
+	dkp_buf_free(&prsa);
+}
+
 static void expiry_and_identity_tags(void **st)
 {
 	struct dkp_sig_spec sp = spec("shop.example", ed_key, DKP_CANON_RELAXED, DKP_CANON_RELAXED);
@@ -685,6 +761,7 @@ int main(void)
 		cmocka_unit_test(signatures_keep_order_and_share_the_body_hash),
 		cmocka_unit_test(round_trip_and_tamper_detection),
 		cmocka_unit_test(expiry_and_identity_tags),
+		cmocka_unit_test(per_signature_settings_share_nothing_wrong),
 		cmocka_unit_test(batch_mode_is_byte_identical),
 		cmocka_unit_test(failed_sign_leaves_nothing_queued),
 	};

@@ -114,9 +114,79 @@ static void a_key_that_does_not_parse_stops_loading(void **st)
 	assert_null(s);
 }
 
+/* Issue 17: key_policy lines attach to KeyTable and ESP keys; a line that
+ * names no key or gives an i= outside its d= refuses the snapshot; with
+ * multiple_signatures every key of the matches comes back (and is
+ * cached); the stream table picks ESP keys, the esp_key lines otherwise. */
+static void policy_streams_and_several_keys(void **st)
+{
+	struct dkp_snap *s = NULL;
+	struct dkp_err err;
+	const struct dkp_keyent *k[DKP_ROUTE_MAX_KEYS];
+	const struct dkp_espset *e;
+	char path[128], text[1024];
+	static const struct { const char *pol, *why; } bad[] = {
+		{ "nosuch expire=5\n", "1 problem" },
+		{ "ka identity=x@other.example\n", "1 problem" },
+		{ "esp.example:e identity=@a.example\n", "1 problem" },
+		{ "kp identity=x@a.example\n", "1 problem" },	/* kp is d=% */
+	};
+	size_t i;
+
+	(void)st;
+	putkey("b.pem");
+	snprintf(text, sizeof(text), "ka a.example:s1:%s/a.pem\nkb a.example:s2:%s/b.pem\n"
+		 "kp %%:p:%s/b.pem\n", dir, dir, dir);
+	put("KT2", text, 0644);
+	put("ST2", "*@a.example ka\n*@*.example kb,kp\n", 0644);
+	snprintf(text, sizeof(text), "stream1 esp.example:t:%s/b.pem\n", dir);
+	put("streams", text, 0644);
+	put("policy", "ka canonicalization=simple/simple\nesp.example:t expire=60\n"
+	    "kp identity=bounce@%\n", 0644);
+	snprintf(text, sizeof(text),
+		 "queue_dir = %s/q\nesp_key = esp.example:e:%s/esp.pem\n"
+		 "esp_key = esp.example:e2:%s/a.pem\n"
+		 "key_table = %s/KT2\nsigning_table = refile:%s/ST2\n"
+		 "multiple_signatures = yes\nkey_policy = %s/policy\n"
+		 "esp_stream = header:X-Stream\nesp_stream_table = %s/streams\n",
+		 dir, dir, dir, dir, dir, dir, dir);
+	put("multi.conf", text, 0644);
+	snprintf(path, sizeof(path), "%s/multi.conf", dir);
+	if (dkp_snap_load(&s, path, NULL, 0, &err) != DKP_OK)
+		fail_msg("%s", err.msg);
+	assert_int_equal(dkp_snap_route_all(s, "x", "a.example", k, DKP_ROUTE_MAX_KEYS), 3);
+	assert_string_equal(k[0]->name, "ka");
+	assert_string_equal(k[2]->name, "kp");
+	assert_int_equal(dkp_snap_route_all(s, "x", "a.example", k, DKP_ROUTE_MAX_KEYS), 3);
+	assert_int_equal(dkp_snap_route_all(s, "x", "a.example", k, 1), 1);
+	assert_int_equal(dkp_htab_count(s->rcache), 1);
+	assert_non_null(s->kpol[0]);
+	assert_int_equal(s->kpol[0]->hcanon, DKP_CANON_SIMPLE);
+	assert_null(s->kpol[1]);
+	assert_int_equal(s->esp.n, 2);
+	assert_null(s->esp.k[0].pol);
+	e = dkp_snap_esp_for(s, "Stream1", 7);
+	assert_int_equal(e->n, 1);
+	assert_string_equal(e->k[0].spec->selector, "t");
+	assert_non_null(e->k[0].pol);
+	assert_int_equal(e->k[0].pol->expire, 60);
+	assert_ptr_equal(dkp_snap_esp_for(s, "other", 5), &s->esp);
+	dkp_snap_unref(s);
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		put("policy", bad[i].pol, 0644);
+		s = NULL;
+		if (dkp_snap_load(&s, path, NULL, 0, &err) == DKP_OK ||
+		    strstr(err.msg, bad[i].why) == NULL)
+			fail_msg("%s: got '%s'", bad[i].pol, s ? "loaded" : err.msg);
+		assert_null(s);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(policy_streams_and_several_keys),
 		cmocka_unit_test(loads_and_caches_routes_both_ways),
 		cmocka_unit_test(a_key_that_does_not_parse_stops_loading),
 	};
