@@ -88,9 +88,12 @@ struct dkp_signer {
 	/* the check before release (dkp_signer_set_verify) */
 	unsigned verify_every, verify_n;
 	int verify_rsa_only;
-	/* the test hook DKP_TEST_CORRUPT_SIG=N: every Nth signature made
-	 * by OpenSSL gets one bit flipped before its check */
+#ifdef DKP_TEST_HOOKS
+	/* the test hook DKP_TEST_CORRUPT_SIG=N (test builds only, see the
+	 * Makefile): every Nth signature made by OpenSSL gets one bit
+	 * flipped before its check */
 	unsigned long corrupt_every;
+#endif
 	/* the RSA backend and batch mode (dkp_signer_set_batch) */
 	enum dkp_rsa_backend backend;
 	int batch;
@@ -101,7 +104,9 @@ struct dkp_signer {
 	size_t req_cap;
 };
 
+#ifdef DKP_TEST_HOOKS
 static atomic_ulong corrupt_count;
+#endif
 
 #define TMPL_MAX 4096
 
@@ -120,11 +125,13 @@ struct dkp_signer *dkp_signer_new(void)
 	s->tmpl = dkp_tmpl_cache_new(TMPL_MAX);
 	s->verify_every = 1;
 	s->backend = DKP_RSA_OPENSSL;
+#ifdef DKP_TEST_HOOKS
 	{
 		const char *h = getenv("DKP_TEST_CORRUPT_SIG");
 
 		s->corrupt_every = h && *h ? strtoul(h, NULL, 10) : 0;
 	}
+#endif
 	return s;
 }
 
@@ -369,13 +376,18 @@ static int check_due(struct dkp_signer *s, struct dkp_key *k,
 			   dkp_alg_name(dkp_key_alg(k)));
 }
 
-/* DKP_TEST_CORRUPT_SIG: a faulty computation, for the tests. */
+/* DKP_TEST_CORRUPT_SIG: a faulty computation, for the tests; in a test
+ * build only (-DDKP_TEST_HOOKS), never in build/dkimpress. */
 static void corrupt_hook(struct dkp_signer *s)
 {
+#ifdef DKP_TEST_HOOKS
 	if (s->corrupt_every &&
 	    (atomic_fetch_add(&corrupt_count, 1) + 1) % s->corrupt_every == 0 &&
 	    s->sig.len > 0)
 		s->sig.p[s->sig.len / 2] ^= 0x10;
+#else
+	(void)s;
+#endif
 }
 
 /* Write sig's base64 over the placeholder at p->off, past the folding. */
