@@ -139,15 +139,18 @@ unit-tests: $(BUILD)/tests/fault_inject.so
 # canary with one deliberate secret branch; never sanitized (valgrind
 # runs them); DWARF 4 because valgrind 3.19 cannot read clang 14's DWARF 5. tools/rsa8: the long run (make test-rsa-long) and the
 # speed comparison with OpenSSL ($(BUILD)/tests/rsa8_speed).
-RSA8_DEPS := src/crypto/rsa8.c src/crypto/rsa8.h src/crypto/rsa8_vec.h src/crypto/rsa8_int.h
+RSA8_DEPS := src/crypto/rsa8.c src/crypto/rsa8.h src/crypto/rsa8_vec.h src/crypto/rsa8_int.h \
+	src/crypto/keymem.c src/crypto/keymem.h
 $(BUILD)/tests/ct_rsa8: tests/ct/ct_rsa8.c $(RSA8_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(CFLAGS) -gdwarf-4 -DDKP_RSA8_EMULATE -o $@ \
-		tests/ct/ct_rsa8.c src/crypto/rsa8.c $(shell pkg-config --libs libcrypto) -lpthread
+		tests/ct/ct_rsa8.c src/crypto/rsa8.c src/crypto/keymem.c src/base/log.c \
+		$(shell pkg-config --libs libcrypto) -lpthread
 $(BUILD)/tests/ct_rsa8_canary: tests/ct/ct_rsa8.c $(RSA8_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(CFLAGS) -gdwarf-4 -DDKP_RSA8_EMULATE -DDKP_RSA8_CT_CANARY \
-		-o $@ tests/ct/ct_rsa8.c src/crypto/rsa8.c $(shell pkg-config --libs libcrypto) -lpthread
+		-o $@ tests/ct/ct_rsa8.c src/crypto/rsa8.c src/crypto/keymem.c src/base/log.c \
+		$(shell pkg-config --libs libcrypto) -lpthread
 $(BUILD)/tests/rsa_long: tools/rsa8/rsa_long.c tools/rsa8/rsa8_common.h $(BUILD)/libdkimpress.a
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libdkimpress.a $(LDLIBS)

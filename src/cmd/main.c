@@ -22,6 +22,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "crypto/keymem.h"
 #include "cmd/bench.h"
 #include "cmd/check.h"
 #include "cmd/enqueue.h"
@@ -237,6 +238,7 @@ static int cmd_sign(const struct dkp_cli *c)
 	dkp_buf_init(&in);
 	dkp_buf_init(&out);
 	dkp_msg_init(&m);
+	dkp_keymem_init(c->nkeys, 0);	/* no core while keys are held */
 	for (i = 0; i < c->nkeys; i++) {
 		if (dkp_key_load(&keys[i], c->keys[i].path, c->key_flags,
 				 &err) != DKP_OK) {
@@ -472,6 +474,8 @@ int main(int argc, char **argv)
 	struct dkp_err err;
 	int rc;
 
+	/* before OpenSSL allocates anything: its freed blocks wiped */
+	dkp_keymem_early();
 	/* the engine's handlers before anything else (see dkp_run_signals) */
 	if (argc > 1 && strcmp(argv[1], "run") == 0)
 		dkp_run_signals();

@@ -28,7 +28,7 @@ enum ckey {
 	K_EXPIRE, K_THREADS, K_BATCH, K_URING_DEPTH, K_IO, K_INFLIGHT,
 	K_MAX_MESSAGE, K_MAX_HEADER_BYTES, K_MAX_HEADER_FIELDS, K_KEY_CACHE,
 	K_INSECURE, K_FLUSH, K_GROUP_COMMIT, K_SELF_VERIFY, K_RSA_BACKEND,
-	K_METRICS_LISTEN, K_METRICS_DOMAINS, K_LOG, K_COUNT
+	K_METRICS_LISTEN, K_METRICS_DOMAINS, K_LOG, K_CORE_DUMPS, K_COUNT
 };
 
 static const char *const key_names[K_COUNT] = {
@@ -38,7 +38,7 @@ static const char *const key_names[K_COUNT] = {
 	"inflight_bytes", "max_message_size", "max_header_bytes",
 	"max_header_fields", "key_cache", "insecure_key_perms", "flush",
 	"group_commit", "self_verify", "rsa_backend",
-	"metrics_listen", "metrics_domains", "log",
+	"metrics_listen", "metrics_domains", "log", "core_dumps",
 };
 
 static void js_free(struct dkp_js_config *j);
@@ -250,6 +250,11 @@ static const char *apply(struct dkp_config *c, enum ckey k, const char *v,
 		if (parse_bool(v, &b))
 			return "want yes or no";
 		c->insecure_key_perms = b;
+		break;
+	case K_CORE_DUMPS:	/* crypto/keymem.h */
+		if (parse_bool(v, &b))
+			return "want yes or no";
+		c->core_dumps = b;
 		break;
 	case K_FLUSH:
 		if (!strcasecmp(v, "filesystem"))

@@ -1,6 +1,8 @@
 /* snap.c — building and releasing signing snapshots; see snap.h. */
 #include "conf/snap.h"
 
+#include "crypto/keymem.h"
+#include "dkim/keystore.h"
 #include "dkim/sign.h"
 
 #include <errno.h>
@@ -30,7 +32,7 @@ void dkp_snap_unref(struct dkp_snap *s)
 	dkp_keycache_free(s->keys);
 	dkp_htab_free(s->rcache, NULL);
 	pthread_mutex_destroy(&s->rmu);
-	dkp_key_unref(s->esp_key);
+	dkp_key_retire(s->esp_key);	/* per-thread contexts let go too */
 	dkp_route_free(s->route);
 	dkp_config_free(s->cfg);
 	dkp_free(s);
@@ -75,6 +77,9 @@ int dkp_snap_load(struct dkp_snap **out, const char *path,
 				 path);
 		goto fail;
 	}
+	/* before the first key: key memory out of core dumps, the process
+	 * not dumpable unless core_dumps = yes (again on each reload) */
+	dkp_keymem_init(s->cfg->key_cache, s->cfg->core_dumps);
 	if ((rc = dkp_key_load(&s->esp_key, s->cfg->esp_keyfile,
 			       s->cfg->insecure_key_perms ? DKP_KEY_INSECURE_PERMS : 0,
 			       err)) != DKP_OK) {
