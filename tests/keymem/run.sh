@@ -50,6 +50,9 @@ skip() { echo "keymem: cannot run: $*"; exit 77; }
 
 [ -x "$D" ] || skip "$D is not built"
 $PY -c 'import cryptography' 2>/dev/null || skip "python3-cryptography missing"
+# ASan and TSan catch SIGSEGV themselves (a report, exit 1) and ASan
+# turns core dumps off: nothing to learn from them here
+grep -qa -e __asan_init -e __tsan_init "$D" && skip "$D is a sanitizer build (it handles SIGSEGV and writes no core)"
 ulimit -c unlimited 2>/dev/null || skip "ulimit -c unlimited is not allowed here"
 case $OLD_PAT in
 '') skip "cannot read $PAT_FILE" ;;
