@@ -49,6 +49,9 @@ void *dkp_keymem_alloc(size_t n);
 /* Wipe and unmap p (from dkp_keymem_alloc with the same n); NULL is a
  * no-op. */
 void dkp_keymem_free(void *p, size_t n);
+/* Zero this thread's vector registers (after a key was decoded: they
+ * keep pieces of it until overwritten, and a core holds registers). */
+void dkp_keymem_clear_regs(void);
 /* 1 when the secure heap is in use (for tests and the log). */
 int dkp_keymem_secure_heap(void);
 

@@ -9,6 +9,7 @@
  */
 #include "dkim/keystore.h"
 
+#include "crypto/keymem.h"
 #include "crypto/rsa8.h"
 
 #include <errno.h>
@@ -199,6 +200,7 @@ int dkp_key_from_pem(struct dkp_key **out, const void *pem, size_t len,
 		 * other than 65537, more than two primes): OpenSSL signs */
 		k->r8 = dkp_rsa8_key_new(pk, &why);
 	}
+	dkp_keymem_clear_regs();	/* pieces of the key pass through them */
 	*out = k;
 	return DKP_OK;
 }
