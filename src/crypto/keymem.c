@@ -141,11 +141,13 @@ static void wipe_free(void *p, const char *file, int line)
 {
 	if (p == NULL)
 		return;
-	if (CRYPTO_secure_allocated(p)) {
+	if (heap_on && CRYPTO_secure_allocated(p)) {
 		CRYPTO_secure_clear_free(p, 0, file, line);	/* clears */
 		return;
 	}
-	OPENSSL_cleanse(p, malloc_usable_size(p));
+	/* glibc's vectorised memset, not OPENSSL_cleanse's word loop: this
+	 * runs on every free of OpenSSL's */
+	explicit_bzero(p, malloc_usable_size(p));
 	free(p);
 }
 
@@ -167,7 +169,7 @@ static void *plain_malloc(size_t n, const char *file, int line)
 
 static size_t block_size(void *p)
 {
-	return CRYPTO_secure_allocated(p) ? CRYPTO_secure_actual_size(p)
+	return heap_on && CRYPTO_secure_allocated(p) ? CRYPTO_secure_actual_size(p)
 					  : malloc_usable_size(p);
 }
 
