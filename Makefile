@@ -57,6 +57,18 @@ CLI_SRC := $(wildcard src/cmd/*.c)
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:src/%.c=$(BUILD)/obj/%.o)
 
+# Test hooks (-DDKP_TEST_HOOKS): DKP_TEST_CORRUPT_SIG (dkim/sign.c),
+# DKP_RSA8_FAULT_LANE (crypto/rsa8_sign.c) and DKP_FAULT_URING
+# (transport/uring.c) make the program corrupt signatures or fail I/O on
+# purpose, for tests/selfverify, tests/fault and test_rsa8. They exist
+# only in the test build: those files compiled again with the switch
+# ($(BUILD)/obj-hooks), $(BUILD)/libdkimpress-test.a and
+# $(BUILD)/dkimpress-test, made by unit-tests, never by all or install.
+# build/dkimpress ignores those variables (tests/hooks shows it).
+HOOK_SRC := src/dkim/sign.c src/crypto/rsa8_sign.c src/transport/uring.c
+HOOK_OBJ := $(HOOK_SRC:src/%.c=$(BUILD)/obj-hooks/%.o)
+TEST_LIB_OBJ := $(filter-out $(HOOK_SRC:src/%.c=$(BUILD)/obj/%.o),$(LIB_OBJ)) $(HOOK_OBJ)
+
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 TEST_TOOLS := $(BUILD)/tests/odkim_verify
 
@@ -85,6 +97,23 @@ $(BUILD)/libdkimpress.a: $(LIB_OBJ)
 
 $(BUILD)/dkimpress: $(CLI_OBJ) $(BUILD)/libdkimpress.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj-hooks/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -DDKP_TEST_HOOKS $(ALL_CFLAGS) $(DEPFLAGS) -c -o $@ $<
+
+$(BUILD)/libdkimpress-test.a: $(TEST_LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/dkimpress-test: $(CLI_OBJ) $(BUILD)/libdkimpress-test.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# test_rsa8 sets the fault lane itself: the test library
+$(BUILD)/tests/test_rsa8: tests/unit/test_rsa8.c tests/unit/unit.h $(BUILD)/libdkimpress-test.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -DDKP_TEST_HOOKS -Itests/unit $(ALL_CFLAGS) -o $@ $< \
+		$(BUILD)/libdkimpress-test.a $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/unit.h $(BUILD)/libdkimpress.a
 	@mkdir -p $(@D)
@@ -117,15 +146,18 @@ unit-tests: $(BUILD)/tests/fault_inject.so
 # canary with one deliberate secret branch; never sanitized (valgrind
 # runs them); DWARF 4 because valgrind 3.19 cannot read clang 14's DWARF 5. tools/rsa8: the long run (make test-rsa-long) and the
 # speed comparison with OpenSSL ($(BUILD)/tests/rsa8_speed).
-RSA8_DEPS := src/crypto/rsa8.c src/crypto/rsa8.h src/crypto/rsa8_vec.h src/crypto/rsa8_int.h
+RSA8_DEPS := src/crypto/rsa8.c src/crypto/rsa8.h src/crypto/rsa8_vec.h src/crypto/rsa8_int.h \
+	src/crypto/keymem.c src/crypto/keymem.h
 $(BUILD)/tests/ct_rsa8: tests/ct/ct_rsa8.c $(RSA8_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(CFLAGS) -gdwarf-4 -DDKP_RSA8_EMULATE -o $@ \
-		tests/ct/ct_rsa8.c src/crypto/rsa8.c $(shell pkg-config --libs libcrypto) -lpthread
+		tests/ct/ct_rsa8.c src/crypto/rsa8.c src/crypto/keymem.c src/base/log.c \
+		$(shell pkg-config --libs libcrypto) -lpthread
 $(BUILD)/tests/ct_rsa8_canary: tests/ct/ct_rsa8.c $(RSA8_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(CFLAGS) -gdwarf-4 -DDKP_RSA8_EMULATE -DDKP_RSA8_CT_CANARY \
-		-o $@ tests/ct/ct_rsa8.c src/crypto/rsa8.c $(shell pkg-config --libs libcrypto) -lpthread
+		-o $@ tests/ct/ct_rsa8.c src/crypto/rsa8.c src/crypto/keymem.c src/base/log.c \
+		$(shell pkg-config --libs libcrypto) -lpthread
 $(BUILD)/tests/rsa_long: tools/rsa8/rsa_long.c tools/rsa8/rsa8_common.h $(BUILD)/libdkimpress.a
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libdkimpress.a $(LDLIBS)
@@ -141,7 +173,7 @@ unit-tests: $(BUILD)/tests/ct_rsa8 $(BUILD)/tests/ct_rsa8_canary $(BUILD)/tests/
 test-rsa-long: all $(BUILD)/tests/rsa_long
 	@$(BUILD)/tests/rsa_long
 
-unit-tests: $(UNIT_TESTS) $(TEST_TOOLS)
+unit-tests: $(UNIT_TESTS) $(TEST_TOOLS) $(BUILD)/dkimpress-test
 
 # 'make test' = set-up + build + every test; 'make check' skips set-up.
 test: deps
@@ -263,4 +295,4 @@ $(BUILD)/bin/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(BUILD)/libdkimpress
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(HOOK_OBJ:.o=.d)

@@ -23,6 +23,7 @@
 #include "base/file.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "crypto/keymem.h"
 #include "cmd/bench.h"
 #include "cmd/check.h"
 #include "cmd/enqueue.h"
@@ -201,6 +202,7 @@ static int load_specs(const struct dkp_cli *c, int64_t t, struct dkp_key **keys,
 	size_t i;
 	int matched = 0;
 
+	dkp_keymem_init(c->nkeys, 0);	/* no core while keys are held */
 	for (i = 0; i < c->nkeys; i++) {
 		if (dkp_key_load(&keys[i], c->keys[i].path, c->key_flags, err) != DKP_OK)
 			return err->code;
@@ -458,6 +460,8 @@ int main(int argc, char **argv)
 	struct dkp_err err;
 	int rc;
 
+	/* before OpenSSL allocates anything: its freed blocks wiped */
+	dkp_keymem_early();
 	/* the engine's handlers before anything else (see dkp_run_signals) */
 	if (argc > 1 && strcmp(argv[1], "run") == 0)
 		dkp_run_signals();

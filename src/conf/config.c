@@ -31,7 +31,7 @@ enum ckey {
 	K_INSECURE, K_FLUSH, K_GROUP_COMMIT, K_SELF_VERIFY, K_RSA_BACKEND,
 	K_METRICS_LISTEN, K_METRICS_DOMAINS, K_LOG, K_DEDUP_WINDOW,
 	K_DEDUP_MAX, K_MULTI, K_KEY_POLICY, K_ESP_STREAM, K_ESP_STREAM_TABLE,
-	K_COUNT
+	K_CORE_DUMPS, K_COUNT
 };
 
 static const char *const key_names[K_COUNT] = {
@@ -43,7 +43,7 @@ static const char *const key_names[K_COUNT] = {
 	"group_commit", "self_verify", "rsa_backend",
 	"metrics_listen", "metrics_domains", "log", "dedup_window",
 	"dedup_max", "multiple_signatures", "key_policy", "esp_stream",
-	"esp_stream_table",
+	"esp_stream_table", "core_dumps",
 };
 
 static void js_free(struct dkp_js_config *j);
@@ -382,6 +382,7 @@ static const struct setting settings[K_COUNT] = {
 	[K_KEY_POLICY] = { STR(key_policy) },
 	[K_ESP_STREAM] = { FN(set_esp_stream) },
 	[K_ESP_STREAM_TABLE] = { STR(esp_stream_table) },
+	[K_CORE_DUMPS] = { BOOL(core_dumps) },	/* crypto/keymem.h */
 };
 
 /* An integer of the field's own width (4 or 8 bytes). */

@@ -117,6 +117,7 @@ struct dkp_config {
 	struct dkp_limits limits;
 	size_t key_cache;
 	int insecure_key_perms;
+	int core_dumps;				/* 1: stay dumpable (keymem.h) */
 	enum dkp_flush_mode flush;
 	int group_commit;			/* 1: one commit thread flushes
 						 * every worker's batches */

@@ -9,6 +9,7 @@
 
 #include "base/err.h"
 #include "base/mem.h"
+#include "dkim/keystore.h"
 
 enum { EMPTY, LOADING, READY, FAILED };
 
@@ -51,7 +52,7 @@ void dkp_keycache_free(struct dkp_keycache *c)
 	if (c == NULL)
 		return;
 	for (i = 0; i < c->n; i++)
-		dkp_key_unref(c->s[i].key);
+		dkp_key_retire(c->s[i].key);	/* holders keep their refs */
 	dkp_free(c->s);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
@@ -75,7 +76,7 @@ static void evict(struct dkp_keycache *c, size_t keep)
 			s->used = 0;
 			continue;
 		}
-		dkp_key_unref(s->key);	/* holders keep their own refs */
+		dkp_key_retire(s->key);	/* holders keep their own refs */
 		s->key = NULL;
 		s->state = EMPTY;
 		c->loaded--;

@@ -1,6 +1,8 @@
 /* snap.c — building and releasing signing snapshots; see snap.h. */
 #include "conf/snap.h"
 
+#include "crypto/keymem.h"
+#include "dkim/keystore.h"
 #include "dkim/sign.h"
 
 #include <errno.h>
@@ -28,7 +30,7 @@ static void espset_clear(struct dkp_espset *e)
 	size_t i;
 
 	for (i = 0; i < e->n; i++)
-		dkp_key_unref(e->k[i].key);
+		dkp_key_retire(e->k[i].key);	/* per-thread contexts let go too */
 	e->n = 0;
 }
 
@@ -52,7 +54,7 @@ void dkp_snap_unref(struct dkp_snap *s)
 	dkp_free(s->kpol);
 	dkp_policy_free(s->policy);
 	pthread_mutex_destroy(&s->rmu);
-	dkp_key_unref(s->esp_key);
+	dkp_key_retire(s->esp_key);	/* per-thread contexts let go too */
 	dkp_route_free(s->route);
 	dkp_config_free(s->cfg);
 	dkp_free(s);
@@ -229,6 +231,9 @@ int dkp_snap_load(struct dkp_snap **out, const char *path,
 	}
 	if ((rc = dkp_psl_load(&s->psl, s->cfg->align.psl_file, err)) != DKP_OK)
 		goto fail;
+	/* before the first key: key memory out of core dumps, the process
+	 * not dumpable unless core_dumps = yes (again on each reload) */
+	dkp_keymem_init(s->cfg->key_cache, s->cfg->core_dumps);
 	if ((rc = load_esp(s, err)) != DKP_OK)
 		goto fail;
 	if (s->cfg->key_table) {

@@ -87,10 +87,14 @@ size_t dkp_rsa8_sign(struct dkp_rsa8_req *r, size_t n, struct dkp_rsa8_counts *c
 int dkp_rsa8_verify(const struct dkp_rsa8_key *k, const unsigned char *digest,
 		    const unsigned char *sig);
 
-/* Test hook: when 1..8, lane (value-1) of the next groups gets one bit of
- * its CRT half flipped before recombination. 0 = off. Also set from the
- * environment variable DKP_RSA8_FAULT_LANE, read once at first use. */
+#ifdef DKP_TEST_HOOKS
+/* Test hook, in test builds only (-DDKP_TEST_HOOKS: build/dkimpress-test,
+ * libdkimpress-test.a): when 1..8, lane (value-1) of the next groups gets
+ * one bit of its CRT half flipped before recombination. 0 = off. Also set
+ * from the environment variable DKP_RSA8_FAULT_LANE, read once at first
+ * use. */
 extern int dkp_rsa8_fault_lane;
+#endif
 
 /* For tests/ct only: the secret part of the key struct (p, q, dp, dq, qinv
  * and the constants derived from p and q), so that a test can mark it

@@ -26,6 +26,7 @@
 #include <openssl/crypto.h>
 
 #include "base/mem.h"
+#include "crypto/keymem.h"
 
 #define RSA8_E 65537
 
@@ -69,12 +70,15 @@ static int half_init(struct half *hh, const BIGNUM *prime, const BIGNUM *kem, BN
 {
 	BIGNUM *t = BN_CTX_get(bc), *e2 = BN_CTX_get(bc);
 
-	hh->h = BN_dup(prime);
+	/* the prime and what reveals it (h divides R^(2e) - d and K - k) in
+	 * OpenSSL's secure heap when there is one (keymem.h); the copy in
+	 * the Montgomery context is OpenSSL's ordinary heap */
+	hh->h = BN_secure_new();
 	hh->mont = BN_MONT_CTX_new();
-	hh->d = BN_new();
-	hh->k = BN_new();
+	hh->d = BN_secure_new();
+	hh->k = BN_secure_new();
 	if (t == NULL || e2 == NULL || hh->h == NULL || hh->mont == NULL || hh->d == NULL ||
-	    hh->k == NULL)
+	    hh->k == NULL || BN_copy(hh->h, prime) == NULL)
 		return 0;
 	BN_set_flags(hh->h, BN_FLG_CONSTTIME);
 	BN_set_flags(hh->d, BN_FLG_CONSTTIME);
@@ -114,8 +118,11 @@ struct dkp_rsa8_check *dkp_rsa8_check_new(const BIGNUM *n, const BIGNUM *p, cons
 		goto out;
 	}
 	c = dkp_calloc(1, sizeof(*c));
+	/* the Montgomery contexts hold copies of p and q: secure heap */
+	dkp_keymem_secret_begin();
 	ok = BN_bn2binpad(n, c->n, 256) == 256 && half_init(&c->hp, p, k, bc) &&
 	     half_init(&c->hq, q, k, bc);
+	dkp_keymem_secret_end();
 	if (!ok) {
 		dkp_rsa8_check_free(c);
 		c = NULL;

@@ -9,6 +9,7 @@
  */
 #include "dkim/keystore.h"
 
+#include "crypto/keymem.h"
 #include "crypto/rsa8.h"
 
 #include <errno.h>
@@ -37,9 +38,36 @@ struct dkp_key {
 	int bits;
 	uint64_t serial;
 	struct dkp_rsa8_key *r8;	/* RSA-2048 on an IFMA CPU: lane form */
+	atomic_int retired;		/* dkp_key_retire */
 };
 
 static atomic_uint_fast64_t next_serial = 1;
+static atomic_uint_fast64_t retire_epoch;
+static atomic_long live_keys;
+
+void dkp_key_retire(struct dkp_key *k)
+{
+	if (k == NULL)
+		return;
+	atomic_store(&k->retired, 1);
+	atomic_fetch_add(&retire_epoch, 1);
+	dkp_key_unref(k);
+}
+
+int dkp_key_retired(const struct dkp_key *k)
+{
+	return atomic_load(&((struct dkp_key *)k)->retired);
+}
+
+uint64_t dkp_key_retire_epoch(void)
+{
+	return atomic_load_explicit(&retire_epoch, memory_order_relaxed);
+}
+
+long dkp_key_live(void)
+{
+	return atomic_load(&live_keys);
+}
 
 const char *dkp_alg_name(enum dkp_alg a)
 {
@@ -83,6 +111,21 @@ void dkp_key_unref(struct dkp_key *k)
 	dkp_rsa8_key_free(k->r8);	/* wipes its copy */
 	EVP_PKEY_free(k->pkey);	/* OpenSSL clears the key material */
 	dkp_free(k);
+	atomic_fetch_sub(&live_keys, 1);
+}
+
+/* Whether OpenSSL's errors say its secure heap (crypto/keymem.h) ran out;
+ * clears them. */
+static int secure_heap_full(void)
+{
+	unsigned long e;
+	int full = 0;
+
+	while ((e = ERR_get_error()) != 0)
+		if (ERR_GET_LIB(e) == ERR_LIB_CRYPTO &&
+		    ERR_GET_REASON(e) == CRYPTO_R_SECURE_MALLOC_FAILURE)
+			full = 1;
+	return full;
 }
 
 /* Passphrase callback: refuse, so OpenSSL never reads a terminal. */
@@ -111,10 +154,15 @@ int dkp_key_from_pem(struct dkp_key **out, const void *pem, size_t len,
 	bio = BIO_new_mem_buf(pem, (int)len);
 	if (bio == NULL)
 		return dkp_err_ssl(err, DKP_E_CRYPTO, "key", "%s", label);
+	/* the key's numbers go to OpenSSL's secure heap, its freed DER
+	 * copies are wiped (crypto/keymem.h) */
 	pk = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, &asked);
 	BIO_free(bio);
 	if (pk == NULL) {
-		ERR_clear_error();
+		if (secure_heap_full())
+			return dkp_err_set(err, DKP_E_KEY, 0, "key",
+					   "%s: no room left in OpenSSL's secure heap for the key (it is sized from key_cache at start; see docs/operations.md, Keys in memory)",
+					   label);
 		return dkp_err_set(err, DKP_E_KEY, 0, "key",
 				   asked ? "%s: the private key is encrypted; give an unencrypted PEM key"
 					 : "%s: not a PEM RSA or Ed25519 private key",
@@ -144,6 +192,7 @@ int dkp_key_from_pem(struct dkp_key **out, const void *pem, size_t len,
 	k->alg = alg;
 	k->bits = bits;
 	k->serial = atomic_fetch_add(&next_serial, 1);
+	atomic_fetch_add(&live_keys, 1);
 	if (alg == DKP_ALG_RSA_SHA256 && bits == 2048 && dkp_rsa8_cpu_ok()) {
 		const char *why = NULL;
 
@@ -151,6 +200,7 @@ int dkp_key_from_pem(struct dkp_key **out, const void *pem, size_t len,
 		 * other than 65537, more than two primes): OpenSSL signs */
 		k->r8 = dkp_rsa8_key_new(pk, &why);
 	}
+	dkp_keymem_clear_regs();	/* pieces of the key pass through them */
 	*out = k;
 	return DKP_OK;
 }

@@ -22,4 +22,15 @@ uint64_t dkp_key_serial(const struct dkp_key *k);
 struct dkp_rsa8_key;
 const struct dkp_rsa8_key *dkp_key_rsa8(const struct dkp_key *k);
 
+/* Retiring: the owner (the key cache, a snapshot) drops its reference
+ * and marks the key retired, and the process-wide retire epoch moves on.
+ * Holders that cache keys per thread (sign.c's prepared contexts) watch
+ * the epoch and release what is retired, so the key is freed and wiped
+ * once no batch holds it. NULL is a no-op. */
+void dkp_key_retire(struct dkp_key *k);
+int dkp_key_retired(const struct dkp_key *k);
+uint64_t dkp_key_retire_epoch(void);
+/* Keys loaded and not yet freed, in this process (for tests). */
+long dkp_key_live(void);
+
 #endif

@@ -52,6 +52,7 @@ const size_t dkp_sign_n_default_headers =
 
 struct keyctx {
 	uint64_t serial;	/* 0: empty */
+	struct dkp_key *key;	/* a reference, dropped when it is retired */
 	EVP_PKEY_CTX *rsa;	/* RSA: initialised for PKCS#1 + SHA-256 */
 	EVP_MD_CTX *ed;		/* Ed25519: initialised template */
 	EVP_PKEY_CTX *rsa_v;	/* the check: RSA verification, on first use */
@@ -84,13 +85,17 @@ struct dkp_signer {
 	size_t *lens;
 	size_t names_cap;
 	struct keyctx kc[KEYCTX_SLOTS];
+	uint64_t retire_epoch;	/* dkp_key_retire_epoch() at the last sweep */
 	struct dkp_tmpl_cache *tmpl;
 	/* the check before release (dkp_signer_set_verify) */
 	unsigned verify_every, verify_n;
 	int verify_rsa_only;
-	/* the test hook DKP_TEST_CORRUPT_SIG=N: every Nth signature made
-	 * by OpenSSL gets one bit flipped before its check */
+#ifdef DKP_TEST_HOOKS
+	/* the test hook DKP_TEST_CORRUPT_SIG=N (test builds only, see the
+	 * Makefile): every Nth signature made by OpenSSL gets one bit
+	 * flipped before its check */
 	unsigned long corrupt_every;
+#endif
 	/* the RSA backend and batch mode (dkp_signer_set_batch) */
 	enum dkp_rsa_backend backend;
 	int batch;
@@ -101,7 +106,9 @@ struct dkp_signer {
 	size_t req_cap;
 };
 
+#ifdef DKP_TEST_HOOKS
 static atomic_ulong corrupt_count;
+#endif
 
 #define TMPL_MAX 4096
 
@@ -120,11 +127,13 @@ struct dkp_signer *dkp_signer_new(void)
 	s->tmpl = dkp_tmpl_cache_new(TMPL_MAX);
 	s->verify_every = 1;
 	s->backend = DKP_RSA_OPENSSL;
+#ifdef DKP_TEST_HOOKS
 	{
 		const char *h = getenv("DKP_TEST_CORRUPT_SIG");
 
 		s->corrupt_every = h && *h ? strtoul(h, NULL, 10) : 0;
 	}
+#endif
 	return s;
 }
 
@@ -178,7 +187,24 @@ static void keyctx_clear(struct keyctx *c)
 	EVP_MD_CTX_free(c->ed);
 	EVP_PKEY_CTX_free(c->rsa_v);
 	EVP_MD_CTX_free(c->ed_v);
+	dkp_key_unref(c->key);	/* the last one frees and wipes it */
 	memset(c, 0, sizeof(*c));
+}
+
+/* Let go of the contexts of keys retired since the last look (a reload,
+ * a rotation, the cache's bound): otherwise a retired key would live on
+ * in this thread's slots until another key took its slot. */
+static void sweep_retired(struct dkp_signer *s)
+{
+	uint64_t ep = dkp_key_retire_epoch();
+	unsigned i;
+
+	if (ep == s->retire_epoch)
+		return;
+	s->retire_epoch = ep;
+	for (i = 0; i < KEYCTX_SLOTS; i++)
+		if (s->kc[i].key != NULL && dkp_key_retired(s->kc[i].key))
+			keyctx_clear(&s->kc[i]);
 }
 
 /* Queue dig for the 8-lane path under the current tag. */
@@ -237,6 +263,7 @@ static struct keyctx *get_keyctx(struct dkp_signer *s, struct dkp_key *k,
 	uint64_t serial = dkp_key_serial(k);
 	struct keyctx *c;
 
+	sweep_retired(s);
 	c = &s->kc[serial % KEYCTX_SLOTS];
 	if (c->serial == serial)
 		return c;
@@ -263,6 +290,8 @@ static struct keyctx *get_keyctx(struct dkp_signer *s, struct dkp_key *k,
 		}
 	}
 	c->serial = serial;
+	dkp_key_ref(k);
+	c->key = k;
 	return c;
 }
 
@@ -369,13 +398,18 @@ static int check_due(struct dkp_signer *s, struct dkp_key *k,
 			   dkp_alg_name(dkp_key_alg(k)));
 }
 
-/* DKP_TEST_CORRUPT_SIG: a faulty computation, for the tests. */
+/* DKP_TEST_CORRUPT_SIG: a faulty computation, for the tests; in a test
+ * build only (-DDKP_TEST_HOOKS), never in build/dkimpress. */
 static void corrupt_hook(struct dkp_signer *s)
 {
+#ifdef DKP_TEST_HOOKS
 	if (s->corrupt_every &&
 	    (atomic_fetch_add(&corrupt_count, 1) + 1) % s->corrupt_every == 0 &&
 	    s->sig.len > 0)
 		s->sig.p[s->sig.len / 2] ^= 0x10;
+#else
+	(void)s;
+#endif
 }
 
 /* Write sig's base64 over the placeholder at p->off, past the folding. */
@@ -727,6 +761,7 @@ int dkp_sign(struct dkp_signer *s, const struct dkp_msg *m,
 	struct dkp_limits lim;
 	size_t i, out0 = out->len, pend0 = s->npend;
 
+	sweep_retired(s);	/* cheap unless a key was retired */
 	/* The signed message must stay within the limits the message was
 	 * parsed with, or our own `verify` (and the next engine) would
 	 * refuse what we wrote: count the fields we add first, the bytes

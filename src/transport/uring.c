@@ -38,10 +38,13 @@ struct dkp_ring {
 	struct statx *stx;	/* one per slot, for DKP_ROP_SIZE */
 };
 
-/* Test hook (tests/fault/run.sh): DKP_FAULT_URING="N:E" makes the Nth
- * io_uring completion of the process (1-based, all rings) report -E, as if
- * the kernel had failed that operation. Read once, when the first ring is
- * made (before the workers start); unset, it costs one branch per CQE. */
+/* Test hook (tests/fault/run.sh), in test builds only (-DDKP_TEST_HOOKS,
+ * build/dkimpress-test): DKP_FAULT_URING="N:E" makes the Nth io_uring
+ * completion of the process (1-based, all rings) report -E, as if the
+ * kernel had failed that operation. Read once, when the first ring is
+ * made (before the workers start); unset, it costs one branch per CQE.
+ * Without DKP_TEST_HOOKS fault_at stays 0: never. */
+#ifdef DKP_TEST_HOOKS
 static long fault_at = -1;
 static int fault_errno;
 static atomic_long fault_seen;
@@ -56,6 +59,13 @@ static int fault_cqe(const struct dkp_rop *op, int res)
 		close(res);	/* as if the open had not been made */
 	return -fault_errno;
 }
+#else
+static inline int fault_cqe(const struct dkp_rop *op, int res)
+{
+	(void)op;
+	return res;
+}
+#endif
 
 int dkp_ring_new(struct dkp_ring **out, unsigned depth, int want_uring)
 {
@@ -65,12 +75,14 @@ int dkp_ring_new(struct dkp_ring **out, unsigned depth, int want_uring)
 	*out = NULL;
 	r->depth = depth;
 	if (want_uring) {
+#ifdef DKP_TEST_HOOKS
 		if (fault_at < 0) {
 			const char *f = getenv("DKP_FAULT_URING");
 
 			if (f == NULL || sscanf(f, "%ld:%d", &fault_at, &fault_errno) != 2)
 				fault_at = 0;
 		}
+#endif
 		rc = io_uring_queue_init(depth, &r->ring, 0);
 		if (rc < 0) {
 			dkp_free(r);

@@ -19,14 +19,16 @@
 #
 # Ends with "fault: N passed, N failed"; exit 0 only if all passed, 77 when
 # it cannot run (no python3-dkim, no compiler for the shim, LD_PRELOAD not
-# honoured). Env: DKIMPRESS (default build/dkimpress), BUILD (for the shim,
+# honoured). Env: DKIMPRESS_TEST (default build/dkimpress-test, the test
+# build that has the DKP_FAULT_URING hook; see the Makefile), BUILD (for the shim,
 # $BUILD/tests/fault_inject.so, made by `make`; compiled here if missing),
 # FAULT_JOBS, FAULT_MODES, FAULT_KINDS, FAULT_ERRNOS, FAULT_MAX_N,
 # FAULT_KEEP, FAULT_OUT (see sweep.py).
 set -u
 export LC_ALL=C
 BUILD=${BUILD:-build}
-DKIMPRESS=${DKIMPRESS:-$BUILD/dkimpress}
+# the test build: build/dkimpress has no fault hooks (tests/hooks)
+DKIMPRESS=${DKIMPRESS_TEST:-$BUILD/dkimpress-test}
 case $DKIMPRESS in /*) ;; *) DKIMPRESS=$PWD/$DKIMPRESS ;; esac
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$HERE/../.." && pwd)

@@ -4,7 +4,8 @@
 # dkimpress checks each signature it makes with the public half of the
 # private key before the message is published (self_verify, the 8-lane
 # RSA path always). A faulty computation is simulated with two test
-# hooks:
+# hooks, present only in the test build (-DDKP_TEST_HOOKS,
+# build/dkimpress-test; build/dkimpress ignores them, tests/hooks):
 #   DKP_TEST_CORRUPT_SIG=N   every Nth signature made by OpenSSL gets one
 #                            bit flipped before its check (src/dkim/sign.c)
 #   DKP_RSA8_FAULT_LANE=L    lane L of every 8-lane group is computed
@@ -22,13 +23,14 @@
 #             OpenSSL, counted and logged; nothing fails; all verify;
 #   sign:     `dkimpress sign` with a corrupted signature writes nothing
 #             and exits 70.
-# Ends with "selfverify: N passed, N failed". Env: DKIMPRESS.
+# Ends with "selfverify: N passed, N failed". Env: DKIMPRESS_TEST.
 set -u
 export LC_ALL=C
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
-DKIMPRESS=${DKIMPRESS:-build/dkimpress}
+DKIMPRESS=${DKIMPRESS_TEST:-${BUILD:-build}/dkimpress-test}
 case $DKIMPRESS in /*) ;; *) DKIMPRESS=$PWD/$DKIMPRESS ;; esac
 D=$DKIMPRESS
+[ -x "$D" ] || { echo "selfverify: cannot run: $D is not built (make unit-tests builds it)"; exit 77; }
 PY=/usr/bin/python3
 W=$(mktemp -d "${TMPDIR:-/tmp}/dkimpress-selfverify.XXXXXX")
 trap 'rm -rf "$W"' EXIT

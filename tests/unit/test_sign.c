@@ -8,6 +8,7 @@
 #include "base/err.h"
 #include "dkim/msg_parse.h"
 #include "dkim/sigfmt.h"
+#include "dkim/keystore.h"
 #include "dkim/sign.h"
 
 static struct dkp_key *rsa_key, *ed_key;
@@ -370,6 +371,42 @@ static void batch_mode_is_byte_identical(void **st)
 	dkp_buf_free(&one);
 	dkp_buf_free(&batch);
 	dkp_buf_free(&aut);
+}
+
+/* A retired key (the cache's bound, a reload, a rotation) is freed once
+ * no one holds it, although this thread's prepared contexts had it: the
+ * next signature lets go of them. */
+static void retired_key_is_freed(void **st)
+{
+	struct dkp_buf pem, rec, out;
+	struct dkp_key *a, *b;
+	struct dkp_err err;
+	struct dkp_signer *s = dkp_signer_new();
+	unsigned char dig[32] = { 1 };
+	size_t len;
+	long live0 = dkp_key_live();
+
+	(void)st;
+	dkp_buf_init(&pem);
+	dkp_buf_init(&rec);
+	dkp_buf_init(&out);
+	assert_int_equal(dkp_keygen(DKP_ALG_ED25519_SHA256, 0, &pem, &rec, &err), DKP_OK);
+	assert_int_equal(dkp_key_from_pem(&a, pem.p, pem.len, "a", &err), DKP_OK);
+	assert_int_equal(dkp_key_from_pem(&b, pem.p, pem.len, "b", &err), DKP_OK);
+	assert_int_equal(dkp_key_live(), live0 + 2);
+	assert_int_equal(dkp_sign_digest(s, a, dig, &len, &err), DKP_OK);
+	dkp_key_retire(a);	/* the owner lets go; this thread's context holds it */
+	assert_int_equal(dkp_key_live(), live0 + 2);
+	assert_int_equal(dkp_sign_digest(s, b, dig, &len, &err), DKP_OK);
+	assert_int_equal(dkp_key_live(), live0 + 1);	/* a: freed */
+	dkp_key_unref(b);	/* not retired: the context keeps it */
+	assert_int_equal(dkp_key_live(), live0 + 1);
+	dkp_signer_free(s);
+	assert_int_equal(dkp_key_live(), live0);
+	dkp_buf_wipe(&pem);
+	dkp_buf_free(&pem);
+	dkp_buf_free(&rec);
+	dkp_buf_free(&out);
 }
 
 /* A dkp_sign that fails after queueing leaves nothing queued. */
@@ -764,6 +801,7 @@ int main(void)
 		cmocka_unit_test(per_signature_settings_share_nothing_wrong),
 		cmocka_unit_test(batch_mode_is_byte_identical),
 		cmocka_unit_test(failed_sign_leaves_nothing_queued),
+		cmocka_unit_test(retired_key_is_freed),
 	};
 	UNIT_RUN_WITH("test_sign", tests, make_keys, free_keys);
 }
