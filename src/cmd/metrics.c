@@ -216,18 +216,16 @@ static void render_align(const struct dkp_stats *st, struct dkp_buf *b)
 	dkp_free(d);
 }
 
-void dkp_metrics_render(const struct dkp_metrics_src *src, struct dkp_buf *b)
+/* One series without labels: its HELP/TYPE lines and its value. */
+static void scalar(struct dkp_buf *b, const char *name, const char *type,
+		   const char *help, unsigned long long v)
 {
-	static const char *const outcome[DKP_OUT_N] = {
-		"signed", "esp_only", "deferred", "failed", "gone",
-	};
-	const struct dkp_stats *st = dkp_pool_stats(src->pool);
-	struct dkp_keycache_counts kc;
-	struct dkp_sign_counts sc;
-	unsigned long cum = 0;
-	long waiting;
-	int k;
+	head(b, name, type, help);
+	dkp_buf_printf(b, "%s %llu\n", name, v);
+}
 
+static void render_process(const struct dkp_metrics_src *src, struct dkp_buf *b)
+{
 	head(b, "dkimpress_build_info", "gauge",
 	     "The version of dkimpress and of the OpenSSL it runs with; always 1.");
 	dkp_buf_adds(b, "dkimpress_build_info{version=\"");
@@ -240,6 +238,21 @@ void dkp_metrics_render(const struct dkp_metrics_src *src, struct dkp_buf *b)
 	dkp_buf_printf(b, "dkimpress_start_time_seconds %.3f\n", src->start_unix);
 	head(b, "dkimpress_uptime_seconds", "gauge", "Seconds since this engine started.");
 	dkp_buf_printf(b, "dkimpress_uptime_seconds %.3f\n", dkp_mono_now() - src->start_mono);
+	scalar(b, "dkimpress_reloads_total", "counter",
+	       "Reloads (SIGHUP) that put a new configuration in place.",
+	       src->reloads ? ld(src->reloads) : 0);
+	scalar(b, "dkimpress_reload_failures_total", "counter",
+	       "Reloads (SIGHUP) that failed; the running configuration stayed.",
+	       src->reload_failures ? ld(src->reload_failures) : 0);
+}
+
+static void render_messages(const struct dkp_metrics_src *src,
+			    const struct dkp_stats *st, struct dkp_buf *b)
+{
+	static const char *const outcome[DKP_OUT_N] = {
+		"signed", "esp_only", "deferred", "failed", "gone",
+	};
+	int k;
 
 	head(b, "dkimpress_messages_total", "counter",
 	     "Messages per outcome: signed (customer and ESP signatures) and esp_only published, failed moved to failed/ (or the failed subject), deferred every time one was handed back for a later retry, gone claimed by another engine first (JetStream: handed straight back, the in-flight byte budget being full).");
@@ -248,26 +261,28 @@ void dkp_metrics_render(const struct dkp_metrics_src *src, struct dkp_buf *b)
 			       outcome[k], ld(&st->n[k]));
 	/* JetStream keeps no deferral table (the stream holds the NAK'd
 	 * messages, and another engine may sign them): no such gauge */
-	if (src->js == NULL) {
-		head(b, "dkimpress_deferred_messages", "gauge",
-		     "Messages waiting out a deferral now (the summary's deferred count).");
-		dkp_buf_printf(b, "dkimpress_deferred_messages %zu\n",
-			       dkp_pool_deferred(src->pool));
-	}
-	head(b, "dkimpress_renamed_messages_total", "counter",
-	     "Messages published or failed under a new name (queue ID collision).");
-	dkp_buf_printf(b, "dkimpress_renamed_messages_total %lu\n", ld(&st->renamed));
+	if (src->js == NULL)
+		scalar(b, "dkimpress_deferred_messages", "gauge",
+		       "Messages waiting out a deferral now (the summary's deferred count).",
+		       dkp_pool_deferred(src->pool));
+	scalar(b, "dkimpress_renamed_messages_total", "counter",
+	       "Messages published or failed under a new name (queue ID collision).",
+	       ld(&st->renamed));
 	head(b, "dkimpress_signatures_total", "counter",
 	     "DKIM signatures in published messages, by algorithm.");
 	for (k = 0; k < DKP_SALG_N; k++)
 		dkp_buf_printf(b, "dkimpress_signatures_total{alg=\"%s\"} %lu\n",
 			       dkp_stats_alg_names[k], ld(&st->sigs[k]));
-	head(b, "dkimpress_input_bytes_total", "counter",
-	     "Bytes of the published messages as they came in.");
-	dkp_buf_printf(b, "dkimpress_input_bytes_total %lu\n", ld(&st->bytes));
-	head(b, "dkimpress_output_bytes_total", "counter",
-	     "Bytes published (envelope lines, signatures and message).");
-	dkp_buf_printf(b, "dkimpress_output_bytes_total %lu\n", ld(&st->bytes_out));
+	scalar(b, "dkimpress_input_bytes_total", "counter",
+	       "Bytes of the published messages as they came in.", ld(&st->bytes));
+	scalar(b, "dkimpress_output_bytes_total", "counter",
+	       "Bytes published (envelope lines, signatures and message).", ld(&st->bytes_out));
+}
+
+static void render_latency(const struct dkp_stats *st, struct dkp_buf *b)
+{
+	unsigned long cum = 0;
+	int k;
 
 	head(b, "dkimpress_publish_latency_seconds", "histogram",
 	     "Time from claiming a message to its durable publication, for published messages.");
@@ -283,7 +298,45 @@ void dkp_metrics_render(const struct dkp_metrics_src *src, struct dkp_buf *b)
 	dkp_buf_printf(b, "dkimpress_publish_latency_seconds_sum %.6f\n",
 		       (double)ld(&st->lat_sum_us) / 1e6);
 	dkp_buf_printf(b, "dkimpress_publish_latency_seconds_count %lu\n", cum);
+}
 
+static void render_keys(struct dkp_buf *b)
+{
+	struct dkp_keycache_counts kc;
+	struct dkp_sign_counts sc;
+
+	dkp_keycache_counts(&kc);
+	scalar(b, "dkimpress_keycache_hits_total", "counter",
+	       "Customer key lookups answered by a loaded key.", kc.hits);
+	scalar(b, "dkimpress_keycache_misses_total", "counter",
+	       "Customer key lookups that found the key not loaded (a load followed, or a failed load was remembered).",
+	       kc.misses);
+	scalar(b, "dkimpress_keycache_loads_total", "counter",
+	       "Customer key files parsed (at start, on a reload, or on first use).", kc.loads);
+	scalar(b, "dkimpress_keycache_load_failures_total", "counter",
+	       "Customer key files that could not be loaded.", kc.load_failures);
+	dkp_sign_counts(&sc);
+	scalar(b, "dkimpress_signatures_checked_total", "counter",
+	       "Signatures checked with their public key before release (self_verify; every 8-lane one).",
+	       sc.checked);
+	scalar(b, "dkimpress_signatures_bad_total", "counter",
+	       "Signatures that failed their check: never released, their messages in failed/.",
+	       sc.bad);
+	scalar(b, "dkimpress_rsa8_lanes_total", "counter",
+	       "RSA-2048 signatures made by the 8-lane AVX-512 IFMA path.", sc.lanes);
+	scalar(b, "dkimpress_rsa8_recomputed_total", "counter",
+	       "8-lane signatures that failed their check and were made again by OpenSSL.",
+	       sc.recomputed);
+}
+
+void dkp_metrics_render(const struct dkp_metrics_src *src, struct dkp_buf *b)
+{
+	const struct dkp_stats *st = dkp_pool_stats(src->pool);
+	long waiting;
+
+	render_process(src, b);
+	render_messages(src, st, b);
+	render_latency(st, b);
 	waiting = src->js ? dkp_js_num_pending(src->js, PENDING_MAX_AGE_S)
 			  : count_new(src->in_new);
 	if (waiting >= 0) {
@@ -291,46 +344,7 @@ void dkp_metrics_render(const struct dkp_metrics_src *src, struct dkp_buf *b)
 		     "Messages waiting, not yet claimed by any engine: in in/new, or (transport = jetstream) in the consumer, its NumPending as of up to 5 s ago.");
 		dkp_buf_printf(b, "dkimpress_queue_waiting_messages %ld\n", waiting);
 	}
-
-	dkp_keycache_counts(&kc);
-	head(b, "dkimpress_keycache_hits_total", "counter",
-	     "Customer key lookups answered by a loaded key.");
-	dkp_buf_printf(b, "dkimpress_keycache_hits_total %lu\n", kc.hits);
-	head(b, "dkimpress_keycache_misses_total", "counter",
-	     "Customer key lookups that found the key not loaded (a load followed, or a failed load was remembered).");
-	dkp_buf_printf(b, "dkimpress_keycache_misses_total %lu\n", kc.misses);
-	head(b, "dkimpress_keycache_loads_total", "counter",
-	     "Customer key files parsed (at start, on a reload, or on first use).");
-	dkp_buf_printf(b, "dkimpress_keycache_loads_total %lu\n", kc.loads);
-	head(b, "dkimpress_keycache_load_failures_total", "counter",
-	     "Customer key files that could not be loaded.");
-	dkp_buf_printf(b, "dkimpress_keycache_load_failures_total %lu\n", kc.load_failures);
-
-	dkp_sign_counts(&sc);
-	head(b, "dkimpress_signatures_checked_total", "counter",
-	     "Signatures checked with their public key before release (self_verify; every 8-lane one).");
-	dkp_buf_printf(b, "dkimpress_signatures_checked_total %llu\n",
-		       (unsigned long long)sc.checked);
-	head(b, "dkimpress_signatures_bad_total", "counter",
-	     "Signatures that failed their check: never released, their messages in failed/.");
-	dkp_buf_printf(b, "dkimpress_signatures_bad_total %llu\n",
-		       (unsigned long long)sc.bad);
-	head(b, "dkimpress_rsa8_lanes_total", "counter",
-	     "RSA-2048 signatures made by the 8-lane AVX-512 IFMA path.");
-	dkp_buf_printf(b, "dkimpress_rsa8_lanes_total %llu\n",
-		       (unsigned long long)sc.lanes);
-	head(b, "dkimpress_rsa8_recomputed_total", "counter",
-	     "8-lane signatures that failed their check and were made again by OpenSSL.");
-	dkp_buf_printf(b, "dkimpress_rsa8_recomputed_total %llu\n",
-		       (unsigned long long)sc.recomputed);
-	head(b, "dkimpress_reloads_total", "counter",
-	     "Reloads (SIGHUP) that put a new configuration in place.");
-	dkp_buf_printf(b, "dkimpress_reloads_total %lu\n", src->reloads ? ld(src->reloads) : 0);
-	head(b, "dkimpress_reload_failures_total", "counter",
-	     "Reloads (SIGHUP) that failed; the running configuration stayed.");
-	dkp_buf_printf(b, "dkimpress_reload_failures_total %lu\n",
-		       src->reload_failures ? ld(src->reload_failures) : 0);
-
+	render_keys(b);
 	render_domains(st, b);
 	render_align(st, b);
 }

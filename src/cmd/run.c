@@ -475,6 +475,31 @@ static void close_transport(struct dkp_qdir *q, struct dkp_js *js)
 	dkp_js_close(js);
 }
 
+/* The pool stopped and freed, its per-domain counters let go first. */
+static void pool_end(struct run *r)
+{
+	struct dkp_stats *st = (struct dkp_stats *)dkp_pool_stats(r->pool);
+
+	dkp_stats_untrack_domains(st);
+	dkp_stats_untrack_align(st);
+	dkp_pool_free(r->pool);
+	r->pool = NULL;
+}
+
+/* The configuration; 0, or the exit code (66: no file; 78: anything else
+ * it names or holds). */
+static int load_conf(const struct dkp_run_opts *o, struct dkp_snap **snap)
+{
+	struct dkp_err err;
+
+	dkp_err_clear(&err);
+	if (dkp_snap_load(snap, o->conf, o->sets, o->nsets, &err) == DKP_OK)
+		return 0;
+	dkp_error("%s", err.msg);
+	return err.code == DKP_E_IO && !strcmp(err.step, "conffile") &&
+		       err.sys_errno == ENOENT ? 66 : 78;
+}
+
 int dkp_run(const struct dkp_run_opts *o)
 {
 	struct run r = { o, 0, 0, NULL, NULL };
@@ -484,7 +509,6 @@ int dkp_run(const struct dkp_run_opts *o)
 	struct dkp_qdir *q = NULL;
 	struct dkp_js *js = NULL;
 	struct dkp_transport *tp = NULL;
-	struct dkp_err err;
 	const struct dkp_config *c;
 	char why[4200];
 	int rc, exitcode, fatal;
@@ -494,14 +518,8 @@ int dkp_run(const struct dkp_run_opts *o)
 	 * during start-up is served by the first reload check (harmless) */
 	dkp_run_signals();
 
-	dkp_err_clear(&err);
-	if (dkp_snap_load(&snap, o->conf, o->sets, o->nsets, &err) != DKP_OK) {
-		dkp_error("%s", err.msg);
-		/* no configuration file at all: EX_NOINPUT; anything else it
-		 * names or holds: EX_CONFIG */
-		return err.code == DKP_E_IO && !strcmp(err.step, "conffile") &&
-			       err.sys_errno == ENOENT ? 66 : 78;
-	}
+	if ((rc = load_conf(o, &snap)) != 0)
+		return rc;
 	c = snap->cfg;
 	if (c->log_syslog)	/* log = syslog: from here on, not stderr */
 		dkp_log_syslog(1);
@@ -534,9 +552,7 @@ int dkp_run(const struct dkp_run_opts *o)
 	if (r.metrics &&
 	    (rc = start_metrics(&r, c, q ? dkp_qdir_new_path(q) : NULL, js)) != 0) {
 		dkp_pool_stop(r.pool);
-		dkp_stats_untrack_domains((struct dkp_stats *)dkp_pool_stats(r.pool));
-		dkp_stats_untrack_align((struct dkp_stats *)dkp_pool_stats(r.pool));
-		dkp_pool_free(r.pool);
+		pool_end(&r);
 		close_transport(q, js);
 		return rc;
 	}
@@ -552,9 +568,7 @@ int dkp_run(const struct dkp_run_opts *o)
 	dkp_pool_stop(r.pool);
 	exitcode = finish(&r, q, js, fatal);
 	dkp_metrics_free(r.metrics);	/* before the counters it reads go */
-	dkp_stats_untrack_domains((struct dkp_stats *)dkp_pool_stats(r.pool));
-	dkp_stats_untrack_align((struct dkp_stats *)dkp_pool_stats(r.pool));
-	dkp_pool_free(r.pool);
+	pool_end(&r);
 	close_transport(q, js);
 	return exitcode;
 }

@@ -211,11 +211,77 @@ static int attach_policy(struct dkp_snap *s, struct dkp_err *err)
 	return rc;
 }
 
+/* Every distinct key file of the KeyTable checked (mode, owner) before
+ * anything is parsed: many domains may share one key. */
+static int check_keyfiles(struct dkp_snap *s, struct dkp_err *err)
+{
+	struct dkp_htab *seen = dkp_htab_new(dkp_route_nkeys(s->route));
+	size_t i, bad = 0;
+
+	for (i = 0; i < dkp_route_nkeys(s->route); i++) {
+		const struct dkp_keyent *k = dkp_route_key(s->route, i);
+
+		if (dkp_htab_put(seen, k->path, strlen(k->path), (void *)k))
+			continue;
+		if (check_keyfile(k->path, s->cfg->insecure_key_perms, s->cfg->key_table) < 0 &&
+		    ++bad >= MAX_REPORTED)
+			break;
+	}
+	dkp_htab_free(seen, NULL);
+	if (bad)
+		return dkp_err_set(err, DKP_E_KEY, 0, "config", "%s%zu key file problem%s in %s",
+				   bad >= MAX_REPORTED ? "at least " : "", bad,
+				   bad == 1 ? "" : "s", s->cfg->key_table);
+	return DKP_OK;
+}
+
+/* A table that fits the key cache is parsed now, so a broken key stops
+ * start-up instead of deferring its mail later; larger ones (100,000
+ * domains) are parsed on first use. */
+static int preload_keys(struct dkp_snap *s, struct dkp_err *err)
+{
+	size_t i, bad = 0;
+
+	if (dkp_route_nkeys(s->route) > s->cfg->key_cache)
+		return DKP_OK;
+	for (i = 0; i < dkp_route_nkeys(s->route); i++) {
+		const struct dkp_keyent *k = dkp_route_key(s->route, i);
+		struct dkp_key *key;
+		struct dkp_err e;
+
+		dkp_err_clear(&e);
+		if (dkp_keycache_get(s->keys, k->index, k->path, &key, &e) != DKP_OK) {
+			dkp_error("%s: key %s: %s", s->cfg->key_table, k->name, e.msg);
+			if (++bad >= MAX_REPORTED)
+				break;
+			continue;
+		}
+		dkp_key_unref(key);
+	}
+	if (bad)
+		return dkp_err_set(err, DKP_E_KEY, 0, "config", "%zu key%s in %s failed to load",
+				   bad, bad == 1 ? "" : "s", s->cfg->key_table);
+	return DKP_OK;
+}
+
+/* The KeyTable and SigningTable, their key files and the key cache. */
+static int load_tables(struct dkp_snap *s, struct dkp_err *err)
+{
+	int rc;
+
+	if ((rc = dkp_route_load(&s->route, s->cfg->key_table, s->cfg->signing_table,
+				 err)) != DKP_OK ||
+	    (rc = check_keyfiles(s, err)) != DKP_OK)
+		return rc;
+	s->keys = dkp_keycache_new(dkp_route_nkeys(s->route), s->cfg->key_cache,
+				   s->cfg->insecure_key_perms ? DKP_KEY_INSECURE_PERMS : 0);
+	return preload_keys(s, err);
+}
+
 int dkp_snap_load(struct dkp_snap **out, const char *path,
 		  const char *const *sets, size_t nsets, struct dkp_err *err)
 {
 	struct dkp_snap *s = dkp_calloc(1, sizeof(*s));
-	size_t i, bad = 0;
 	int rc;
 
 	*out = NULL;
@@ -234,65 +300,9 @@ int dkp_snap_load(struct dkp_snap **out, const char *path,
 	/* before the first key: key memory out of core dumps, the process
 	 * not dumpable unless core_dumps = yes (again on each reload) */
 	dkp_keymem_init(s->cfg->key_cache, s->cfg->core_dumps);
-	if ((rc = load_esp(s, err)) != DKP_OK)
-		goto fail;
-	if (s->cfg->key_table) {
-		struct dkp_htab *seen;
-
-		if ((rc = dkp_route_load(&s->route, s->cfg->key_table,
-					 s->cfg->signing_table, err)) != DKP_OK)
-			goto fail;
-		/* each distinct file once: many domains may share one key */
-		seen = dkp_htab_new(dkp_route_nkeys(s->route));
-		for (i = 0; i < dkp_route_nkeys(s->route); i++) {
-			const struct dkp_keyent *k = dkp_route_key(s->route, i);
-
-			if (dkp_htab_put(seen, k->path, strlen(k->path), (void *)k))
-				continue;
-			if (check_keyfile(k->path, s->cfg->insecure_key_perms,
-					  s->cfg->key_table) < 0 &&
-			    ++bad >= MAX_REPORTED)
-				break;
-		}
-		dkp_htab_free(seen, NULL);
-		if (bad) {
-			rc = dkp_err_set(err, DKP_E_KEY, 0, "config",
-					 "%s%zu key file problem%s in %s",
-					 bad >= MAX_REPORTED ? "at least " : "",
-					 bad, bad == 1 ? "" : "s",
-					 s->cfg->key_table);
-			goto fail;
-		}
-		s->keys = dkp_keycache_new(dkp_route_nkeys(s->route),
-					   s->cfg->key_cache,
-					   s->cfg->insecure_key_perms ? DKP_KEY_INSECURE_PERMS : 0);
-		/* a table that fits the cache is parsed now, so a broken key
-		 * stops start-up instead of deferring its mail later; larger
-		 * ones (100,000 domains) are parsed on first use */
-		if (dkp_route_nkeys(s->route) <= s->cfg->key_cache) {
-			for (i = 0; i < dkp_route_nkeys(s->route); i++) {
-				const struct dkp_keyent *k = dkp_route_key(s->route, i);
-				struct dkp_key *key;
-				struct dkp_err e;
-
-				dkp_err_clear(&e);
-				if (dkp_keycache_get(s->keys, k->index, k->path, &key, &e) != DKP_OK) {
-					dkp_error("%s: key %s: %s", s->cfg->key_table, k->name, e.msg);
-					if (++bad >= MAX_REPORTED)
-						break;
-					continue;
-				}
-				dkp_key_unref(key);
-			}
-			if (bad) {
-				rc = dkp_err_set(err, DKP_E_KEY, 0, "config",
-						 "%zu key%s in %s failed to load",
-						 bad, bad == 1 ? "" : "s", s->cfg->key_table);
-				goto fail;
-			}
-		}
-	}
-	if ((rc = attach_policy(s, err)) != DKP_OK)
+	if ((rc = load_esp(s, err)) != DKP_OK ||
+	    (s->cfg->key_table && (rc = load_tables(s, err)) != DKP_OK) ||
+	    (rc = attach_policy(s, err)) != DKP_OK)
 		goto fail;
 	if (s->route && (dkp_route_is_patterns(s->route) ||
 			 s->cfg->multiple_signatures != DKP_MULTI_NO))

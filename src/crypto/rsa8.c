@@ -246,68 +246,79 @@ static int get_bn(const EVP_PKEY *pk, const char *name, BIGNUM **bn)
 	return EVP_PKEY_get_bn_param(pk, name, bn) == 1 && *bn != NULL;
 }
 
-struct dkp_rsa8_key *dkp_rsa8_key_new(const EVP_PKEY *pk, const char **why)
-{
-	BIGNUM *n = NULL, *e = NULL, *p = NULL, *q = NULL, *dp = NULL, *dq = NULL,
-	       *qi = NULL, *f3 = NULL;
-	unsigned char buf[256];
-	struct dkp_rsa8_key *k = NULL;
-	const char *w = NULL;
+/* An RSA key's parameters as OpenSSL holds them (the secret ones
+ * constant-time flagged, freed with BN_clear_free). */
+struct crt {
+	BIGNUM *n, *e, *p, *q, *dp, *dq, *qi;
+};
 
-	if (pk == NULL || EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA) {
-		w = "not an RSA key";
-		goto out;
-	}
-	if (!get_bn(pk, OSSL_PKEY_PARAM_RSA_N, &n) || !get_bn(pk, OSSL_PKEY_PARAM_RSA_E, &e)) {
-		w = "no modulus or public exponent";
-		goto out;
-	}
-	if (BN_num_bits(n) != 2048) {
-		w = "modulus is not 2048 bits";
-		goto out;
-	}
-	if (!BN_is_word(e, 65537)) {
-		w = "public exponent is not 65537";
-		goto out;
-	}
-	if (!get_bn(pk, OSSL_PKEY_PARAM_RSA_FACTOR1, &p) ||
-	    !get_bn(pk, OSSL_PKEY_PARAM_RSA_FACTOR2, &q) ||
-	    !get_bn(pk, OSSL_PKEY_PARAM_RSA_EXPONENT1, &dp) ||
-	    !get_bn(pk, OSSL_PKEY_PARAM_RSA_EXPONENT2, &dq) ||
-	    !get_bn(pk, OSSL_PKEY_PARAM_RSA_COEFFICIENT1, &qi)) {
-		w = "no CRT parameters (p, q, dp, dq, qinv)";
-		goto out;
-	}
+static void crt_free(struct crt *c)
+{
+	BN_free(c->n);
+	BN_free(c->e);
+	BN_clear_free(c->p);
+	BN_clear_free(c->q);
+	BN_clear_free(c->dp);
+	BN_clear_free(c->dq);
+	BN_clear_free(c->qi);
+}
+
+/* pk's parameters into c, or why the 8-lane path cannot take the key. */
+static const char *crt_get(const EVP_PKEY *pk, struct crt *c)
+{
+	BIGNUM *f3 = NULL;
+
+	if (pk == NULL || EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA)
+		return "not an RSA key";
+	if (!get_bn(pk, OSSL_PKEY_PARAM_RSA_N, &c->n) || !get_bn(pk, OSSL_PKEY_PARAM_RSA_E, &c->e))
+		return "no modulus or public exponent";
+	if (BN_num_bits(c->n) != 2048)
+		return "modulus is not 2048 bits";
+	if (!BN_is_word(c->e, 65537))
+		return "public exponent is not 65537";
+	if (!get_bn(pk, OSSL_PKEY_PARAM_RSA_FACTOR1, &c->p) ||
+	    !get_bn(pk, OSSL_PKEY_PARAM_RSA_FACTOR2, &c->q) ||
+	    !get_bn(pk, OSSL_PKEY_PARAM_RSA_EXPONENT1, &c->dp) ||
+	    !get_bn(pk, OSSL_PKEY_PARAM_RSA_EXPONENT2, &c->dq) ||
+	    !get_bn(pk, OSSL_PKEY_PARAM_RSA_COEFFICIENT1, &c->qi))
+		return "no CRT parameters (p, q, dp, dq, qinv)";
 	if (EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_FACTOR3, &f3) == 1) {
-		w = "multi-prime key";
-		goto out;
+		BN_clear_free(f3);
+		return "multi-prime key";
 	}
-	BN_set_flags(p, BN_FLG_CONSTTIME);
-	BN_set_flags(q, BN_FLG_CONSTTIME);
-	BN_set_flags(dp, BN_FLG_CONSTTIME);
-	BN_set_flags(dq, BN_FLG_CONSTTIME);
-	BN_set_flags(qi, BN_FLG_CONSTTIME);
+	BN_set_flags(c->p, BN_FLG_CONSTTIME);
+	BN_set_flags(c->q, BN_FLG_CONSTTIME);
+	BN_set_flags(c->dp, BN_FLG_CONSTTIME);
+	BN_set_flags(c->dq, BN_FLG_CONSTTIME);
+	BN_set_flags(c->qi, BN_FLG_CONSTTIME);
 	/* The sizes of the primes are not secret: every 2048-bit key made by a
 	 * sane generator has two 1024-bit ones. */
-	if (BN_num_bits(p) != 1024 || BN_num_bits(q) != 1024 || !BN_is_odd(p) ||
-	    !BN_is_odd(q) || BN_num_bytes(dp) > 128 || BN_num_bytes(dq) > 128 ||
-	    BN_num_bytes(qi) > 128) {
-		w = "primes are not 1024 bits each";
+	if (BN_num_bits(c->p) != 1024 || BN_num_bits(c->q) != 1024 || !BN_is_odd(c->p) ||
+	    !BN_is_odd(c->q) || BN_num_bytes(c->dp) > 128 || BN_num_bytes(c->dq) > 128 ||
+	    BN_num_bytes(c->qi) > 128)
+		return "primes are not 1024 bits each";
+	return NULL;
+}
+
+/* The kernel's form of c into k: 52-bit limbs, Montgomery constants.
+ * 0, or -1 when OpenSSL cannot export a value. */
+static int crt_to_limbs(const struct crt *c, struct dkp_rsa8_key *k)
+{
+	unsigned char buf[256];
+	int rc = -1;
+
+	if (BN_bn2binpad(c->n, k->n, 256) != 256 || BN_bn2binpad(c->p, buf, 128) != 128)
 		goto out;
-	}
-	k = dkp_keymem_alloc(sizeof(*k));	/* zeroed */
-	if (BN_bn2binpad(n, k->n, 256) != 256 || BN_bn2binpad(p, buf, 128) != 128)
-		goto fail;
 	be_to_limbs(k->s.p, NL, buf, 128);
-	if (BN_bn2binpad(q, buf, 128) != 128)
-		goto fail;
+	if (BN_bn2binpad(c->q, buf, 128) != 128)
+		goto out;
 	be_to_limbs(k->s.q, NL, buf, 128);
-	if (BN_bn2binpad(qi, buf, 128) != 128)
-		goto fail;
+	if (BN_bn2binpad(c->qi, buf, 128) != 128)
+		goto out;
 	be_to_limbs(k->s.qinv, NL, buf, 128);
-	if (BN_bn2lebinpad(dp, (unsigned char *)k->s.dp, 128) != 128 ||
-	    BN_bn2lebinpad(dq, (unsigned char *)k->s.dq, 128) != 128)
-		goto fail;
+	if (BN_bn2lebinpad(c->dp, (unsigned char *)k->s.dp, 128) != 128 ||
+	    BN_bn2lebinpad(c->dq, (unsigned char *)k->s.dq, 128) != 128)
+		goto out;
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "rsa8: little-endian hosts only (x86-64)"
 #endif
@@ -315,31 +326,38 @@ struct dkp_rsa8_key *dkp_rsa8_key_new(const EVP_PKEY *pk, const char **why)
 	k->s.k0q = mont_k0(k->s.q[0]);
 	mont_r2(k->s.r2p, k->s.p);
 	mont_r2(k->s.r2q, k->s.q);
+	rc = 0;
+out:
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return rc;
+}
+
+struct dkp_rsa8_key *dkp_rsa8_key_new(const EVP_PKEY *pk, const char **why)
+{
+	struct crt c = { NULL, NULL, NULL, NULL, NULL, NULL, NULL };
+	struct dkp_rsa8_key *k = NULL;
+	const char *w = crt_get(pk, &c);
+
+	if (w != NULL)
+		goto out;
+	k = dkp_keymem_alloc(sizeof(*k));	/* zeroed */
+	if (crt_to_limbs(&c, k) < 0) {
+		w = "cannot export key parameters";
+		goto fail;
+	}
 #ifndef DKP_RSA8_EMULATE
 	/* from OpenSSL's own n, p, q: independent of the limbs above */
-	k->chk = dkp_rsa8_check_new(n, p, q, &w);
-	if (k->chk == NULL) {
-		dkp_rsa8_key_free(k);
-		k = NULL;
-		goto out;
-	}
+	k->chk = dkp_rsa8_check_new(c.n, c.p, c.q, &w);
+	if (k->chk == NULL)
+		goto fail;
 #endif
 	k->pk = pk;
 	goto out;
 fail:
-	w = "cannot export key parameters";
 	dkp_rsa8_key_free(k);
 	k = NULL;
 out:
-	OPENSSL_cleanse(buf, sizeof(buf));
-	BN_free(n);
-	BN_free(e);
-	BN_clear_free(p);
-	BN_clear_free(q);
-	BN_clear_free(dp);
-	BN_clear_free(dq);
-	BN_clear_free(qi);
-	BN_clear_free(f3);
+	crt_free(&c);
 	if (why != NULL)
 		*why = w;
 	return k;

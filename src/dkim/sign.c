@@ -752,14 +752,77 @@ int dkp_sign_rendered(struct dkp_signer *s, const struct dkp_msg *m,
 	return rc;
 }
 
+/* The h= list of sp into s->names/s->lens; returns how many. */
+static size_t h_list(struct dkp_signer *s, const struct dkp_msg *m,
+		     const struct dkp_sig_spec *sp)
+{
+	size_t nn, j;
+
+	grow_scratch(s, m, 2 * m->nfields + 1 + sp->nheaders);
+	if (sp->headers) {
+		nn = sp->nheaders;
+		memcpy(s->names, sp->headers, nn * sizeof(*s->names));
+	} else {
+		nn = dkp_sign_default_list(m, s->names, s->names_cap);
+	}
+	for (j = 0; j < nn; j++)
+		s->lens[j] = strlen(s->names[j]);
+	return nn;
+}
+
+/* One DKIM-Signature field for sp, appended to out (its b= now, or
+ * filled in by dkp_sign_flush); bh: the body hash of its c=. */
+static int sign_spec(struct dkp_signer *s, const struct dkp_msg *m,
+		     const struct dkp_sig_spec *sp, const char *bh,
+		     struct dkp_buf *out, struct dkp_err *err)
+{
+	struct dkp_sigfmt f;
+	const struct dkp_tmpl *t;
+	size_t nn = h_list(s, m, sp), col, start, rest;
+	int rc, deferred = 0;
+
+	/* the field to hash: chosen headers, then our own (b= empty) */
+	memset(&f, 0, sizeof(f));
+	f.alg = dkp_key_alg(sp->key);
+	f.hcanon = sp->hcanon;
+	f.bcanon = sp->bcanon;
+	f.domain = sp->domain;
+	f.selector = sp->selector;
+	f.identity = sp->identity;
+	f.t = sp->t;
+	f.x = sp->x;
+	f.headers = s->names;
+	f.nheaders = nn;
+	f.bh = bh;
+	/* the cached fixed part, then this message's tags */
+	t = dkp_tmpl_get(s->tmpl, f.alg, sp->hcanon, sp->bcanon, sp->domain, sp->selector);
+	start = out->len;
+	dkp_buf_add(out, t->raw.p, t->raw.len);
+	rest = out->len;
+	dkp_sigfmt_rest(&f, t->col, out, &col);
+	dkp_buf_reset(&s->b64);
+	rc = sign_parts(s, m, sp->key, sp->hcanon, s->names, s->lens, nn, t->canon.p,
+			t->canon.len, out->p + rest, out->len - rest, &s->b64, &deferred, err);
+	if (rc != DKP_OK) {
+		out->len = start;
+		return rc;
+	}
+	if (deferred) {
+		s->pend[s->npend - 1].buf = out;
+		s->pend[s->npend - 1].off = out->len;
+	}
+	dkp_sigfmt_finish(out, col, s->b64.p, s->b64.len);
+	return DKP_OK;
+}
+
 int dkp_sign(struct dkp_signer *s, const struct dkp_msg *m,
 	     const struct dkp_sig_spec *specs, size_t n, struct dkp_buf *out,
 	     struct dkp_err *err)
 {
 	char bh[2][48];
-	int have_bh[2] = { 0, 0 };
+	int have_bh[2] = { 0, 0 }, rc = DKP_OK;
 	struct dkp_limits lim;
-	size_t i, out0 = out->len, pend0 = s->npend;
+	size_t i, out0 = out->len, pend0 = s->npend, total;
 
 	sweep_retired(s);	/* cheap unless a key was retired */
 	/* The signed message must stay within the limits the message was
@@ -771,81 +834,28 @@ int dkp_sign(struct dkp_signer *s, const struct dkp_msg *m,
 		return dkp_err_set(err, DKP_E_LIMIT, 0, "sign",
 				   "%zu header fields and %zu signatures exceed the limit of %zu fields",
 				   m->nfields, n, lim.max_fields);
-	for (i = 0; i < n; i++) {
+	for (i = 0; rc == DKP_OK && i < n; i++) {
 		const struct dkp_sig_spec *sp = &specs[i];
-		struct dkp_sigfmt f;
-		const struct dkp_tmpl *t;
-		size_t nn, j, col, start, rest;
-		int rc, deferred = 0;
 
 		if ((rc = check_spec(sp, err)) != DKP_OK)
-			goto fail;
+			break;
 		if (!have_bh[sp->bcanon]) {
-			rc = body_hash(s, m, sp->bcanon, bh[sp->bcanon], err);
-			if (rc != DKP_OK)
-				goto fail;
+			if ((rc = body_hash(s, m, sp->bcanon, bh[sp->bcanon], err)) != DKP_OK)
+				break;
 			have_bh[sp->bcanon] = 1;
 		}
-		/* the h= list */
-		grow_scratch(s, m, 2 * m->nfields + 1 + sp->nheaders);
-		if (sp->headers) {
-			nn = sp->nheaders;
-			memcpy(s->names, sp->headers, nn * sizeof(*s->names));
-		} else {
-			nn = dkp_sign_default_list(m, s->names, s->names_cap);
-		}
-		for (j = 0; j < nn; j++)
-			s->lens[j] = strlen(s->names[j]);
-
-		/* the field to hash: chosen headers, then our own (b= empty) */
-		memset(&f, 0, sizeof(f));
-		f.alg = dkp_key_alg(sp->key);
-		f.hcanon = sp->hcanon;
-		f.bcanon = sp->bcanon;
-		f.domain = sp->domain;
-		f.selector = sp->selector;
-		f.identity = sp->identity;
-		f.t = sp->t;
-		f.x = sp->x;
-		f.headers = s->names;
-		f.nheaders = nn;
-		f.bh = bh[sp->bcanon];
-		/* the cached fixed part, then this message's tags */
-		t = dkp_tmpl_get(s->tmpl, f.alg, sp->hcanon, sp->bcanon,
-				 sp->domain, sp->selector);
-		start = out->len;
-		dkp_buf_add(out, t->raw.p, t->raw.len);
-		rest = out->len;
-		dkp_sigfmt_rest(&f, t->col, out, &col);
-		dkp_buf_reset(&s->b64);
-		rc = sign_parts(s, m, sp->key, sp->hcanon, s->names, s->lens,
-				nn, t->canon.p, t->canon.len, out->p + rest,
-				out->len - rest, &s->b64, &deferred, err);
-		if (rc != DKP_OK) {
-			out->len = start;
-			goto fail;
-		}
-		if (deferred) {
-			s->pend[s->npend - 1].buf = out;
-			s->pend[s->npend - 1].off = out->len;
-		}
-		dkp_sigfmt_finish(out, col, s->b64.p, s->b64.len);
-		continue;
-fail:
+		rc = sign_spec(s, m, sp, bh[sp->bcanon], out, err);
+	}
+	/* body_off counts the empty line, as the parser's limit does */
+	total = out->len - out0 + m->body_off;
+	if (rc == DKP_OK && total > lim.max_header_bytes)
+		rc = dkp_err_set(err, DKP_E_LIMIT, 0, "sign",
+				 "the signed header block would be %zu bytes, over the limit of %zu",
+				 total, lim.max_header_bytes);
+	if (rc != DKP_OK) {
 		/* nothing of this call stays queued: its fields are gone */
 		out->len = out0;
 		pend_drop(s, pend0);
-		return rc;
 	}
-	/* body_off counts the empty line, as the parser's limit does */
-	if (out->len - out0 + m->body_off > lim.max_header_bytes) {
-		size_t total = out->len - out0 + m->body_off;
-
-		out->len = out0;
-		pend_drop(s, pend0);
-		return dkp_err_set(err, DKP_E_LIMIT, 0, "sign",
-				   "the signed header block would be %zu bytes, over the limit of %zu",
-				   total, lim.max_header_bytes);
-	}
-	return DKP_OK;
+	return rc;
 }
