@@ -26,6 +26,7 @@ static const char usage_main[] =
 	"  keygen   make a signing key and its DNS TXT record\n"
 	"  run      the batch engine: sign a queue directory (dkimpress.conf(5))\n"
 	"  enqueue  hand one message to the queue (a producer; Postfix pipe(8))\n"
+	"  relay    deliver the signed messages of out/new over SMTP or LMTP\n"
 	"  check    every signing key of a configuration against its DNS record\n"
 	"  bench    measure the engine against the crypto and I/O bounds\n"
 	"  help     this text; 'dkimpress COMMAND --help' for a command\n"
@@ -97,6 +98,30 @@ static const char usage_keygen[] =
 	"  -t, --type T        rsa (default) or ed25519\n"
 	"  -b, --bits N        RSA size, 1024..16384 (default 2048)\n"
 	"  -o, --out DIR       where to write (default: .)\n";
+
+static const char usage_relay[] =
+	"usage: dkimpress relay -c CONF [--once] [--set KEY=VALUE ...]\n"
+	"\n"
+	"Takes each signed message out of the output queue (out/new, by rename)\n"
+	"and delivers it over SMTP or LMTP to relay_host: the envelope from its\n"
+	"x-sender / x-receiver lines (removed; the rest is sent byte for byte),\n"
+	"relay_connections persistent connections, PIPELINING, CHUNKING, 8BITMIME,\n"
+	"SMTPUTF8, SIZE and STARTTLS (relay_tls). Per recipient: 2xx done, 4xx\n"
+	"retried on the relay_retry schedule (state on disk in out/defer), 5xx to\n"
+	"the failed directory with the server's reply as the reason. A file is\n"
+	"deleted only once every recipient was accepted. Several relays may share\n"
+	"one queue. See dkimpress.conf(5) (relay_*) and docs/integration.md.\n"
+	"\n"
+	"  -c, --config CONF   the configuration file (required)\n"
+	"      --once          deliver what is due now and exit (deferred\n"
+	"                      messages stay in out/defer); without it, watch\n"
+	"                      out/new (inotify) until SIGTERM or SIGINT\n"
+	"      --set K=V       a setting over CONF's (repeatable), e.g.\n"
+	"                      --set relay_host=127.0.0.1:2525\n"
+	"\n"
+	"SIGTERM/SIGINT: take nothing new, finish the transactions in hand\n"
+	"(each step bounded by relay_timeout), leave nothing in out/relay, exit 0.\n"
+	"Exit: 0 done, 75 a message was deferred (--once), 78 configuration.\n";
 
 static const char usage_run[] =
 	"usage: dkimpress run -c CONF [--once] [--set KEY=VALUE ...]\n"
@@ -275,6 +300,7 @@ const char *dkp_cli_usage(enum dkp_cmd cmd)
 	case DKP_CMD_RUN: return usage_run;
 	case DKP_CMD_BENCH: return usage_bench;
 	case DKP_CMD_ENQUEUE: return usage_enqueue;
+	case DKP_CMD_RELAY: return usage_relay;
 	case DKP_CMD_CHECK: return usage_check;
 	default: return usage_main;
 	}
@@ -651,6 +677,37 @@ static int parse_run(struct dkp_cli *c, int argc, char **argv,
 	return conf_only(c, argc, argv, "run", err);
 }
 
+static int parse_relay(struct dkp_cli *c, int argc, char **argv,
+		       struct dkp_err *err)
+{
+	static const struct option lo[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "once", no_argument, NULL, OPT_ONCE },
+		{ "set", required_argument, NULL, OPT_SET },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int o;
+
+	while ((o = getopt_long(argc, argv, "+c:h", lo, NULL)) != -1) {
+		if (o == 'c') {
+			c->conf = optarg;
+		} else if (o == OPT_ONCE) {
+			c->once = 1;
+		} else if (o == OPT_SET) {
+			if (add_set(c, optarg, err) != DKP_OK)
+				return err->code;
+		} else if (o == 'h') {
+			c->help = 1;
+			return DKP_OK;
+		} else {
+			return dkp_err_set(err, DKP_E_USAGE, 0, "usage",
+					   "see 'dkimpress relay --help'");
+		}
+	}
+	return conf_only(c, argc, argv, "relay", err);
+}
+
 static int parse_bench(struct dkp_cli *c, int argc, char **argv,
 		       struct dkp_err *err)
 {
@@ -902,6 +959,10 @@ int dkp_cli_parse(struct dkp_cli *c, int argc, char **argv,
 	if (!strcmp(cmd, "enqueue")) {
 		c->cmd = DKP_CMD_ENQUEUE;
 		return parse_enqueue(c, argc - 1, argv + 1, err);
+	}
+	if (!strcmp(cmd, "relay")) {
+		c->cmd = DKP_CMD_RELAY;
+		return parse_relay(c, argc - 1, argv + 1, err);
 	}
 	if (!strcmp(cmd, "check")) {
 		c->cmd = DKP_CMD_CHECK;

@@ -48,6 +48,7 @@ void dkp_config_free(struct dkp_config *c)
 	if (c == NULL)
 		return;
 	js_free(&c->js);
+	dkp_relay_conf_free(&c->relay);
 	dkp_free(c->path);
 	dkp_free(c->in_dir);
 	dkp_free(c->out_dir);
@@ -531,7 +532,9 @@ static int parse_line(struct dkp_config *c, char *p, const char *where,
 	if (i == K_COUNT)	/* then the transport's table */
 		for (; i < K_COUNT + J_COUNT && strcmp(jkey_names[i - K_COUNT], k); i++)
 			;
-	if (i == K_COUNT + J_COUNT)
+	if (i == K_COUNT + J_COUNT && dkp_relay_conf_key(k) >= 0)
+		i += dkp_relay_conf_key(k);	/* then the relay's (relay_conf.h) */
+	else if (i == K_COUNT + J_COUNT)
 		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
 				   "%s: unknown setting '%s'", where, k);
 	if (seen[i] > override)
@@ -569,7 +572,8 @@ static int parse_line(struct dkp_config *c, char *p, const char *where,
 	}
 	seen[i] = override ? 2 : 1;
 	why = i < K_COUNT ? apply(c, (enum ckey)i, v, queue_dir)
-			  : apply_js(c, (enum jkey)(i - K_COUNT), v);
+	      : i < K_COUNT + J_COUNT ? apply_js(c, (enum jkey)(i - K_COUNT), v)
+				      : dkp_relay_conf_apply(&c->relay, i - K_COUNT - J_COUNT, v);
 	if (why != NULL)
 		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config", "%s: %s: %s",
 				   where, k, why);
@@ -583,7 +587,7 @@ int dkp_config_load(struct dkp_config **out, const char *path,
 	struct dkp_config *c;
 	char *line = NULL, *queue_dir = NULL, where[512];
 	size_t cap = 0, lineno = 0, j;
-	int seen[K_COUNT + J_COUNT] = { 0 }, rc = DKP_OK;
+	int seen[K_COUNT + J_COUNT + DKP_RK_COUNT] = { 0 }, rc = DKP_OK;
 	long ncpu;
 
 	*out = NULL;
@@ -605,6 +609,7 @@ int dkp_config_load(struct dkp_config **out, const char *path,
 	c->self_verify = DKP_DEF_SELF_VERIFY;
 	c->self_verify_rsa_only = 1;		/* the default: rsa */
 	c->metrics_domains = DKP_DEF_METRICS_DOMAINS;
+	dkp_relay_conf_init(&c->relay);
 	c->js.create_streams = 1;
 	c->js.dup_window = DKP_DEF_JS_DUP_WINDOW;
 	c->js.nak_delay = DKP_DEF_JS_NAK_DELAY;

@@ -13,6 +13,7 @@
 
 #include "dkimpress/dkimpress.h"
 #include "dkim/sign.h"
+#include "conf/relay_conf.h"
 
 enum dkp_missing_key {
 	DKP_MISSING_ESP_ONLY = 0,	/* sign with the ESP key alone */
@@ -103,6 +104,7 @@ struct dkp_config {
 	unsigned self_verify;			/* 0 off, 1 every, N: 1 in N */
 	int self_verify_rsa_only;		/* self_verify = rsa */
 	enum dkp_rsa_backend rsa_backend;
+	struct dkp_relay_config relay;		/* relay_* (dkimpress relay) */
 };
 
 /* Parse and validate path, then apply sets[0..nsets) ("key=value", as
