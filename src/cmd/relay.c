@@ -59,6 +59,7 @@ struct relay {
 	pthread_t *th;
 	unsigned nth;
 	int64_t next_due;	/* earliest deferred message not yet due */
+	int64_t once_start;	/* --once: the run's start; 0: long-running */
 };
 
 struct wctx {
@@ -120,7 +121,7 @@ struct scan {
 	struct relay *r;
 	int from_defer;
 	int64_t now;
-	size_t pushed;
+	size_t pushed, limit;
 };
 
 static int scan_one(void *ctx, const char *name)
@@ -137,21 +138,28 @@ static int scan_one(void *ctx, const char *name)
 		return 0;
 	}
 	s->pushed++;
-	return push(s->r, name, s->from_defer);
+	return push(s->r, name, s->from_defer) || s->pushed >= s->limit;
 }
 
-/* Hand out up to a list's worth of out/new, else of due out/defer. */
+/* Hand out up to a list's worth: due messages of out/defer first (at
+ * most half, so a steady flow into out/new cannot starve the retries),
+ * then out/new. */
 static size_t scan(struct relay *r)
 {
-	struct scan s = { r, 0, (int64_t)time(NULL), 0 };
+	/* --once: only what was due when the run began, so a message
+	 * deferred by this run waits for the next run */
+	struct scan s = { r, 1, r->once_start ? r->once_start : (int64_t)time(NULL), 0,
+			  r->cap / 2 };
+	size_t from_defer;
 
+	r->next_due = 0;
+	dkp_rq_each(r->q.defer, scan_one, &s);
+	from_defer = s.pushed;
+	s.from_defer = 0;
+	s.pushed = 0;
+	s.limit = r->cap - from_defer;
 	dkp_rq_each(r->q.out_new, scan_one, &s);
-	if (s.pushed == 0) {
-		s.from_defer = 1;
-		r->next_due = 0;
-		dkp_rq_each(r->q.defer, scan_one, &s);
-	}
-	return s.pushed;
+	return from_defer + s.pushed;
 }
 
 /* Wait until the workers have taken every name (or stop). */
@@ -398,6 +406,8 @@ int dkp_relay_run(const struct dkp_cli *c)
 	pthread_mutex_init(&r.mu, NULL);
 	pthread_cond_init(&r.work, NULL);
 	pthread_cond_init(&r.idle, NULL);
+	if (c->once)
+		r.once_start = (int64_t)time(NULL);
 	x = dkp_calloc(r.conf->relay.connections, sizeof(*x));
 	start(&r, ctx, helo, x);
 	main_loop(&r, c->once, ifd, sfd);

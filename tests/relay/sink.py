@@ -3,7 +3,7 @@
 
 Records every accepted transaction in DIR as N.eml (the data as received,
 dot-unstuffed) and N.env (JSON: mail, params, rcpts, how: DATA/BDAT,
-session number). Misbehaves on command, chosen by the recipient's local
+session number, seq: its place in the session), before the reply. Misbehaves on command, chosen by the recipient's local
 part so that one run exercises every path:
 
   t451...     451 to that RCPT (every time)
@@ -42,6 +42,7 @@ class Session:
         self.o, self.r, self.w = opts, reader, writer
         sessions[0] += 1
         self.sid = sessions[0]
+        self.seq = 0
         self.reset()
 
     def reset(self):
@@ -182,13 +183,14 @@ class Session:
 
     def record(self, data, how):
         counter[0] += 1
+        self.seq += 1
         base = os.path.join(self.o.dir, '%06d' % counter[0])
         with open(base + '.eml', 'wb') as f:
             f.write(data)
         with open(base + '.env', 'w') as f:
             json.dump({'mail': self.mail, 'params': self.params,
                        'rcpts': self.rcpts, 'how': how,
-                       'session': self.sid}, f)
+                       'session': self.sid, 'seq': self.seq}, f)
 
 
 async def main():
