@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -231,11 +232,19 @@ int dkp_smtp_conn_tls(struct dkp_smtp_conn *c, SSL_CTX *ctx, const char *host,
 	c->ssl = SSL_new(ctx);
 	if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1)
 		return dkp_err_ssl(err, DKP_E_CRYPTO, "starttls", "SSL_new"), -ENOMEM;
-	SSL_set_tlsext_host_name(c->ssl, host);
 	if (verify) {
+		unsigned char ip[16];
+		int is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+
 		SSL_set_verify(c->ssl, SSL_VERIFY_PEER, NULL);
-		if (SSL_set1_host(c->ssl, host) != 1)
+		/* an address is checked against the certificate's IP names */
+		if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), host) != 1
+			  : SSL_set1_host(c->ssl, host) != 1)
 			return dkp_err_ssl(err, DKP_E_CRYPTO, "starttls", "host name"), -EINVAL;
+		if (!is_ip)
+			SSL_set_tlsext_host_name(c->ssl, host);
+	} else {
+		SSL_set_tlsext_host_name(c->ssl, host);
 	}
 	for (;;) {
 		short ev;

@@ -22,7 +22,11 @@
 #      with 250 + 550 + 451 recipients (each handled on its own);
 #   3. the long-running relay (inotify): messages published while it runs
 #      are delivered; SIGTERM, also during a stall: exit 0, nothing left in
-#      out/relay, the stalled message in out/defer;
+#      out/relay, the stalled message in out/defer; STARTTLS against the
+#      sink (certificate checked for an address and a name; a wrong name
+#      or an unknown CA defers, never falls back to plain text; verify
+#      off; require without STARTTLS defers; starttls without it is
+#      plain);
 #   4. Postfix's smtp-sink (PIPELINING; Postfix 3.7's smtp-sink has no
 #      CHUNKING): RELAY_SINK_N (default 200) messages, each once;
 #   5. kill -9 of the relay at random moments while it delivers
@@ -328,6 +332,20 @@ wait_got() {
 	return 1
 }
 
+# --once is one pass: a message it defers (relay_retry 1s) waits for the
+# next run, even when the run lasts longer than the retry delay (here a
+# stall of relay_timeout 2s on the other connection)
+n=oncepass
+new_queue $n relay_max_attempts=30
+sign $n "op1:plain:b@c.example:t451@x.test" "op2:plain:b@c.example:stall@x.test" ||
+	bad "$n: signing"
+start_sink $n
+relay_once $n
+check '[ "$RC" = 75 ] && [ "$(ls "$W/$n/q/out/defer" | grep -c "~1~")" = 2 ]' \
+	"$n: relay --once tries each message once (exit 75, both at attempt 1 in out/defer)" \
+	"rc $RC, defer: $(ls "$W/$n/q/out/defer")"
+kill "$SINK_PID" 2>/dev/null
+
 # --- 3. long-running: inotify, SIGTERM ------------------------------------
 n=daemon
 new_queue $n
@@ -377,6 +395,55 @@ relay_once $n
 check '[ "$RC" = 0 ] && [ "$(delivered $n st1 stall9@x.test)" = 1 ] && queue_empty $n' \
 	"$n: then delivered once"
 kill "$SINK_PID" 2>/dev/null
+
+# --- 3b. STARTTLS ----------------------------------------------------------
+tls_case() {	# NAME HOST CERT EXPECT(delivered|deferred) [KEY=VALUE...] -- SINKARGS
+	local n=$1 host=$2 cert=$3 want=$4 kv=() got
+	shift 4
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do kv+=("$1"); shift; done
+	shift
+	new_queue "$n" "${kv[@]}"
+	sign "$n" "${n}a:plain:b@c.example:t1@x.test" "${n}b:8bit:b@c.example:t2@x.test" ||
+		bad "$n: signing"
+	start_sink "$n" ${cert:+--tls-cert "$W/tls/$cert.crt" --tls-key "$W/tls/$cert.key"} "$@"
+	"$D" relay --once -c "$W/$n/conf" --set "relay_host=$host:$SINK_PORT" >>"$W/$n/relay.log" 2>&1
+	RC=$?
+	got=$(ls "$W/$n/got" 2>/dev/null | grep -c '\.env$')
+	if [ "$want" = delivered ]; then
+		check '[ "$RC" = 0 ] && [ "$got" = 2 ] && queue_empty "$n"' "$n: delivered" \
+			"rc $RC, $got received; $(tail -n 2 "$W/$n/relay.log")"
+	else
+		check '[ "$RC" = 75 ] && [ "$got" = 0 ] && [ "$(ls "$W/$n/q/out/defer" | wc -l)" = 2 ]' \
+			"$n: nothing sent, both deferred" "rc $RC, $got received"
+	fi
+	kill "$SINK_PID" 2>/dev/null
+}
+if command -v openssl >/dev/null; then
+	mkdir -p "$W/tls"
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+		-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+		-keyout "$W/tls/good.key" -out "$W/tls/good.crt" 2>/dev/null
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other.test \
+		-addext "subjectAltName=DNS:other.test" \
+		-keyout "$W/tls/other.key" -out "$W/tls/other.crt" 2>/dev/null
+	tls_case tls_ip 127.0.0.1 good delivered relay_tls=require "relay_tls_ca=$W/tls/good.crt" --
+	check 'grep -q "\"tls\": true" "$W/tls_ip/got/"*.env && ! grep -q "\"tls\": false" "$W/tls_ip/got/"*.env' \
+		"tls_ip: both came over STARTTLS (certificate checked for 127.0.0.1)"
+	tls_case tls_name localhost good delivered relay_tls=starttls "relay_tls_ca=$W/tls/good.crt" --
+	check '! grep -q "\"tls\": false" "$W/tls_name/got/"*.env' "tls_name: over STARTTLS (checked for localhost)"
+	tls_case tls_badname 127.0.0.1 other deferred relay_tls=starttls "relay_tls_ca=$W/tls/other.crt" --
+	check 'grep -q "TLS handshake with 127.0.0.1 failed" "$W/tls_badname/relay.log"' \
+		"tls_badname: a certificate for another name: no fall-back to plain text" \
+		"$(grep deferred "$W/tls_badname/relay.log" | head -n 1)"
+	tls_case tls_untrusted localhost good deferred relay_tls=require --
+	tls_case tls_noverify 127.0.0.1 other delivered relay_tls=require relay_tls_verify=no --
+	tls_case tls_missing 127.0.0.1 "" deferred relay_tls=require --
+	check 'grep -q "offers no STARTTLS" "$W/tls_missing/relay.log"' \
+		"tls_missing: relay_tls = require and no STARTTLS: the reason says so"
+	tls_case tls_optional 127.0.0.1 "" delivered relay_tls=starttls --
+else
+	echo "skip STARTTLS: no openssl command"
+fi
 
 # --- 4. Postfix's smtp-sink ------------------------------------------------
 n=smtpsink

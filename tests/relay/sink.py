@@ -17,13 +17,15 @@ part so that one run exercises every path:
 
 Options: --port-file F (the chosen free port is written there), --dir D,
 --size N (SIZE announced; bigger messages get 552), --no-pipelining,
---chunking, --lmtp, --8bitmime, --smtputf8.
+--chunking, --lmtp, --8bitmime, --smtputf8, --tls-cert F --tls-key F
+(STARTTLS offered; "tls" in N.env says whether the message came over it).
 """
 import argparse
 import asyncio
 import json
 import os
 import socket
+import ssl
 import sys
 
 seen = {}
@@ -43,6 +45,7 @@ class Session:
         sessions[0] += 1
         self.sid = sessions[0]
         self.seq = 0
+        self.tls = False
         self.reset()
 
     def reset(self):
@@ -63,6 +66,8 @@ class Session:
             ext.append('SMTPUTF8')
         if self.o.size:
             ext.append('SIZE %d' % self.o.size)
+        if self.o.tls_cert and not self.tls:
+            ext.append('STARTTLS')
         return ext
 
     async def run(self):
@@ -101,6 +106,17 @@ class Session:
             return await self.data()
         elif verb == 'BDAT':
             return await self.bdat(cmd)
+        elif verb == 'STAR' and self.o.tls_cert and not self.tls:
+            self.send('220 2.0.0 go ahead')
+            await self.w.drain()
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(self.o.tls_cert, self.o.tls_key)
+            try:
+                await self.w.start_tls(ctx)
+            except (ssl.SSLError, ConnectionError, OSError):
+                return False
+            self.tls = True
+            self.reset()
         elif verb == 'RSET':
             self.reset()
             self.send('250 ok')
@@ -190,7 +206,8 @@ class Session:
         with open(base + '.env', 'w') as f:
             json.dump({'mail': self.mail, 'params': self.params,
                        'rcpts': self.rcpts, 'how': how,
-                       'session': self.sid, 'seq': self.seq}, f)
+                       'session': self.sid, 'seq': self.seq,
+                       'tls': self.tls}, f)
 
 
 async def main():
@@ -203,6 +220,8 @@ async def main():
     ap.add_argument('--lmtp', action='store_true')
     ap.add_argument('--8bitmime', dest='eightbit', action='store_true')
     ap.add_argument('--smtputf8', action='store_true')
+    ap.add_argument('--tls-cert')
+    ap.add_argument('--tls-key')
     o = ap.parse_args()
     os.makedirs(o.dir, exist_ok=True)
 
