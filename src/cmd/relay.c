@@ -33,6 +33,7 @@
 #include "base/mem.h"
 #include "conf/config.h"
 #include "relay/relay_deliver.h"
+#include "relay/relay_js.h"
 #include "relay/relay_queue.h"
 
 #define EX_TEMPFAIL_ 75
@@ -358,15 +359,38 @@ static struct dkp_config *load(const struct dkp_cli *c)
 		dkp_error("%s", err.msg);
 		return NULL;
 	}
-	if (conf->relay.host == NULL || conf->transport != DKP_TRANSPORT_QUEUE) {
-		dkp_error("%s: relay needs relay_host = HOST[:PORT] and the queue directory "
-			  "(transport = queue)", c->conf);
+	if (conf->relay.host == NULL) {
+		dkp_error("%s: relay needs relay_host = HOST[:PORT]", c->conf);
 		dkp_config_free(conf);
 		return NULL;
 	}
 	if (conf->log_syslog)
 		dkp_log_syslog(1);
 	return conf;
+}
+
+static void helo_name(const struct dkp_config *conf, char *helo, size_t sz)
+{
+	if (conf->relay.helo)
+		snprintf(helo, sz, "%s", conf->relay.helo);
+	else if (gethostname(helo, sz - 1) < 0 || !helo[0])
+		snprintf(helo, sz, "localhost");
+}
+
+/* transport = jetstream: the output stream instead of out/new. */
+static int relay_js(struct relay *r, const struct dkp_cli *c, SSL_CTX *ctx)
+{
+	char helo[256];
+	int sfd, rc;
+
+	helo_name(r->conf, helo, sizeof(helo));
+	sfd = signals_fd();
+	rc = dkp_relay_js_run(r->conf, ctx, helo, c->once, sfd);
+	if (sfd >= 0)
+		close(sfd);
+	SSL_CTX_free(ctx);
+	dkp_config_free((struct dkp_config *)r->conf);
+	return rc;
 }
 
 int dkp_relay_run(const struct dkp_cli *c)
@@ -385,6 +409,8 @@ int dkp_relay_run(const struct dkp_cli *c)
 		dkp_config_free((struct dkp_config *)r.conf);
 		return EX_CONFIG_;
 	}
+	if (r.conf->transport == DKP_TRANSPORT_JETSTREAM)	/* relay_js.h */
+		return relay_js(&r, c, ctx);
 	if ((rc = dkp_rq_open(&r.q, r.conf->out_dir, r.conf->failed_dir, why, sizeof(why))) < 0) {
 		dkp_error("relay: %s: %s", why, strerror(-rc));
 		dkp_rq_close(&r.q, 0);

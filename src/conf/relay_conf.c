@@ -12,7 +12,7 @@
 static const char *const rkey_names[DKP_RK_COUNT] = {
 	"relay_host", "relay_protocol", "relay_connections", "relay_tls",
 	"relay_tls_verify", "relay_tls_ca", "relay_helo", "relay_timeout",
-	"relay_retry", "relay_max_attempts", "relay_max_age",
+	"relay_retry", "relay_max_attempts", "relay_max_age", "relay_consumer",
 };
 
 void dkp_relay_conf_init(struct dkp_relay_config *r)
@@ -31,7 +31,8 @@ void dkp_relay_conf_free(struct dkp_relay_config *r)
 	dkp_free(r->host);
 	dkp_free(r->tls_ca);
 	dkp_free(r->helo);
-	r->host = r->tls_ca = r->helo = NULL;
+	dkp_free(r->consumer);
+	r->host = r->tls_ca = r->helo = r->consumer = NULL;
 }
 
 int dkp_relay_conf_key(const char *k)
@@ -182,6 +183,10 @@ const char *dkp_relay_conf_apply(struct dkp_relay_config *r, int k, const char *
 		return NULL;
 	case DKP_RK_TLS_CA: return set_str(&r->tls_ca, v);
 	case DKP_RK_HELO: return set_str(&r->helo, v);
+	case DKP_RK_CONSUMER:
+		if (!*v || strpbrk(v, ". *>\t"))
+			return "want a consumer name (no '.', '*', '>' or spaces)";
+		return set_str(&r->consumer, v);
 	case DKP_RK_TIMEOUT:
 		if ((d = dkp_relay_duration(v)) < 1 || d > 3600)
 			return "want 1s to 1h";

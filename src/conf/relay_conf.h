@@ -21,6 +21,7 @@
 #define DKP_DEF_RELAY_RETRY "1m,5m,15m,30m,1h,2h,4h"
 #define DKP_DEF_RELAY_MAX_ATTEMPTS 30
 #define DKP_DEF_RELAY_MAX_AGE (5 * 86400)	/* seconds */
+#define DKP_DEF_RELAY_CONSUMER "dkimpress-relay"
 
 enum dkp_relay_tls {
 	DKP_RELAY_TLS_NONE = 0,		/* never STARTTLS */
@@ -48,12 +49,13 @@ struct dkp_relay_config {
 	struct dkp_relay_sched sched;
 	unsigned max_attempts;
 	int64_t max_age;		/* seconds since the first attempt */
+	char *consumer;			/* JetStream durable; NULL: the default */
 };
 
 enum {
 	DKP_RK_HOST, DKP_RK_PROTOCOL, DKP_RK_CONNECTIONS, DKP_RK_TLS,
 	DKP_RK_TLS_VERIFY, DKP_RK_TLS_CA, DKP_RK_HELO, DKP_RK_TIMEOUT,
-	DKP_RK_RETRY, DKP_RK_MAX_ATTEMPTS, DKP_RK_MAX_AGE,
+	DKP_RK_RETRY, DKP_RK_MAX_ATTEMPTS, DKP_RK_MAX_AGE, DKP_RK_CONSUMER,
 	DKP_RK_COUNT
 };
 

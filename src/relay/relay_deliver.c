@@ -51,7 +51,7 @@ int64_t dkp_relay_retry_delay(const struct dkp_relay_sched *s, unsigned attempts
 }
 
 /* The window ends: the outcome of the last 2xx is on disk. */
-static void window_end(struct dkp_relay_worker *w)
+void dkp_relay_window_end(struct dkp_relay_worker *w)
 {
 	double d;
 
@@ -66,7 +66,7 @@ static void window_end(struct dkp_relay_worker *w)
 }
 
 /* "ADDR: why" for each recipient whose code class is cls, into out. */
-static void reasons(struct dkp_buf *out, const struct dkp_relay_env *e,
+void dkp_relay_reasons(struct dkp_buf *out, const struct dkp_relay_env *e,
 		    const struct dkp_smtp_result *res, int cls, const char *prefix)
 {
 	size_t i;
@@ -98,7 +98,7 @@ static void subset(struct dkp_relay_worker *w, const struct dkp_relay_env *e,
 }
 
 /* Counts of 2xx, 4xx, 5xx recipients. */
-static void classify(const struct dkp_smtp_result *res, size_t cnt[6])
+void dkp_relay_classify(const struct dkp_smtp_result *res, size_t cnt[6])
 {
 	size_t i;
 
@@ -116,7 +116,7 @@ static int fail_perm(struct dkp_relay_worker *w, const char *name, const char *i
 {
 	int rc;
 
-	reasons(why, e, res, 5, "");
+	dkp_relay_reasons(why, e, res, 5, "");
 	if (nperm == e->nrcpt)
 		rc = dkp_rq_fail(w->q, name, id, NULL, 0, why->p);
 	else {
@@ -148,7 +148,7 @@ static int defer_temp(struct dkp_relay_worker *w, const char *name, const char *
 		subset(w, e, res, 4, keep);
 		rc = dkp_rq_rewrite(w->q, name, w->tmp.p, w->tmp.len);
 	}
-	window_end(w);
+	dkp_relay_window_end(w);
 	if (rc < 0)
 		return dkp_error("relay: %s: cannot rewrite: %s", id, strerror(-rc)), rc;
 	if (st->attempts >= w->cf->max_attempts || now - st->first >= w->cf->max_age) {
@@ -156,7 +156,7 @@ static int defer_temp(struct dkp_relay_worker *w, const char *name, const char *
 
 		snprintf(pre, sizeof(pre), "gave up after %u attempts in %llds: ", st->attempts,
 			 (long long)(now - st->first));
-		reasons(why, e, res, 4, pre);
+		dkp_relay_reasons(why, e, res, 4, pre);
 		if ((rc = dkp_rq_fail(w->q, name, id, NULL, 0, why->p)) == 0)
 			w->failed++;
 		return rc;
@@ -166,7 +166,7 @@ static int defer_temp(struct dkp_relay_worker *w, const char *name, const char *
 		dkp_error("relay: %s: cannot defer: %s", id, strerror(-rc));
 	else
 		w->deferred++;
-	reasons(why, e, res, 4, "");
+	dkp_relay_reasons(why, e, res, 4, "");
 	dkp_info("relay: %s: deferred (attempt %u): %s", id, st->attempts, why->p);
 	return rc;
 }
@@ -182,7 +182,7 @@ static void outcome(struct dkp_relay_worker *w, const char *name, const char *id
 	int rc = 0;
 
 	dkp_buf_init(&why);
-	classify(res, cnt);
+	dkp_relay_classify(res, cnt);
 	if (cnt[2] == 0)
 		w->t_final = 0;	/* no 2xx: no window to measure */
 	if (cnt[5] && (rc = fail_perm(w, name, id, e, res, cnt[5], keep, &why)) == 0 &&
@@ -194,7 +194,7 @@ static void outcome(struct dkp_relay_worker *w, const char *name, const char *id
 		if ((rc = dkp_rq_done(w->q, name)) < 0)
 			dkp_error("relay: %s: delivered, but cannot delete it: %s", id,
 				  strerror(-rc));
-		window_end(w);
+		dkp_relay_window_end(w);
 		if (cnt[5] == 0)
 			w->delivered++;
 	}

@@ -49,4 +49,13 @@ int dkp_relay_one(struct dkp_relay_worker *w, int from_defer, const char *name);
 /* Delay after the attempts-th failed attempt (1 = the first). */
 int64_t dkp_relay_retry_delay(const struct dkp_relay_sched *s, unsigned attempts);
 
+/* Shared with the JetStream relay (relay_js.c): counts of 2xx, 4xx, 5xx
+ * recipients in cnt[2], cnt[4], cnt[5] (anything else as 4xx); "ADDR:
+ * why" lines (each after prefix) for the recipients of class cls, into
+ * out (NUL-terminated); the end of the 2xx-to-recorded window. */
+void dkp_relay_classify(const struct dkp_smtp_result *res, size_t cnt[6]);
+void dkp_relay_reasons(struct dkp_buf *out, const struct dkp_relay_env *e,
+		       const struct dkp_smtp_result *res, int cls, const char *prefix);
+void dkp_relay_window_end(struct dkp_relay_worker *w);
+
 #endif
