@@ -556,6 +556,10 @@ int dkp_relay_js_run(const struct dkp_config *conf, SSL_CTX *ctx,
 		return dkp_js_exit_code(rc);
 	}
 	r.jc = dkp_js_conf(r.j);
+	if (conf->relay.timeout * RELAY_JS_ACK_CMDS >= r.jc->dup_window)
+		dkp_warn("relay: dup_window (%lld s) is not longer than the relay's AckWait (relay_timeout x %d = %lld s): a remainder republished just before a crash may be kept twice",
+			 (long long)r.jc->dup_window, RELAY_JS_ACK_CMDS,
+			 (long long)(conf->relay.timeout * RELAY_JS_ACK_CMDS));
 	rc = natsConnection_JetStream(&js, dkp_js_conn(r.j), NULL) == NATS_OK
 		     ? ensure_consumer(&r, js) : -1;
 	jsCtx_Destroy(js);
