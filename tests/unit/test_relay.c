@@ -299,6 +299,10 @@ static void test_conf(void **state)
 	assert_int_equal(r.timeout, 2);
 	assert_int_equal(dkp_relay_conf_key("relay_max_age"), DKP_RK_MAX_AGE);
 	assert_int_equal(dkp_relay_conf_key("relay_nope"), -1);
+	assert_int_equal(dkp_relay_conf_key("relay_consumer"), DKP_RK_CONSUMER);
+	assert_non_null(dkp_relay_conf_apply(&r, DKP_RK_CONSUMER, "a.b"));
+	assert_null(dkp_relay_conf_apply(&r, DKP_RK_CONSUMER, "relay-2"));
+	assert_string_equal(r.consumer, "relay-2");
 	dkp_relay_conf_free(&r);
 }
 
