@@ -45,6 +45,7 @@ struct rjs {
 	atomic_int stop;
 	atomic_uint running;
 	int once;
+	int crash_republished;	/* DKIMPRESS_RELAY_CRASH_REPUBLISHED */
 	int trace;		/* DKIMPRESS_RELAY_TRACE fd, or -1 */
 };
 
@@ -284,6 +285,8 @@ static int temp_part(struct rjw *w, const struct rjmsg *x, const struct dkp_rela
 		if (publish(w, w->r->jc->out_subject, id, x->m, e, res, 4, h) < 0)
 			return -1;
 	}
+	if (w->r->crash_republished)
+		raise(SIGKILL);	/* test hook: between the republish and the ACK */
 	w->republished++;
 	w->w.deferred++;
 	dkp_info("relay: %s: the rest deferred as %s (attempt %u): %s", x->id, id, att,
@@ -547,6 +550,7 @@ int dkp_relay_js_run(const struct dkp_config *conf, SSL_CTX *ctx,
 	memset(&r, 0, sizeof(r));
 	r.conf = conf;
 	r.once = once;
+	r.crash_republished = getenv("DKIMPRESS_RELAY_CRASH_REPUBLISHED") != NULL;
 	r.consumer = conf->relay.consumer ? conf->relay.consumer : DKP_DEF_RELAY_CONSUMER;
 	r.trace = tr && *tr ? open(tr, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : -1;
 	if ((rc = dkp_js_open_as(&r.j, conf, 0, why, sizeof(why))) < 0) {

@@ -35,7 +35,9 @@
  * Test hook: with DKIMPRESS_RELAY_TRACE=FILE every worker appends "try
  * ID" before a transaction and "ack ID" after the message's ACK (or NAK)
  * to FILE, so a test that kills the relay can tell which duplicates the
- * window explains.
+ * window explains; with DKIMPRESS_RELAY_CRASH_REPUBLISHED set the relay
+ * kills itself (SIGKILL) right after storing a republished remainder,
+ * before the original's ACK.
  *
  * Threads: relay_connections workers, each with its own session, JetStream
  * context and pull subscription on one connection.

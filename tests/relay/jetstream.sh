@@ -15,7 +15,11 @@
 #   4. RELAY_JS_KILL_N (default 300) messages, the relay killed -9 at
 #      random moments while it delivers: none lost; every duplicate is a
 #      message some killed relay had sent ("try" in DKIMPRESS_RELAY_TRACE)
-#      without its ACK ("ack"): the final-2xx-before-ACK window.
+#      without its ACK ("ack"): the final-2xx-before-ACK window; before
+#      it, a relay that kills itself between republishing a remainder and
+#      the ACK (DKIMPRESS_RELAY_CRASH_REPUBLISHED): the original comes back,
+#      its second republish is dropped by the duplicate window (one ID~r1
+#      in DKIM_OUT), the remaining recipient is delivered once.
 # Exit 77 without nats-server, libnats or python3-dkim.
 # Ends with "relay-jetstream: N passed, N failed".
 set -u
@@ -177,6 +181,15 @@ check '[ -n "$hdr" ] && grep -q "X-Dkimpress-Error: .*p550x@x.test.*550" "$hdr" 
 grep -h "2xx-to-ACK window" "$W/relay.log" | head -n 1
 
 echo "== 4: kill -9 of the relay during delivery ($KILL_N messages)"
+enqueue cr "b@c.example" "ok3@x.test" "o451b@x.test"
+cr_id=$id
+"$D" run --once -c "$W/conf" >>"$W/run.log" 2>&1
+# a crash between the republish of the remainder and the ACK
+DKIMPRESS_RELAY_CRASH_REPUBLISHED=1 DKIMPRESS_RELAY_TRACE=$W/trace.0 \
+	"$D" relay --once -c "$W/conf" --set "relay_host=127.0.0.1:$SPORT" --set relay_connections=1 \
+	>>"$W/relay-kill.log" 2>&1
+RC=$?
+check '[ "$RC" = 137 ]' "the relay killed itself between a republish and its ACK (test hook)" "rc $RC"
 for i in $(seq 1 "$KILL_N"); do enqueue "k$i" "b@c.example" "k$i@x.test"; done
 "$D" run --once -c "$W/conf" >>"$W/run.log" 2>&1
 kills=0
@@ -193,16 +206,17 @@ done
 for _ in $(seq 40); do
 	DKIMPRESS_RELAY_TRACE=$W/trace.final relay_once
 	counts >"$W/counts"
-	[ "$(grep -c '^k[0-9]* ' "$W/counts")" = "$KILL_N" ] && [ "$RC" = 0 ] && break
+	[ "$(grep -c '^k[0-9]* ' "$W/counts")" = "$KILL_N" ] && grep -q '^cr o451b' "$W/counts" &&
+		[ "$RC" = 0 ] && break
 	sleep 1
 done
 counts >"$W/counts"
 got=$(grep -c '^k[0-9]* ' "$W/counts")
 check '[ "$got" = "$KILL_N" ]' "after $kills kills: 0 of $KILL_N lost" "$got delivered"
-grep '^k[0-9]* ' "$W/counts" | awk '$3 > 1 { print $1 }' >"$W/dups"
+grep '^[kc][0-9r]* ' "$W/counts" | awk '$3 > 1 { print $1 }' | sort -u >"$W/dups"
 ndup=$(wc -l <"$W/dups")
 # in flight at a kill: "try" without "ack" in that relay's trace
-cat "$W"/trace.[1-4] 2>/dev/null | awk '$1 == "try" { t[$2]++ } $1 == "ack" { a[$2]++ }
+cat "$W"/trace.[0-4] 2>/dev/null | awk '$1 == "try" { t[$2]++ } $1 == "ack" { a[$2]++ }
 	END { for (i in t) if (t[i] > a[i]) print i }' | sort >"$W/open"
 open=$(wc -l <"$W/open")
 unexplained=0
@@ -213,6 +227,12 @@ done <"$W/dups"
 check '[ "$unexplained" = 0 ]' \
 	"every duplicate ($ndup) is a message a killed relay had sent and not acknowledged (the final-2xx-before-ACK window)" \
 	"$unexplained unexplained"
+rm -rf "$W/out"; mkdir -p "$W/out"
+"$P" drain "$URL" DKIM_OUT "$W/out" 0 >/dev/null 2>>"$W/drain.err"
+nrem=$(grep -c "^$cr_id~r1 " "$W/out/ids")
+check '[ "$nrem" = 1 ] && grep -qx "cr o451b@x.test 1" "$W/counts" && grep -q "$cr_id~r1: .* had it already" "$W/relay.log" "$W/relay-kill.log"' \
+	"after that crash the original came back, its second republish was dropped by the duplicate window ($cr_id~r1 once in DKIM_OUT), o451b delivered once" \
+	"$nrem copies; $(grep '^cr ' "$W/counts")"
 echo "   $ndup duplicates after $kills kills; $open messages in flight at the kills"
 grep -h "2xx-to-ACK window" "$W/relay.log" | tail -n 1
 finish
