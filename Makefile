@@ -28,7 +28,7 @@ CC      ?= cc
 # jemalloc normally; libc for sanitizer builds (see src/base/mem.h).
 MALLOC  ?= jemalloc
 
-PKGS := liburing libcrypto libxxhash libnats libmicrohttpd libsystemd libpsl
+PKGS := liburing libcrypto libssl libxxhash libnats libmicrohttpd libsystemd libpsl
 ifeq ($(MALLOC),jemalloc)
 PKGS += jemalloc
 endif
@@ -50,9 +50,10 @@ ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(SANFLAGS) \
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lresolv -lpthread
 
 # One folder per layer; a layer includes only from the layers above it in
-# this list (base first): base, crypto, dkim, conf, transport, engine, cmd.
+# this list (base first): base, crypto, dkim, conf, transport, relay,
+# engine, cmd (relay: the SMTP/LMTP client behind out/new, dkimpress relay).
 LIB_SRC := $(wildcard src/base/*.c src/crypto/*.c src/dkim/*.c src/conf/*.c src/transport/*.c \
-	src/engine/*.c)
+	src/relay/*.c src/engine/*.c)
 CLI_SRC := $(wildcard src/cmd/*.c)
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:src/%.c=$(BUILD)/obj/%.o)

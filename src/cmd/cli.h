@@ -22,6 +22,7 @@ enum dkp_cmd {
 	DKP_CMD_BENCH,
 	DKP_CMD_ENQUEUE,
 	DKP_CMD_CHECK,
+	DKP_CMD_RELAY,
 };
 
 #define DKP_PHASE_CRYPTO 1

@@ -329,6 +329,23 @@ static const struct dkp_opt run_opts[] = {
 	END,
 };
 
+/* ---- relay ---------------------------------------------------------- */
+
+static int relay_finish(struct dkp_cli *c, int argc, char **argv, int ind,
+			struct dkp_err *err)
+{
+	return conf_only(c, argc, argv, ind, "relay", err);
+}
+
+static const struct dkp_opt relay_opts[] = {
+	OPT_CONFIG("the configuration file (required)"),
+	{ 0, "once", NULL, DKP_OPT_FLAG, F(once), 0, 0, NULL,
+	  "deliver what is due now and exit (deferred messages stay in out/defer); without it, watch out/new (inotify) until SIGTERM or SIGINT" },
+	{ 0, "set", "K=V", DKP_OPT_STR, 0, 0, 0, add_set,
+	  "a setting over CONF's (repeatable), e.g. --set relay_host=127.0.0.1:2525" },
+	END,
+};
+
 /* ---- bench ---------------------------------------------------------- */
 
 static int opt_phases(struct dkp_cli *c, const char *arg, struct dkp_err *err)
@@ -577,6 +594,29 @@ const struct dkp_cmd_def dkp_cli_cmds[] = {
 	"hand-over) and acknowledged by the stream, retried with the same ID for\n"
 	"up to 10 s; 75 when the cluster cannot be reached or does not answer.\n",
 	NULL, enqueue_finish,
+},
+{
+	"relay", DKP_CMD_RELAY, "deliver the signed messages of out/new over SMTP or LMTP",
+	"usage: dkimpress relay -c CONF [--once] [--set KEY=VALUE ...]\n",
+	"Takes each signed message out of the output queue (out/new, by rename)\n"
+	"and delivers it over SMTP or LMTP to relay_host: the envelope from its\n"
+	"x-sender / x-receiver lines (removed; the rest is sent byte for byte),\n"
+	"relay_connections persistent connections, PIPELINING, CHUNKING, 8BITMIME,\n"
+	"SMTPUTF8, SIZE and STARTTLS (relay_tls). Per recipient: 2xx done, 4xx\n"
+	"retried on the relay_retry schedule (state on disk in out/defer), 5xx to\n"
+	"the failed directory with the server's reply as the reason. A file is\n"
+	"deleted only once every recipient was accepted. Several relays may share\n"
+	"one queue. See dkimpress.conf(5) (relay_*) and docs/integration.md.\n"
+	"With transport = jetstream it reads out_stream through its durable\n"
+	"consumer relay_consumer instead (envelope in X-Sender / X-Receiver);\n"
+	"a message is ACKed only after every recipient got 2xx, or once what\n"
+	"replaces it is published (5xx: failed_subject; 4xx: a NAK, or the\n"
+	"remaining recipients republished). See docs/scale-out.md.\n",
+	relay_opts,
+	"SIGTERM/SIGINT: take nothing new, finish the transactions in hand\n"
+	"(each step bounded by relay_timeout), leave nothing in out/relay, exit 0.\n"
+	"Exit: 0 done, 75 a message was deferred (--once), 78 configuration.\n",
+	NULL, relay_finish,
 },
 {
 	"check", DKP_CMD_CHECK, "every signing key of a configuration against its DNS record",

@@ -30,6 +30,7 @@
 #include "dkim/envelope.h"
 #include "dkim/sigfmt.h"
 #include "cmd/run.h"
+#include "cmd/relay.h"
 
 #define EX_USAGE_ 64
 #define EX_NOINPUT_ 66
@@ -516,6 +517,9 @@ int main(int argc, char **argv)
 		break;
 	case DKP_CMD_CHECK:
 		rc = dkp_check_run(&c);
+		break;
+	case DKP_CMD_RELAY:
+		rc = dkp_relay_run(&c);
 		break;
 	default:
 		rc = EX_USAGE_;

@@ -67,6 +67,7 @@ void dkp_config_free(struct dkp_config *c)
 		return;
 	js_free(&c->js);
 	dkp_align_conf_free(&c->align);
+	dkp_relay_conf_free(&c->relay);
 	dkp_free(c->path);
 	dkp_free(c->in_dir);
 	dkp_free(c->out_dir);
@@ -646,6 +647,8 @@ static int parse_line(struct dkp_config *c, char *p, const char *where,
 			;
 	if (i == K_COUNT + J_COUNT && dkp_align_conf_key(k) >= 0)
 		i += dkp_align_conf_key(k);	/* then DMARC alignment's (align.h) */
+	else if (i == K_COUNT + J_COUNT && dkp_relay_conf_key(k) >= 0)
+		i += DKP_ALIGN_NKEYS + dkp_relay_conf_key(k);	/* the relay's (relay_conf.h) */
 	else if (i == K_COUNT + J_COUNT)
 		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config",
 				   "%s: unknown setting '%s'", where, k);
@@ -663,7 +666,9 @@ static int parse_line(struct dkp_config *c, char *p, const char *where,
 	seen[i] = override ? 2 : 1;
 	why = i < K_COUNT ? apply(c, &settings[i], v, queue_dir)
 	    : i < K_COUNT + J_COUNT ? apply(c, &jsettings[i - K_COUNT], v, queue_dir)
-	    : dkp_align_conf_apply(&c->align, i - K_COUNT - J_COUNT, v);
+	    : i < K_COUNT + J_COUNT + DKP_ALIGN_NKEYS
+		? dkp_align_conf_apply(&c->align, i - K_COUNT - J_COUNT, v)
+		: dkp_relay_conf_apply(&c->relay, i - K_COUNT - J_COUNT - DKP_ALIGN_NKEYS, v);
 	if (why != NULL)
 		return dkp_err_set(err, DKP_E_SYNTAX, 0, "config", "%s: %s: %s",
 				   where, k, why);
@@ -690,6 +695,7 @@ static struct dkp_config *config_new(const char *path)
 	c->metrics_domains = DKP_DEF_METRICS_DOMAINS;
 	c->dedup_window = DKP_DEF_DEDUP_WINDOW;
 	c->dedup_max = DKP_DEF_DEDUP_MAX;
+	dkp_relay_conf_init(&c->relay);
 	c->js.create_streams = 1;
 	c->js.dup_window = DKP_DEF_JS_DUP_WINDOW;
 	c->js.nak_delay = DKP_DEF_JS_NAK_DELAY;
@@ -744,7 +750,7 @@ int dkp_config_load(struct dkp_config **out, const char *path,
 	struct dkp_config *c;
 	char *line = NULL, *queue_dir = NULL, where[512];
 	size_t cap = 0, lineno = 0, j;
-	int seen[K_COUNT + J_COUNT + DKP_ALIGN_NKEYS] = { 0 }, rc = DKP_OK;
+	int seen[K_COUNT + J_COUNT + DKP_ALIGN_NKEYS + DKP_RK_COUNT] = { 0 }, rc = DKP_OK;
 
 	*out = NULL;
 	if (f == NULL)

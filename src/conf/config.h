@@ -15,6 +15,7 @@
 #include "conf/align.h"
 #include "conf/route.h"
 #include "dkim/sign.h"
+#include "conf/relay_conf.h"
 
 enum dkp_missing_key {
 	DKP_MISSING_ESP_ONLY = 0,	/* sign with the ESP key alone */
@@ -133,6 +134,7 @@ struct dkp_config {
 						 * public_suffix_list (align.h) */
 	int64_t dedup_window;			/* seconds, 0: off (enqueue --id) */
 	uint64_t dedup_max;			/* IDs remembered at most */
+	struct dkp_relay_config relay;		/* relay_* (dkimpress relay) */
 };
 
 /* Parse and validate path, then apply sets[0..nsets) ("key=value", as

@@ -420,6 +420,22 @@ static const struct dkp_transport_ops js_ops = {
 int dkp_js_open(struct dkp_js **out, const struct dkp_config *c, char *why,
 		size_t whylen)
 {
+	return dkp_js_open_as(out, c, 1, why, whylen);
+}
+
+natsConnection *dkp_js_conn(struct dkp_js *j)
+{
+	return j->nc;
+}
+
+const struct dkp_js_config *dkp_js_conf(const struct dkp_js *j)
+{
+	return &j->jc;
+}
+
+int dkp_js_open_as(struct dkp_js **out, const struct dkp_config *c,
+		   int engine, char *why, size_t whylen)
+{
 	struct dkp_js *j = dkp_calloc(1, sizeof(*j));
 	const struct dkp_js_config *jc = &c->js;
 	char **urls = NULL;
@@ -449,7 +465,7 @@ int dkp_js_open(struct dkp_js **out, const struct dkp_config *c, char *why,
 				why, whylen)) < 0 ||
 	    (rc = ensure_stream(j, jc->failed_stream, jc->failed_subject,
 				js_LimitsPolicy, why, whylen)) < 0 ||
-	    (rc = ensure_consumer(j, why, whylen)) < 0) {
+	    (engine && (rc = ensure_consumer(j, why, whylen)) < 0)) {
 		dkp_js_free(j);
 		return rc;
 	}

@@ -41,6 +41,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <nats/nats.h>
+
 #include "conf/config.h"
 #include "transport/transport.h"
 
@@ -51,6 +53,13 @@ struct dkp_js;
  * copies: a reload may free it). */
 int dkp_js_open(struct dkp_js **out, const struct dkp_config *c, char *why,
 		size_t whylen);
+/* The same for another reader of the streams (engine 0: `dkimpress
+ * relay`, src/relay/relay_js.c): connect, make or check the streams, not
+ * the engine's consumer; its connection and copied settings. */
+int dkp_js_open_as(struct dkp_js **out, const struct dkp_config *c,
+		   int engine, char *why, size_t whylen);
+natsConnection *dkp_js_conn(struct dkp_js *j);
+const struct dkp_js_config *dkp_js_conf(const struct dkp_js *j);
 struct dkp_transport *dkp_js_transport(struct dkp_js *j);
 /* The server's max_payload (bytes). */
 int64_t dkp_js_max_payload(const struct dkp_js *j);
