@@ -39,7 +39,8 @@ long dkp_smtp_reply_parse(const char *p, size_t n, struct dkp_smtp_reply *r)
 	r->len = 0;
 	r->text[0] = '\0';
 	for (;;) {
-		const char *lf = memchr(p + pos, '\n', n - pos);
+		/* p may be NULL with n 0 (nothing read yet): no memchr then */
+		const char *lf = n > pos ? memchr(p + pos, '\n', n - pos) : NULL;
 		size_t end, llen;
 		int code, last;
 

@@ -81,6 +81,15 @@ static void test_reply_long_line(void **state)
 	free(s);
 }
 
+/* Nothing read yet: the connection's buffer may still be NULL. */
+static void test_reply_empty(void **state)
+{
+	struct dkp_smtp_reply r;
+
+	(void)state;
+	assert_int_equal(dkp_smtp_reply_parse(NULL, 0, &r), 0);
+}
+
 static void test_reply_str(void **state)
 {
 	struct dkp_smtp_reply r;
@@ -311,6 +320,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reply_table),
 		cmocka_unit_test(test_reply_long_line),
+		cmocka_unit_test(test_reply_empty),
 		cmocka_unit_test(test_reply_str),
 		cmocka_unit_test(test_ehlo),
 		cmocka_unit_test(test_dot_stuff),
