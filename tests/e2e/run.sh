@@ -43,8 +43,9 @@
 # empty), both Postfix instances stop, and nothing the test started is
 # left running (also on any exit: trap). Exit 77 when it cannot run here
 # (not root, no Postfix, no python3-dkim). Ends with
-# "e2e: N passed, N failed". 4 minutes on the shared 2-core machine with a
-# load of 30 (the clean run's 1,111 deliveries drained in 56 s there).
+# "e2e: N passed, N failed". 3 to 4 minutes on the shared 2-core machine
+# at a load of 20 to 30 (the clean run's 1,111 deliveries drained in
+# 46-56 s there, dkimpy and libopendkim took 10-20 s per run).
 # Env: DKIMPRESS, ODKIM_VERIFY, E2E_N, E2E_KILL_N, E2E_KILLS,
 # E2E_DAEMON_KILLS, KEEP=1 (keep the work directory).
 set -u
