@@ -6,6 +6,8 @@
 #   make demo       keys, sample messages, double-signing, verification
 #   make sanitize   the same tests under ASan + UBSan (libc malloc)
 #   make tsan       unit, engine and crash tests under ThreadSanitizer
+#   make fuzz       every libFuzzer target briefly (CI); make fuzz-long:
+#                   a long campaign outside CI (tests/fuzz/README.md)
 #   make bench      dkimpress against the crypto and I/O bounds and
 #                   libopendkim, one run, one table (tools/bench)
 #   make tune       sweep threads, batch, uring_depth (tools/tune)
@@ -273,11 +275,23 @@ FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 
-.PHONY: fuzz fuzz-build fuzz-targets
+.PHONY: fuzz fuzz-build fuzz-targets fuzz-long
 
 fuzz: fuzz-build
 	@FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) \
 		tests/fuzz/run.sh $(FUZZ_NAMES)
+
+# make fuzz-long: a long campaign outside CI: every target at once for
+# FUZZ_LONG_SECONDS (default 4 h) under nice -n 19, on a corpus kept and
+# grown across campaigns in build/fuzz/long/work (seeds added each time);
+# each target's line adds its seconds and corpus size. The campaigns run
+# so far are recorded in tests/fuzz/README.md.
+FUZZ_LONG_SECONDS ?= 14400
+FUZZ_LONG_JOBS    ?= $(words $(FUZZ_NAMES))
+fuzz-long: fuzz-build
+	@FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_OUT=$(FUZZ_BUILD)/long FUZZ_KEEP=1 \
+		FUZZ_SECONDS=$(FUZZ_LONG_SECONDS) FUZZ_JOBS=$(FUZZ_LONG_JOBS) \
+		nice -n 19 tests/fuzz/run.sh $(FUZZ_NAMES)
 
 fuzz-build:
 	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { echo "error: make fuzz needs $(FUZZ_CC) (apt-get install -y clang)" >&2; exit 1; }
