@@ -231,12 +231,12 @@ static int write_stats(const char *path, struct dkp_pool *p, const unsigned long
 		(unsigned long)atomic_load(&n_reload_failures));
 	dkp_alignrep_json(f, st);
 	fprintf(f, "\"signed\":%lu,\"esp_only\":%lu,\"deferred\":%lu,\"failed\":%lu,"
-		"\"bytes\":%lu,\"seconds\":%.6f,\"threads\":%u,\"batch\":%u,"
+		"\"gone\":%lu,\"bytes\":%lu,\"seconds\":%.6f,\"threads\":%u,\"batch\":%u,"
 		"\"renamed\":%lu,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
 		"\"checked\":%llu,\"bad_signatures\":%llu,\"ifma_lanes\":%llu,"
 		"\"ifma_groups\":%llu,\"recomputed\":%llu}\n",
 		n[DKP_OUT_SIGNED], n[DKP_OUT_ESP_ONLY], n[DKP_OUT_DEFERRED],
-		n[DKP_OUT_FAILED], bytes, el, c->threads, c->batch,
+		n[DKP_OUT_FAILED], n[DKP_OUT_GONE], bytes, el, c->threads, c->batch,
 		(unsigned long)atomic_load(&st->renamed),
 		dkp_stats_latency_ms(st, 0.50), dkp_stats_latency_ms(st, 0.99),
 		(unsigned long long)sc.checked, (unsigned long long)sc.bad,

@@ -533,21 +533,6 @@ int64_t dkp_qdir_ts_ns(const struct timespec *ts)
  * message, on top of the message itself. */
 #define BUDGET_SLACK 4096
 
-/* Size of the CRLF copy dkp_msg_parse makes of a message with bare LFs
- * (0 when every LF follows a CR). */
-static uint64_t crlf_copy_bytes(const char *p, size_t n)
-{
-	const char *e = p + n, *q = p;
-	uint64_t bare = 0;
-
-	while (q < e && (q = memchr(q, '\n', (size_t)(e - q))) != NULL) {
-		if (q == p || q[-1] != '\r')
-			bare++;
-		q++;
-	}
-	return bare ? (uint64_t)n + bare : 0;
-}
-
 /* A claimed message this batch cannot hold now: back to in/new at once,
  * unread, to be claimed again (by this engine or another); not a
  * deferral, so no delay and no log line. */
@@ -723,7 +708,7 @@ static void budget_crlf(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 
 		if (!(m[i].held && m[i].outcome < 0))
 			continue;
-		extra = crlf_copy_bytes(m[i].buf, m[i].len);
+		extra = dkp_budget_crlf_bytes(m[i].buf, m[i].len);
 		if (extra == 0)
 			continue;
 		if (w->taken == m[i].held) {
