@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <systemd/sd-daemon.h>
@@ -171,8 +172,9 @@ static void reload(struct run *r, struct dkp_pool *p)
 	    strcmp(a->failed_dir, b->failed_dir) || a->threads != b->threads ||
 	    a->batch != b->batch || a->io != b->io || a->flush != b->flush ||
 	    a->group_commit != b->group_commit ||
-	    a->inflight_bytes != b->inflight_bytes || a->uring_depth != b->uring_depth)
-		dkp_warn("reload: queue directories, threads, batch, io, flush, group_commit, uring_depth and inflight_bytes change only on restart");
+	    a->inflight_bytes != b->inflight_bytes || a->uring_depth != b->uring_depth ||
+	    a->out_mode != b->out_mode || a->out_gid != b->out_gid)
+		dkp_warn("reload: queue directories, out_mode, out_group, threads, batch, io, flush, group_commit, uring_depth and inflight_bytes change only on restart");
 	if (!a->metrics_listen != !b->metrics_listen ||
 	    (a->metrics_listen && strcmp(a->metrics_listen, b->metrics_listen)) ||
 	    a->metrics_domains != b->metrics_domains || a->log_syslog != b->log_syslog)
@@ -378,6 +380,14 @@ static int open_transport(const struct dkp_config *c, int once,
 	qo.out = c->out_dir;
 	qo.failed = c->failed_dir;
 	qo.flush_files = c->flush == DKP_FLUSH_FILES;
+	qo.out_mode = c->out_mode;
+	qo.out_gid = c->out_gid;
+	if (c->out_mode & 077) {
+		/* out_mode's group and other bits must reach the copies */
+		mode_t old = umask(0);
+
+		umask(old & ~(mode_t)c->out_mode);
+	}
 	if ((rc = dkp_qdir_open(q, &qo, why, sizeof(why))) < 0) {
 		dkp_error("cannot open the queue (%s): %s", why, strerror(-rc));
 		/* permissions 77, a full disk 75 (retry later), a path that is
