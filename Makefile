@@ -284,12 +284,13 @@ fuzz: fuzz-build
 # make fuzz-long: a long campaign outside CI: every target at once for
 # FUZZ_LONG_SECONDS (default 4 h) under nice -n 19, on a corpus kept and
 # grown across campaigns in build/fuzz/long/work (seeds added each time);
-# each target's line adds its seconds and corpus size. The campaigns run
-# so far are recorded in tests/fuzz/README.md.
+# each target's line adds its seconds and corpus size; an input may take
+# 120 s of wall time, not 10 (a starved process is slow, not hung). The
+# campaigns run so far are recorded in tests/fuzz/README.md.
 FUZZ_LONG_SECONDS ?= 14400
 FUZZ_LONG_JOBS    ?= $(words $(FUZZ_NAMES))
 fuzz-long: fuzz-build
-	@FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_OUT=$(FUZZ_BUILD)/long FUZZ_KEEP=1 \
+	@FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_OUT=$(FUZZ_BUILD)/long FUZZ_KEEP=1 FUZZ_TIMEOUT=120 \
 		FUZZ_SECONDS=$(FUZZ_LONG_SECONDS) FUZZ_JOBS=$(FUZZ_LONG_JOBS) \
 		nice -n 19 tests/fuzz/run.sh $(FUZZ_NAMES)
 

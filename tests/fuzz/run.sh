@@ -16,6 +16,9 @@
 #
 # Reproduce a saved crash:  $FUZZ_BUILD/bin/fuzz_NAME FILE
 #
+# FUZZ_TIMEOUT: seconds one input may take (default 10; libFuzzer counts
+# wall time, so make fuzz-long, under nice -n 19 on a busy machine, uses
+# 120: starved of CPU, a 10 ms input once "took" 13 s).
 # FUZZ_KEEP=1 (make fuzz-long): the work copy is kept and grown across
 # runs (seeds are added, nothing is removed), and each target's line also
 # gives its seconds and the corpus size at the end.
@@ -54,7 +57,7 @@ run_one() {
 	touch "$O/logs/$name.start"	# crashes newer than this are this run's
 	t0=$(date +%s)
 	UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
-		"$bin" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 \
+		"$bin" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout="${FUZZ_TIMEOUT:-10}" \
 		-print_final_stats=1 -artifact_prefix="$out/" "${dict[@]}" \
 		"$work" >"$log" 2>&1 </dev/null
 	rc=$?
