@@ -182,13 +182,13 @@ test: deps
 	@$(MAKE) --no-print-directory check
 
 check: all unit-tests
-	@BUILD=$(BUILD) tests/run
+	@BUILD=$(BUILD) MAKEFLAGS= tests/run
 
 # ASan + UBSan with libc malloc (jemalloc and ASan both want malloc).
+SAN_VARS = BUILD=build/sanitize MALLOC=libc OPT=-O1 \
+	SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 sanitize: deps
-	@$(MAKE) --no-print-directory BUILD=build/sanitize MALLOC=libc OPT=-O1 \
-		SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-		check
+	@$(MAKE) --no-print-directory $(SAN_VARS) check
 
 # ThreadSanitizer, libc malloc, -O1 -g, in build/tsan: the unit tests, the
 # engine suite (ENGINE_N 1000, see tests/run) and the crash loop
@@ -208,8 +208,19 @@ tsan: deps
 	@echo "tsan: $(TSAN_TESTS); $(if $(TSAN_NOASLR),ASLR off (setarch -R),ASLR on: setarch -R is not allowed here)"
 	@$(TSAN_NOASLR) env TESTS="$(TSAN_TESTS)" SAN_LOG_DIR=$(TSAN_LOGS) \
 		TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 log_path=$(TSAN_LOGS)/tsan $(TSAN_OPTIONS)" \
-		$(MAKE) --no-print-directory BUILD=build/tsan MALLOC=libc OPT=-O1 \
-		SANFLAGS="-fsanitize=thread -fno-omit-frame-pointer" check
+		$(MAKE) --no-print-directory $(TSAN_VARS) check
+
+# The programs of make sanitize, make tsan and make fuzz, built and not
+# run: .ci/run builds them under nice -n 19 while make test runs (its
+# suites leave the CPUs idle much of the time), so those steps only test.
+TSAN_VARS = BUILD=build/tsan MALLOC=libc OPT=-O1 \
+	SANFLAGS="-fsanitize=thread -fno-omit-frame-pointer"
+.PHONY: sanitize-build tsan-build ci-prebuild
+sanitize-build:
+	@$(MAKE) --no-print-directory $(SAN_VARS) all unit-tests
+tsan-build:
+	@$(MAKE) --no-print-directory $(TSAN_VARS) all unit-tests
+ci-prebuild: sanitize-build tsan-build fuzz-build
 
 $(BUILD)/bench/odkim-sign: bench/odkim_sign.c
 	@mkdir -p $(@D)
