@@ -607,6 +607,7 @@ for setup in $SETUPS; do
 done
 
 # ---------------------------------------------------------------------------
+good=$C/01-basic-crlf.eml	# a well-formed message, for steps f and g
 if [ "$BACKEND_RUN" = 0 ]; then
 step "e. reverse: dkimpy- and Mail::DKIM-signed corpus through dkimpress verify"
 R=$WORK/reverse
@@ -678,7 +679,6 @@ done
 step "f. command-line failures"
 N=$WORK/neg
 mkdir -p "$N"
-good=$C/01-basic-crlf.eml
 cp "$K/rsa2048.pem" "$N/open.pem"
 chmod 644 "$N/open.pem"
 "$DKIMPRESS" sign --key "$D1:rsa2048:$N/open.pem" -o "$N/out1.eml" "$good" >"$N/stdout1" 2>"$N/err1"
