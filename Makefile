@@ -4,7 +4,8 @@
 #   make test       install missing Debian packages (as root), build, run
 #                   every test; ends with "N passed, N failed"
 #   make demo       keys, sample messages, double-signing, verification
-#   make sanitize   the same tests under ASan + UBSan (libc malloc)
+#   make sanitize   the same tests under ASan + UBSan (libc malloc), but
+#                   tests/ct (its programs are never sanitized)
 #   make tsan       unit, engine and crash tests under ThreadSanitizer
 #   make fuzz       every libFuzzer target briefly (CI); make fuzz-long:
 #                   a long campaign outside CI (tests/fuzz/README.md)
@@ -13,6 +14,8 @@
 #   make tune       sweep threads, batch, uring_depth (tools/tune)
 #   make install    PREFIX=/usr/local, DESTDIR honoured: binary, library,
 #                   man pages, example configuration, systemd unit
+#   make ci-prebuild  build (not run) what sanitize, tsan and fuzz need;
+#                   .ci/run does it in the background during make test
 #   make clean
 
 PREFIX  ?= /usr/local
