@@ -4,13 +4,18 @@
 #   make test       install missing Debian packages (as root), build, run
 #                   every test; ends with "N passed, N failed"
 #   make demo       keys, sample messages, double-signing, verification
-#   make sanitize   the same tests under ASan + UBSan (libc malloc)
+#   make sanitize   the same tests under ASan + UBSan (libc malloc), but
+#                   tests/ct (its programs are never sanitized)
 #   make tsan       unit, engine and crash tests under ThreadSanitizer
+#   make fuzz       every libFuzzer target briefly (CI); make fuzz-long:
+#                   a long campaign outside CI (tests/fuzz/README.md)
 #   make bench      dkimpress against the crypto and I/O bounds and
 #                   libopendkim, one run, one table (tools/bench)
 #   make tune       sweep threads, batch, uring_depth (tools/tune)
 #   make install    PREFIX=/usr/local, DESTDIR honoured: binary, library,
 #                   man pages, example configuration, systemd unit
+#   make ci-prebuild  build (not run) what sanitize, tsan and fuzz need;
+#                   .ci/run does it in the background during make test
 #   make clean
 
 PREFIX  ?= /usr/local
@@ -181,13 +186,13 @@ test: deps
 	@$(MAKE) --no-print-directory check
 
 check: all unit-tests
-	@BUILD=$(BUILD) tests/run
+	@BUILD=$(BUILD) MAKEFLAGS= tests/run
 
 # ASan + UBSan with libc malloc (jemalloc and ASan both want malloc).
+SAN_VARS = BUILD=build/sanitize MALLOC=libc OPT=-O1 \
+	SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 sanitize: deps
-	@$(MAKE) --no-print-directory BUILD=build/sanitize MALLOC=libc OPT=-O1 \
-		SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-		check
+	@$(MAKE) --no-print-directory $(SAN_VARS) check
 
 # ThreadSanitizer, libc malloc, -O1 -g, in build/tsan: the unit tests, the
 # engine suite (ENGINE_N 1000, see tests/run) and the crash loop
@@ -207,8 +212,19 @@ tsan: deps
 	@echo "tsan: $(TSAN_TESTS); $(if $(TSAN_NOASLR),ASLR off (setarch -R),ASLR on: setarch -R is not allowed here)"
 	@$(TSAN_NOASLR) env TESTS="$(TSAN_TESTS)" SAN_LOG_DIR=$(TSAN_LOGS) \
 		TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 log_path=$(TSAN_LOGS)/tsan $(TSAN_OPTIONS)" \
-		$(MAKE) --no-print-directory BUILD=build/tsan MALLOC=libc OPT=-O1 \
-		SANFLAGS="-fsanitize=thread -fno-omit-frame-pointer" check
+		$(MAKE) --no-print-directory $(TSAN_VARS) check
+
+# The programs of make sanitize, make tsan and make fuzz, built and not
+# run: .ci/run builds them under nice -n 19 while make test runs (its
+# suites leave the CPUs idle much of the time), so those steps only test.
+TSAN_VARS = BUILD=build/tsan MALLOC=libc OPT=-O1 \
+	SANFLAGS="-fsanitize=thread -fno-omit-frame-pointer"
+.PHONY: sanitize-build tsan-build ci-prebuild
+sanitize-build:
+	@$(MAKE) --no-print-directory $(SAN_VARS) all unit-tests
+tsan-build:
+	@$(MAKE) --no-print-directory $(TSAN_VARS) all unit-tests
+ci-prebuild: sanitize-build tsan-build fuzz-build
 
 $(BUILD)/bench/odkim-sign: bench/odkim_sign.c
 	@mkdir -p $(@D)
@@ -274,11 +290,24 @@ FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 
-.PHONY: fuzz fuzz-build fuzz-targets
+.PHONY: fuzz fuzz-build fuzz-targets fuzz-long
 
 fuzz: fuzz-build
 	@FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) \
 		tests/fuzz/run.sh $(FUZZ_NAMES)
+
+# make fuzz-long: a long campaign outside CI: every target at once for
+# FUZZ_LONG_SECONDS (default 4 h) under nice -n 19, on a corpus kept and
+# grown across campaigns in build/fuzz/long/work (seeds added each time);
+# each target's line adds its seconds and corpus size; an input may take
+# 120 s of wall time, not 10 (a starved process is slow, not hung). The
+# campaigns run so far are recorded in tests/fuzz/README.md.
+FUZZ_LONG_SECONDS ?= 14400
+FUZZ_LONG_JOBS    ?= $(words $(FUZZ_NAMES))
+fuzz-long: fuzz-build
+	@FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_OUT=$(FUZZ_BUILD)/long FUZZ_KEEP=1 FUZZ_TIMEOUT=120 \
+		FUZZ_SECONDS=$(FUZZ_LONG_SECONDS) FUZZ_JOBS=$(FUZZ_LONG_JOBS) \
+		nice -n 19 tests/fuzz/run.sh $(FUZZ_NAMES)
 
 fuzz-build:
 	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { echo "error: make fuzz needs $(FUZZ_CC) (apt-get install -y clang)" >&2; exit 1; }

@@ -1,6 +1,8 @@
 /* budget.c — a shared byte budget; see budget.h. */
 #include "base/budget.h"
 
+#include <string.h>
+
 void dkp_budget_init(struct dkp_budget *b, uint64_t cap)
 {
 	pthread_mutex_init(&b->mu, NULL);
@@ -42,4 +44,17 @@ void dkp_budget_give(struct dkp_budget *b, uint64_t n)
 	b->used -= n;
 	pthread_cond_broadcast(&b->cv);
 	pthread_mutex_unlock(&b->mu);
+}
+
+uint64_t dkp_budget_crlf_bytes(const char *p, size_t n)
+{
+	const char *e = p + n, *q = p;
+	uint64_t bare = 0;
+
+	while (q < e && (q = memchr(q, '\n', (size_t)(e - q))) != NULL) {
+		if (q == p || q[-1] != '\r')
+			bare++;
+		q++;
+	}
+	return bare ? (uint64_t)n + bare : 0;
 }

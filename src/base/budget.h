@@ -7,6 +7,7 @@
 #define DKP_BUDGET_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct dkp_budget {
@@ -23,5 +24,9 @@ void dkp_budget_take(struct dkp_budget *b, uint64_t n);
 int dkp_budget_try(struct dkp_budget *b, uint64_t n);
 /* Give back n bytes taken before. */
 void dkp_budget_give(struct dkp_budget *b, uint64_t n);
+/* What a message of n bytes at p costs on top of itself: the size of the
+ * CRLF copy dkp_msg_parse makes when it has bare LFs (n + one byte per
+ * bare LF), 0 when every LF follows a CR. Every transport counts it. */
+uint64_t dkp_budget_crlf_bytes(const char *p, size_t n);
 
 #endif

@@ -504,10 +504,12 @@ const struct dkp_cmd_def dkp_cli_cmds[] = {
 	"Verifies every DKIM-Signature field of MESSAGE (or standard input) and\n"
 	"prints one line per signature, top first:\n"
 	"  pass|fail|temperror|permerror d=DOMAIN s=SELECTOR a=ALG [reason]\n"
-	"Only the first 50 are checked (the rest: permerror, not checked); bytes\n"
-	"that are not printable ASCII are shown as \\xHH.\n",
+	"Only the first 50 are checked: a warning says so, each one after them is\n"
+	"  not-checked d=DOMAIN s=SELECTOR a=ALG over the limit of 50 signatures\n"
+	"and does not decide the exit status; bytes that are not printable ASCII\n"
+	"are shown as \\xHH.\n",
 	verify_opts,
-	"exit: 0 all signatures pass, 1 a signature fails or there is none,\n"
+	"exit: 0 all checked signatures pass, 1 one fails or there is none,\n"
 	"      75 only temporary errors, 65 malformed message, 66 unreadable\n",
 	NULL, verify_finish,
 },

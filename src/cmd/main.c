@@ -352,20 +352,26 @@ static int cmd_verify(const struct dkp_cli *c)
 		rc = 1;
 		goto done;
 	}
+	if (n > DKP_VERIFY_MAX_SIGS)
+		dkp_warn("verify: the message has %zu signatures; only the first %d are checked (the limit), the other %zu are reported as not checked and do not decide the exit status",
+			 n, DKP_VERIFY_MAX_SIGS, n - DKP_VERIFY_MAX_SIGS);
 	for (i = 0; i < n && i < MAX_RESULTS; i++) {
 		const struct dkp_vresult *r = &res[i];
 
+		if (i >= DKP_VERIFY_MAX_SIGS) {
+			printf("not-checked d=%s s=%s a=%s over the limit of %d signatures\n",
+			       r->domain, r->selector, r->alg, DKP_VERIFY_MAX_SIGS);
+			continue;
+		}
 		printf("%s d=%s s=%s a=%s%s%s\n", dkp_vres_name(r->res),
 		       r->domain, r->selector, r->alg, r->reason[0] ? " " : "",
 		       r->reason);
 		fails += r->res == DKP_V_FAIL || r->res == DKP_V_PERMERROR;
 		temps += r->res == DKP_V_TEMPERROR;
 	}
-	if (n > MAX_RESULTS) {
-		printf("permerror: %zu more signatures not checked\n",
-		       n - MAX_RESULTS);
-		fails++;
-	}
+	if (n > MAX_RESULTS)
+		printf("not-checked: %zu more signatures over the limit of %d\n",
+		       n - MAX_RESULTS, DKP_VERIFY_MAX_SIGS);
 	rc = fails ? 1 : temps ? 75 : 0;
 done:
 	if (fflush(stdout) != 0 && rc == 0)

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <systemd/sd-daemon.h>
@@ -171,8 +172,9 @@ static void reload(struct run *r, struct dkp_pool *p)
 	    strcmp(a->failed_dir, b->failed_dir) || a->threads != b->threads ||
 	    a->batch != b->batch || a->io != b->io || a->flush != b->flush ||
 	    a->group_commit != b->group_commit ||
-	    a->inflight_bytes != b->inflight_bytes || a->uring_depth != b->uring_depth)
-		dkp_warn("reload: queue directories, threads, batch, io, flush, group_commit, uring_depth and inflight_bytes change only on restart");
+	    a->inflight_bytes != b->inflight_bytes || a->uring_depth != b->uring_depth ||
+	    a->out_mode != b->out_mode || a->out_gid != b->out_gid)
+		dkp_warn("reload: queue directories, out_mode, out_group, threads, batch, io, flush, group_commit, uring_depth and inflight_bytes change only on restart");
 	if (!a->metrics_listen != !b->metrics_listen ||
 	    (a->metrics_listen && strcmp(a->metrics_listen, b->metrics_listen)) ||
 	    a->metrics_domains != b->metrics_domains || a->log_syslog != b->log_syslog)
@@ -231,12 +233,12 @@ static int write_stats(const char *path, struct dkp_pool *p, const unsigned long
 		(unsigned long)atomic_load(&n_reload_failures));
 	dkp_alignrep_json(f, st);
 	fprintf(f, "\"signed\":%lu,\"esp_only\":%lu,\"deferred\":%lu,\"failed\":%lu,"
-		"\"bytes\":%lu,\"seconds\":%.6f,\"threads\":%u,\"batch\":%u,"
+		"\"gone\":%lu,\"bytes\":%lu,\"seconds\":%.6f,\"threads\":%u,\"batch\":%u,"
 		"\"renamed\":%lu,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
 		"\"checked\":%llu,\"bad_signatures\":%llu,\"ifma_lanes\":%llu,"
 		"\"ifma_groups\":%llu,\"recomputed\":%llu}\n",
 		n[DKP_OUT_SIGNED], n[DKP_OUT_ESP_ONLY], n[DKP_OUT_DEFERRED],
-		n[DKP_OUT_FAILED], bytes, el, c->threads, c->batch,
+		n[DKP_OUT_FAILED], n[DKP_OUT_GONE], bytes, el, c->threads, c->batch,
 		(unsigned long)atomic_load(&st->renamed),
 		dkp_stats_latency_ms(st, 0.50), dkp_stats_latency_ms(st, 0.99),
 		(unsigned long long)sc.checked, (unsigned long long)sc.bad,
@@ -378,6 +380,14 @@ static int open_transport(const struct dkp_config *c, int once,
 	qo.out = c->out_dir;
 	qo.failed = c->failed_dir;
 	qo.flush_files = c->flush == DKP_FLUSH_FILES;
+	qo.out_mode = c->out_mode;
+	qo.out_gid = c->out_gid;
+	if (c->out_mode & 077) {
+		/* out_mode's group and other bits must reach the copies */
+		mode_t old = umask(0);
+
+		umask(old & ~(mode_t)c->out_mode);
+	}
 	if ((rc = dkp_qdir_open(q, &qo, why, sizeof(why))) < 0) {
 		dkp_error("cannot open the queue (%s): %s", why, strerror(-rc));
 		/* permissions 77, a full disk 75 (retry later), a path that is

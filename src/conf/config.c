@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,7 @@ enum ckey {
 	K_INSECURE, K_FLUSH, K_GROUP_COMMIT, K_SELF_VERIFY, K_RSA_BACKEND,
 	K_METRICS_LISTEN, K_METRICS_DOMAINS, K_LOG, K_DEDUP_WINDOW,
 	K_DEDUP_MAX, K_MULTI, K_KEY_POLICY, K_ESP_STREAM, K_ESP_STREAM_TABLE,
-	K_CORE_DUMPS, K_COUNT
+	K_CORE_DUMPS, K_OUT_MODE, K_OUT_GROUP, K_COUNT
 };
 
 static const char *const key_names[K_COUNT] = {
@@ -44,6 +45,7 @@ static const char *const key_names[K_COUNT] = {
 	"metrics_listen", "metrics_domains", "log", "dedup_window",
 	"dedup_max", "multiple_signatures", "key_policy", "esp_stream",
 	"esp_stream_table", "core_dumps",
+	"out_mode", "out_group",
 };
 
 static void js_free(struct dkp_js_config *j);
@@ -330,6 +332,38 @@ static const char *set_dedup_window(struct dkp_config *c, const char *v, char **
 	return NULL;
 }
 
+/* out_mode: octal, 0600 plus group/other read-write bits, no execute */
+static const char *set_out_mode(struct dkp_config *c, const char *v, char **queue_dir)
+{
+	unsigned long u;
+	char *end;
+
+	(void)queue_dir;
+	errno = 0;
+	u = strtoul(v, &end, 8);
+	if (*v != '0' || errno || *end || (u & ~0666UL) || (u & 0600) != 0600)
+		return "want an octal mode with 0600 and no execute bits, e.g. 0640";
+	c->out_mode = (unsigned)u;
+	return NULL;
+}
+
+/* out_group: a group name, or a number, that exists */
+static const char *set_out_group(struct dkp_config *c, const char *v, char **queue_dir)
+{
+	struct group g, *gr = NULL;
+	char buf[4096];
+	unsigned long u;
+
+	(void)queue_dir;
+	if (parse_uint(v, 0, 0x7fffffffUL, &u) == 0)
+		c->out_gid = (long)u;
+	else if (getgrnam_r(v, &g, buf, sizeof(buf), &gr) == 0 && gr)
+		c->out_gid = (long)gr->gr_gid;
+	else
+		return "want the name or number of a group";
+	return NULL;
+}
+
 static const char *const w_missing[] = { "esp-only", "defer", "fail", NULL };
 static const int v_missing[] = { DKP_MISSING_ESP_ONLY, DKP_MISSING_DEFER, DKP_MISSING_FAIL };
 static const char *const w_io[] = { "auto", "uring", "io_uring", "syscalls", NULL };
@@ -384,6 +418,8 @@ static const struct setting settings[K_COUNT] = {
 	[K_ESP_STREAM] = { FN(set_esp_stream) },
 	[K_ESP_STREAM_TABLE] = { STR(esp_stream_table) },
 	[K_CORE_DUMPS] = { BOOL(core_dumps) },	/* crypto/keymem.h */
+	[K_OUT_MODE] = { FN(set_out_mode) },
+	[K_OUT_GROUP] = { FN(set_out_group) },
 };
 
 /* An integer of the field's own width (4 or 8 bytes). */
@@ -687,6 +723,8 @@ static struct dkp_config *config_new(const char *path)
 	c->batch = DKP_DEF_BATCH;
 	c->uring_depth = DKP_DEF_URING_DEPTH;
 	c->inflight_bytes = DKP_DEF_INFLIGHT_BYTES;
+	c->out_mode = 0600;
+	c->out_gid = -1;
 	c->key_cache = DKP_DEF_KEY_CACHE;
 	c->flush = DKP_FLUSH_FILESYSTEM;
 	c->group_commit = 1;	/* the pipelined commit thread (docs/performance.md) */

@@ -98,6 +98,8 @@ struct dkp_config {
 	char *esp_domain, *esp_selector, *esp_keyfile;	/* esp[0]'s */
 	struct dkp_espkey esp[DKP_MAX_ESP_KEYS];	/* every esp_key line */
 	size_t nesp;
+	unsigned out_mode;			/* published messages (0600) */
+	long out_gid;				/* out_group, -1: none */
 	char *key_table, *signing_table;	/* both NULL or both set */
 	enum dkp_multi multiple_signatures;	/* which matching entries sign */
 	char *key_policy;			/* per-key settings, NULL: none */

@@ -189,9 +189,9 @@ static int load_one(struct dkp_tworker *w, size_t i, struct dkp_tmsg *m,
 		return 0;
 	}
 	/* the budget as qdir.c takes it: the first message waits, later
-	 * ones only if they fit now; the rest go back at once. XXX: a bare-LF
-	 * message's CRLF copy is not counted. */
-	need = (uint64_t)dlen + elen + BUDGET_SLACK;
+	 * ones only if they fit now; the rest go back at once. A payload
+	 * with bare LFs is parsed from a CRLF copy: that counts too. */
+	need = (uint64_t)dlen + elen + BUDGET_SLACK + dkp_budget_crlf_bytes(data, dlen);
 	if (w->budget && w->taken && !dkp_budget_try(w->budget, need)) {
 		free((void *)rcpt);
 		return 1;

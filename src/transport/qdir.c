@@ -208,6 +208,42 @@ static int make_areas(struct dkp_qdir *q)
 	return -EEXIST;
 }
 
+/* Give fd the group gid and the mode bits add (docs/integration.md:
+ * a consumer running as another user). */
+static int share_dir(int fd, long gid, mode_t add)
+{
+	struct stat st;
+
+	if (fchown(fd, (uid_t)-1, (gid_t)gid) < 0 || fstat(fd, &st) < 0)
+		return -errno;
+	if ((st.st_mode & add) != add && fchmod(fd, (st.st_mode & 07777) | add) < 0)
+		return -errno;
+	return 0;
+}
+
+/* out_group: out (g+x), out/new (g+rwx), out/tmp (setgid, so that
+ * every copy made below it is born with the group). */
+static int share_out(struct dkp_qdir *q, const struct dkp_qdir_opts *o,
+		     char *why, size_t whylen)
+{
+	int fd, rc;
+
+	snprintf(why, whylen, "%s", o->out);
+	if ((fd = open(o->out, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -errno;
+	rc = share_dir(fd, o->out_gid, S_IXGRP);
+	close(fd);
+	if (rc == 0) {
+		snprintf(why, whylen, "%s/new", o->out);
+		rc = share_dir(q->out_new, o->out_gid, S_IRWXG);
+	}
+	if (rc == 0) {
+		snprintf(why, whylen, "%s/tmp", o->out);
+		rc = share_dir(q->out_tmp, o->out_gid, S_ISGID);
+	}
+	return rc;
+}
+
 static const struct dkp_transport_ops qdir_ops;
 
 int dkp_qdir_open(struct dkp_qdir **out, const struct dkp_qdir_opts *o,
@@ -227,6 +263,7 @@ int dkp_qdir_open(struct dkp_qdir **out, const struct dkp_qdir_opts *o,
 	snprintf(path, sizeof(path), "%s/new", o->in);
 	q->new_path = dkp_strdup(path);
 	q->flush_files = o->flush_files;
+	q->out_mode = o->out_mode ? o->out_mode : 0600;
 	pthread_mutex_init(&q->mu, NULL);
 	q->bad = dkp_htab_new(16);
 	if ((rc = open_dir(o->in, "tmp", &q->in_tmp, why, whylen)) < 0 ||
@@ -234,7 +271,8 @@ int dkp_qdir_open(struct dkp_qdir **out, const struct dkp_qdir_opts *o,
 	    (rc = open_dir(o->in, "cur", &q->in_cur, why, whylen)) < 0 ||
 	    (rc = open_dir(o->out, "tmp", &q->out_tmp, why, whylen)) < 0 ||
 	    (rc = open_dir(o->out, "new", &q->out_new, why, whylen)) < 0 ||
-	    (rc = open_dir(o->failed, NULL, &q->failed, why, whylen)) < 0)
+	    (rc = open_dir(o->failed, NULL, &q->failed, why, whylen)) < 0 ||
+	    (o->out_gid >= 0 && (rc = share_out(q, o, why, whylen)) < 0))
 		goto fail;
 	snprintf(why, whylen, "%s/cur", o->in);
 	if ((rc = make_areas(q)) < 0)
@@ -351,7 +389,7 @@ int dkp_qdir_each_entry(int dirfd, int (*fn)(void *ctx, const char *name, int ty
 
 /* A file name fit for one log line: bytes outside printable ASCII, and
  * the backslash, as \xHH (a newline in a name must not forge a line). */
-static void escape_name(char *out, size_t outsz, const char *in)
+void dkp_qdir_escape_name(char *out, size_t outsz, const char *in)
 {
 	size_t o = 0;
 
@@ -387,7 +425,7 @@ static int scan_one(void *ctx, const char *name, int type)
 			char shown[4 * 256 + 1];
 
 			dkp_htab_put(sc->q->bad, name, len, (void *)1);
-			escape_name(shown, sizeof(shown), name);
+			dkp_qdir_escape_name(shown, sizeof(shown), name);
 			dkp_warn("%s/%s: not a valid queue ID; left alone (warned once)",
 				 sc->q->new_path, shown);
 		}
@@ -532,21 +570,6 @@ int64_t dkp_qdir_ts_ns(const struct timespec *ts)
 /* Bytes for the signature fields and the engine's bookkeeping of one
  * message, on top of the message itself. */
 #define BUDGET_SLACK 4096
-
-/* Size of the CRLF copy dkp_msg_parse makes of a message with bare LFs
- * (0 when every LF follows a CR). */
-static uint64_t crlf_copy_bytes(const char *p, size_t n)
-{
-	const char *e = p + n, *q = p;
-	uint64_t bare = 0;
-
-	while (q < e && (q = memchr(q, '\n', (size_t)(e - q))) != NULL) {
-		if (q == p || q[-1] != '\r')
-			bare++;
-		q++;
-	}
-	return bare ? (uint64_t)n + bare : 0;
-}
 
 /* A claimed message this batch cannot hold now: back to in/new at once,
  * unread, to be claimed again (by this engine or another); not a
@@ -723,7 +746,7 @@ static void budget_crlf(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n,
 
 		if (!(m[i].held && m[i].outcome < 0))
 			continue;
-		extra = crlf_copy_bytes(m[i].buf, m[i].len);
+		extra = dkp_budget_crlf_bytes(m[i].buf, m[i].len);
 		if (extra == 0)
 			continue;
 		if (w->taken == m[i].held) {

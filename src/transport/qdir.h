@@ -32,6 +32,9 @@ struct dkp_qdir;
 struct dkp_qdir_opts {
 	const char *in, *out, *failed;	/* the three roots */
 	int flush_files;	/* 1: fsync per file; 0: one syncfs per batch */
+	unsigned out_mode;	/* of published messages; 0: 0600 */
+	long out_gid;		/* out_group: out, out/new, out/tmp and the
+				 * published messages get it; < 0: none */
 };
 
 /* Is name an acceptable queue ID (allow-list: letters, digits, and
@@ -42,7 +45,10 @@ int dkp_qdir_id_ok(const char *name);
 /*
  * Open (creating missing directories, mode 0700) and set up this
  * engine's own claim and temporary areas under a lock that dies with the
- * process. Several engines may open one queue. Returns 0 or -errno, with
+ * process. With out_gid: out gets that group and g+x, out/new the group
+ * and g+rwx (a consumer in the group takes files by rename), out/tmp the
+ * group and setgid (the copies made in it inherit the group); the
+ * caller's umask must let out_mode through. Several engines may open one queue. Returns 0 or -errno, with
  * the failing path in why (size whylen).
  */
 int dkp_qdir_open(struct dkp_qdir **out, const struct dkp_qdir_opts *o,

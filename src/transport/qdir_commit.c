@@ -61,6 +61,7 @@ static int write_copies(struct dkp_tworker *w, struct dkp_tmsg *m, size_t n)
 
 			o->dirfd = w->tmpdir;
 			o->name = m[i].id;
+			o->mode = w->q->out_mode;
 		}
 	}
 	if ((rc = dkp_ring_run(w->ring, w->ops, k)) < 0)

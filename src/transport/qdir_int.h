@@ -22,8 +22,10 @@ struct dkp_qdir {
 	char engine[48];
 	char *in_path, *out_path, *failed_path, *new_path;
 	int flush_files;
+	unsigned out_mode;	/* of the copies (and so of out/new files) */
 	pthread_mutex_t mu;	/* recover() and the bad-name set */
-	struct dkp_htab *bad;	/* names in in/new already reported */
+	struct dkp_htab *bad;	/* names in in/new already reported, and
+				 * "cur/NAME" for in/cur (not engine areas) */
 };
 
 struct dkp_tworker {
@@ -64,6 +66,9 @@ int dkp_qdir_engine_name_ok(const char *s);
  * replaces anything. The name used goes to used (DKP_QID_MAX + 1). */
 int dkp_qdir_move_unique(int sdir, const char *sname, int ddir, const char *id,
 			 char *used);
+/* A file name fit for one log line: bytes outside printable ASCII, and
+ * the backslash, as \xHH; out of outsz bytes (4 * 255 + 1 is enough). */
+void dkp_qdir_escape_name(char *out, size_t outsz, const char *in);
 /* fsync a directory: 0 or -errno. */
 int dkp_qdir_sync_dir(int fd);
 /* Call fn(ctx, name, d_type) for every entry of dirfd but . and ..;

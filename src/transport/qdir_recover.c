@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/htab.h"
 #include "base/log.h"
 #include "base/mem.h"
 #include "transport/qdir_int.h"
@@ -221,24 +222,64 @@ static int rec_legacy_tmp(void *ctx, const char *name, int type)
 	return 0;
 }
 
+/* in/cur holds engine areas (E, .E) and the old layout's claims (files):
+ * a directory of any other name is not ours, so it is left alone, and
+ * said once per run however many scans see it (q->mu held). */
+static void stray_dir(struct dkp_qdir *q, const char *name, int type)
+{
+	char key[4 + 256], shown[4 * 256 + 1];
+	struct stat st;
+	size_t len;
+
+	if (type != DT_DIR && (type != DT_UNKNOWN ||
+			       fstatat(q->in_cur, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			       !S_ISDIR(st.st_mode)))
+		return;
+	len = (size_t)snprintf(key, sizeof(key), "cur/%s", name);
+	if (dkp_htab_get(q->bad, key, len) || dkp_htab_count(q->bad) >= 10000)
+		return;
+	dkp_htab_put(q->bad, key, len, (void *)1);
+	dkp_qdir_escape_name(shown, sizeof(shown), name);
+	dkp_warn("%s/cur/%s: a directory that is not an engine area (docs/queue.md); left alone (warned once)",
+		 q->in_path, shown);
+}
+
+struct cur_list {
+	struct dkp_qdir *q;
+	struct subs s;
+};
+
+/* The engine areas of in/cur into the list; other directories: stray. */
+static int list_cur(void *ctx, const char *name, int type)
+{
+	struct cur_list *c = ctx;
+
+	if (!dkp_qdir_engine_name_ok(name[0] == '.' ? name + 1 : name)) {
+		stray_dir(c->q, name, type);
+		return 0;
+	}
+	return list_sub(&c->s, name, type);
+}
+
 int dkp_qdir_recover(struct dkp_transport *t, struct dkp_recovery *r)
 {
 	struct dkp_qdir *q = (struct dkp_qdir *)t;
-	struct subs names = { NULL, 0, 0, 0 };
+	struct cur_list cur = { q, { NULL, 0, 0, 0 } };
+	struct subs *names = &cur.s;
 	struct rec x = { q, -1, -1, r, 0 };
 	size_t i;
 	int rc = 0, e;
 
 	memset(r, 0, sizeof(*r));
 	pthread_mutex_lock(&q->mu);
-	dkp_qdir_each_entry(q->in_cur, list_sub, &names);
-	for (i = 0; i < names.n; i++) {
-		const char *name = names.names[i];
+	dkp_qdir_each_entry(q->in_cur, list_cur, &cur);
+	for (i = 0; i < names->n; i++) {
+		const char *name = names->names[i];
 		const char *base = name[0] == '.' ? name + 1 : name;
 		struct stat st;
 		int fd;
 
-		if (!dkp_qdir_engine_name_ok(base) || strcmp(base, q->engine) == 0)
+		if (strcmp(base, q->engine) == 0)
 			continue;
 		fd = openat(q->in_cur, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
@@ -264,7 +305,7 @@ int dkp_qdir_recover(struct dkp_transport *t, struct dkp_recovery *r)
 	if (x.rc < 0 && rc == 0)
 		rc = x.rc;
 	pthread_mutex_unlock(&q->mu);
-	dkp_free(names.names);
+	dkp_free(names->names);
 	return rc;
 }
 

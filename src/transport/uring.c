@@ -164,7 +164,8 @@ static int64_t sys_one(struct dkp_rop *op)
 		return n < 0 ? -errno : n;
 	case DKP_ROP_OPEN_EXCL:
 		n = openat(op->dirfd, op->name,
-			   O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+			   O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+			   op->mode ? op->mode : 0600);
 		return n < 0 ? -errno : n;
 	case DKP_ROP_SIZE:
 		if (fstatat(op->dirfd, op->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -218,7 +219,7 @@ static void prep(struct dkp_ring *r, struct io_uring_sqe *sqe,
 	case DKP_ROP_OPEN_EXCL:
 		io_uring_prep_openat(sqe, op->dirfd, op->name,
 				     O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-				     0600);
+				     op->mode ? op->mode : 0600);
 		break;
 	case DKP_ROP_SIZE:
 		io_uring_prep_statx(sqe, op->dirfd, op->name,

@@ -22,7 +22,7 @@
 enum dkp_rop_kind {
 	DKP_ROP_OPEN_RD,	/* dirfd/name → res = fd (O_NOFOLLOW, and
 				 * O_NONBLOCK: a FIFO never blocks the open) */
-	DKP_ROP_OPEN_EXCL,	/* dirfd/name, O_CREAT|O_EXCL|O_WRONLY, 0600 */
+	DKP_ROP_OPEN_EXCL,	/* dirfd/name, O_CREAT|O_EXCL|O_WRONLY, mode */
 	DKP_ROP_SIZE,		/* dirfd/name → size (statx) */
 	DKP_ROP_READ,		/* fd, buf, len at offset 0 → bytes */
 	DKP_ROP_WRITEV,		/* fd, iov[niov] at offset 0 → bytes */
@@ -38,6 +38,7 @@ enum dkp_rop_kind {
 struct dkp_rop {
 	enum dkp_rop_kind kind;
 	unsigned flags;
+	unsigned mode;		/* DKP_ROP_OPEN_EXCL; 0: 0600 */
 	int dirfd, dirfd2, fd;
 	const char *name, *name2;
 	void *buf;

@@ -50,6 +50,9 @@ static void check_config(const struct dkp_config *c)
 		   c->limits.max_header_bytes >= 1024 &&
 		   c->limits.max_fields >= 1 && c->key_cache >= 1, "limits");
 	FUZZ_CHECK(c->expire >= 0, "expire");
+	FUZZ_CHECK(!(c->out_mode & ~0666u) && (c->out_mode & 0600) == 0600,
+		   "out_mode %o", c->out_mode);
+	FUZZ_CHECK(c->out_gid >= -1, "out_gid %ld", c->out_gid);
 	FUZZ_CHECK(c->hcanon <= DKP_CANON_RELAXED &&
 		   c->bcanon <= DKP_CANON_RELAXED, "canon");
 }

@@ -15,9 +15,17 @@
 # Exit 0 only when no target crashed (or failed to start).
 #
 # Reproduce a saved crash:  $FUZZ_BUILD/bin/fuzz_NAME FILE
+#
+# FUZZ_TIMEOUT: seconds one input may take (default 10; libFuzzer counts
+# wall time, so make fuzz-long, under nice -n 19 on a busy machine, uses
+# 120: starved of CPU, a 10 ms input once "took" 13 s).
+# FUZZ_KEEP=1 (make fuzz-long): the work copy is kept and grown across
+# runs (seeds are added, nothing is removed), and each target's line also
+# gives its seconds and the corpus size at the end.
 set -u
 
 B=${FUZZ_BUILD:-build/fuzz}
+O=${FUZZ_OUT:-$B}	# work/, crashes/, logs/ (make fuzz-long: $B/long)
 SECS=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-2}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -31,14 +39,14 @@ fi
 case "$SECS" in '' | *[!0-9]*) echo "FUZZ_SECONDS must be a number" >&2; exit 64 ;; esac
 case "$JOBS" in '' | *[!0-9]* | 0) JOBS=1 ;; esac
 
-mkdir -p "$B/work" "$B/crashes" "$B/logs"
+mkdir -p "$O/work" "$O/crashes" "$O/logs"
 
-# run_one NAME: fuzz, then write "EXECS RC" to $B/logs/NAME.result
+# run_one NAME: fuzz, then write "EXECS RC" to $O/logs/NAME.result
 run_one() {
-	local name=$1 bin=$B/bin/fuzz_$1 work=$B/work/$1 out=$B/crashes/$1
-	local log=$B/logs/$1.log dict=() rc execs
+	local name=$1 bin=$B/bin/fuzz_$1 work=$O/work/$1 out=$O/crashes/$1
+	local log=$O/logs/$1.log dict=() rc execs t0 files
 
-	rm -rf "$work"
+	[ "${FUZZ_KEEP:-0}" = 1 ] || rm -rf "$work"
 	mkdir -p "$work" "$out"
 	if [ -d "$SEEDS/$name" ]; then
 		cp -R "$SEEDS/$name/." "$work/"
@@ -46,9 +54,10 @@ run_one() {
 	if [ -f "$DICTS/$name.dict" ]; then
 		dict=("-dict=$DICTS/$name.dict")
 	fi
-	touch "$B/logs/$name.start"	# crashes newer than this are this run's
+	touch "$O/logs/$name.start"	# crashes newer than this are this run's
+	t0=$(date +%s)
 	UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
-		"$bin" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 \
+		"$bin" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout="${FUZZ_TIMEOUT:-10}" \
 		-print_final_stats=1 -artifact_prefix="$out/" "${dict[@]}" \
 		"$work" >"$log" 2>&1 </dev/null
 	rc=$?
@@ -57,13 +66,15 @@ run_one() {
 		# no final stats (killed hard): the last "#N" status line
 		execs=$(sed -n 's/^#\([0-9][0-9]*\)[[:space:]].*/\1/p' "$log" | tail -n 1)
 	fi
-	echo "${execs:-0} $rc" >"$B/logs/$name.result"
+	files=$(find "$work" -type f | wc -l)
+	echo "${execs:-0} $rc $(($(date +%s) - t0)) $files $(du -sk "$work" | cut -f1)" \
+		>"$O/logs/$name.result"
 }
 
 for name in "$@"; do
 	if [ ! -x "$B/bin/fuzz_$name" ]; then
-		echo "0 127" >"$B/logs/$name.result"
-		echo "no such target: $B/bin/fuzz_$name" >"$B/logs/$name.log"
+		echo "0 127 0 0 0" >"$O/logs/$name.result"
+		echo "no such target: $B/bin/fuzz_$name" >"$O/logs/$name.log"
 		continue
 	fi
 	while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do
@@ -76,20 +87,24 @@ wait
 total=0 crashes=0 n=0
 for name in "$@"; do
 	n=$((n + 1))
-	read -r execs rc <"$B/logs/$name.result"
+	read -r execs rc secs files kb <"$O/logs/$name.result"
+	stats=""
+	[ "${FUZZ_KEEP:-0}" = 1 ] && stats=" in $secs s (corpus: $files files, $kb KB)"
 	total=$((total + execs))
-	found=$(find "$B/crashes/$name" -type f -newer "$B/logs/$name.start" \
-		2>/dev/null | sort)
+	# slow-unit-*: an input that took over 10 s (libFuzzer keeps it and
+	# goes on); on a busy machine a starved process is slow, not wrong
+	found=$(find "$O/crashes/$name" -type f -newer "$O/logs/$name.start" \
+		! -name 'slow-unit-*' 2>/dev/null | sort)
 	if [ "$rc" != 0 ] || [ -n "$found" ]; then
 		crashes=$((crashes + 1))
-		echo "$name: $execs executions, CRASH (exit $rc); log $B/logs/$name.log"
+		echo "$name: $execs executions$stats, CRASH (exit $rc); log $O/logs/$name.log"
 		grep -m 3 -E '^(fuzz: check failed|==[0-9]+==ERROR|SUMMARY:|.*runtime error:)' \
-			"$B/logs/$name.log" | sed 's/^/    /'
+			"$O/logs/$name.log" | sed 's/^/    /'
 		for f in $found; do
 			echo "    reproduce: $B/bin/fuzz_$name $f"
 		done
 	else
-		echo "$name: $execs executions, no crash"
+		echo "$name: $execs executions$stats, no crash"
 	fi
 done
 echo "fuzz: $n targets, $total executions, $crashes crashes"

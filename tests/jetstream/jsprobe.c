@@ -262,7 +262,7 @@ static int cmd_pubone(const char *subj, const char *id, const char *file,
 		      char **env, int nenv)
 {
 	FILE *f = fopen(file, "rb");
-	char buf[65536];
+	static char buf[1 << 20];	/* a server's default max_payload */
 	size_t len;
 	natsMsg *m = NULL;
 	jsPubAck *pa = NULL;

@@ -17,6 +17,9 @@
 #   - an unknown transport or a bad stream name: 78;
 #   - create_streams = no and a stream missing: run exits 78;
 #   - enqueue with nothing listening: exit 75;
+#   - the in-flight byte budget counts a bare-LF payload's CRLF copy: four
+#     300 KB bare-LF messages, inflight_bytes = 1M, batch 4: one batch
+#     holds one, the rest go straight back ("gone" >= 3 in --stats);
 #  the cluster run (DKIM_IN, DKIM_OUT, R3 streams made by `run`):
 #   - a producer publishes JS_N messages (default 20000): JS_ENQ of them
 #     through `dkimpress enqueue` (X-Sender/X-Receiver headers, a new
@@ -308,6 +311,28 @@ for i in $(seq 1 30); do grep -q "reloaded $W/a.conf" "$W/ua.err" && break; slee
 check 'grep "reload:" "$W/ua.err" | grep -q "nak_delay" && grep "reload:" "$W/ua.err" | grep -q "threads"' \
 	"SIGHUP with nak_delay and threads changed: a warning names both" "$(grep -E "reload" "$W/ua.err" | head -3)"
 kill -TERM "$APID"; wait "$APID" 2>/dev/null
+# the byte budget counts a bare-LF payload's CRLF copy (issue 19): four
+# 300 KB messages with bare LFs, inflight_bytes = 1M, one worker, batch 4.
+# Counted at their size (+ slack), three fit in one batch and one goes
+# straight back (gone 1); with the copy (about twice the size) one batch
+# holds one, and the first batch alone hands three back (gone >= 3).
+conf "$W/b.conf" "in_stream = B_IN" "in_subject = b.in" "out_stream = B_OUT" \
+	"out_subject = b.out" "failed_stream = B_FAIL" "failed_subject = b.fail" \
+	"nats_consumer = b" "threads = 1" "batch = 4" "inflight_bytes = 1M"
+sed -i '/^threads = 2$/d' "$W/b.conf"
+"$D" run -c "$W/b.conf" --once >/dev/null 2>"$W/b0.err"	# streams, consumer
+$PY -c 'import sys
+line = "x" * 76 + "\n"
+body = line * (300 * 1024 // len(line))
+sys.stdout.write("From: <a@c1.example>\nTo: <b@example.net>\nSubject: lf\n\n" + body)' >"$W/lf.eml"
+for i in 1 2 3 4; do
+	"$P" pubone "$JS_URLS" b.in "lf-$i" "$W/lf.eml" a@c1.example b@example.net >/dev/null
+done
+rc=0; "$D" run -c "$W/b.conf" --once --stats "$W/b.json" >/dev/null 2>"$W/b1.err" || rc=$?
+gone=$($PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["gone"])' "$W/b.json" 2>/dev/null)
+check '[ "$rc" = 0 ] && [ "$($P count "$JS_URLS" B_OUT)" = 4 ] && [ "${gone:-0}" -ge 3 ]' \
+	"the in-flight byte budget counts the CRLF copy of a bare-LF payload: with inflight_bytes = 1M a batch holds one 300 KB message, not three (gone $gone)" \
+	"exit $rc, B_OUT $($P count "$JS_URLS" B_OUT), gone '${gone}': $(tail -n 2 "$W/b1.err")"
 if [ -n "${JS_QUICK:-}" ]; then
 	echo "(JS_QUICK: the $N-message cluster run left out)"
 	echo "jetstream: $pass passed, $fail failed"

@@ -136,6 +136,8 @@ static void minimal_file_gets_defaults(void **st)
 	assert_true(c->threads >= 1);
 	assert_int_equal(c->batch, DKP_DEF_BATCH);
 	assert_int_equal(c->inflight_bytes, DKP_DEF_INFLIGHT_BYTES);
+	assert_int_equal(c->out_mode, 0600);
+	assert_int_equal(c->out_gid, -1);
 	assert_int_equal(c->limits.max_message_bytes, DKP_DEFAULT_MAX_MESSAGE_BYTES);
 	assert_int_equal(c->io, DKP_IO_AUTO);
 	assert_int_equal(c->flush, DKP_FLUSH_FILESYSTEM);
@@ -213,8 +215,12 @@ static void every_setting_parses(void **st)
 		 "max_header_bytes = 64K\n"
 		 "max_header_fields = 300\n"
 		 "key_cache = 500\n"
-		 "insecure_key_perms = yes\n", &c, &err))
+		 "insecure_key_perms = yes\n"
+		 "out_mode = 0660\n"
+		 "out_group = root\n", &c, &err))
 		fail_msg("%s", err.msg);
+	assert_int_equal(c->out_mode, 0660);
+	assert_int_equal(c->out_gid, 0);
 	assert_string_equal(c->failed_dir, "/a/failed");
 	assert_string_equal(c->signing_table, "refile:/k/SigningTable");
 	assert_int_equal(c->missing_key, DKP_MISSING_DEFER);
@@ -266,6 +272,10 @@ static const struct {
 	  "esp_key=e.example:s:/k\nesp_key=e.example:s:/k\nesp_key=e.example:s:/k\n"
 	  "esp_key=e.example:s:/k\nesp_key=e.example:s:/k\nesp_key=e.example:s:/k\n"
 	  "esp_key=e.example:s:/k\n", "at most 8" },
+	{ "out_mode exec", "queue_dir=/q\nesp_key=e.example:s:/k\nout_mode=0750\n", "no execute bits" },
+	{ "out_mode owner", "queue_dir=/q\nesp_key=e.example:s:/k\nout_mode=0440\n", "0600" },
+	{ "out_mode decimal", "queue_dir=/q\nesp_key=e.example:s:/k\nout_mode=640\n", "octal" },
+	{ "out_group", "queue_dir=/q\nesp_key=e.example:s:/k\nout_group=no-such-group-x\n", "group" },
 };
 
 /* Issue 17: several esp_key lines, multiple_signatures, key_policy,
