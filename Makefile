@@ -66,12 +66,15 @@ CLI_OBJ := $(CLI_SRC:src/%.c=$(BUILD)/obj/%.o)
 # Test hooks (-DDKP_TEST_HOOKS): DKP_TEST_CORRUPT_SIG (dkim/sign.c),
 # DKP_RSA8_FAULT_LANE (crypto/rsa8_sign.c) and DKP_FAULT_URING
 # (transport/uring.c) make the program corrupt signatures or fail I/O on
-# purpose, for tests/selfverify, tests/fault and test_rsa8. They exist
+# purpose, for tests/selfverify, tests/fault and test_rsa8;
+# DKIMPRESS_RELAY_TRACE and DKIMPRESS_RELAY_CRASH_REPUBLISHED
+# (relay/relay_js.c) trace and crash the JetStream relay for
+# tests/relay/jetstream.sh. They exist
 # only in the test build: those files compiled again with the switch
 # ($(BUILD)/obj-hooks), $(BUILD)/libdkimpress-test.a and
 # $(BUILD)/dkimpress-test, made by unit-tests, never by all or install.
 # build/dkimpress ignores those variables (tests/hooks shows it).
-HOOK_SRC := src/dkim/sign.c src/crypto/rsa8_sign.c src/transport/uring.c
+HOOK_SRC := src/dkim/sign.c src/crypto/rsa8_sign.c src/transport/uring.c src/relay/relay_js.c
 HOOK_OBJ := $(HOOK_SRC:src/%.c=$(BUILD)/obj-hooks/%.o)
 TEST_LIB_OBJ := $(filter-out $(HOOK_SRC:src/%.c=$(BUILD)/obj/%.o),$(LIB_OBJ)) $(HOOK_OBJ)
 

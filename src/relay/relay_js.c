@@ -541,7 +541,7 @@ int dkp_relay_js_run(const struct dkp_config *conf, SSL_CTX *ctx,
 {
 	struct rjs r;
 	struct rjw *ws;
-	const char *tr = getenv("DKIMPRESS_RELAY_TRACE");
+	const char *tr = NULL;
 	char why[1024];
 	unsigned i, n = conf->relay.connections, started = 0;
 	jsCtx *js = NULL;
@@ -550,7 +550,12 @@ int dkp_relay_js_run(const struct dkp_config *conf, SSL_CTX *ctx,
 	memset(&r, 0, sizeof(r));
 	r.conf = conf;
 	r.once = once;
+#ifdef DKP_TEST_HOOKS
+	/* test build only (Makefile, HOOK_SRC): tests/relay/jetstream.sh's
+	 * trace of what each relay sent, and a crash after a republish */
+	tr = getenv("DKIMPRESS_RELAY_TRACE");
 	r.crash_republished = getenv("DKIMPRESS_RELAY_CRASH_REPUBLISHED") != NULL;
+#endif
 	r.consumer = conf->relay.consumer ? conf->relay.consumer : DKP_DEF_RELAY_CONSUMER;
 	r.trace = tr && *tr ? open(tr, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : -1;
 	if ((rc = dkp_js_open_as(&r.j, conf, 0, why, sizeof(why))) < 0) {

@@ -32,7 +32,8 @@
  * it is stored; duplicates come only from the window between the next
  * hop's final reply and the ACK (measured, like the directory relay's).
  *
- * Test hook: with DKIMPRESS_RELAY_TRACE=FILE every worker appends "try
+ * Test hooks (only in the test build, build/dkimpress-test: Makefile,
+ * HOOK_SRC): with DKIMPRESS_RELAY_TRACE=FILE every worker appends "try
  * ID" before a transaction and "ack ID" after the message's ACK (or NAK)
  * to FILE, so a test that kills the relay can tell which duplicates the
  * window explains; with DKIMPRESS_RELAY_CRASH_REPUBLISHED set the relay

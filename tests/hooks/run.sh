@@ -59,7 +59,7 @@ else
 fi
 
 # ------------------------------------------------------------- strings
-names=$(grep -aoE 'DKP_(TEST_CORRUPT_SIG|RSA8_FAULT_LANE|FAULT_URING)' "$D" | sort -u | tr '\n' ' ')
+names=$(grep -aoE 'DKP_(TEST_CORRUPT_SIG|RSA8_FAULT_LANE|FAULT_URING)|DKIMPRESS_RELAY_(TRACE|CRASH_REPUBLISHED)' "$D" | sort -u | tr '\n' ' ')
 if [ -z "$names" ]; then
 	ok "strings: the installed binary names no hook variable"
 else

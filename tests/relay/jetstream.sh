@@ -26,7 +26,11 @@ set -u
 export LC_ALL=C
 BUILD=${BUILD:-build}
 D=${DKIMPRESS:-$BUILD/dkimpress}
+# the relay runs need its test hooks (DKIMPRESS_RELAY_TRACE, ..._CRASH_
+# REPUBLISHED): the test build (Makefile, HOOK_SRC)
+DT=${DKIMPRESS_TEST:-$BUILD/dkimpress-test}
 case $D in /*) ;; *) D=$PWD/$D ;; esac
+case $DT in /*) ;; *) DT=$PWD/$DT ;; esac
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$HERE/../.." && pwd)
 PY=/usr/bin/python3
@@ -118,7 +122,7 @@ start_sink() {
 }
 
 relay_once() {
-	"$D" relay --once -c "$W/conf" --set "relay_host=127.0.0.1:$SPORT" "$@" >>"$W/relay.log" 2>&1
+	"$DT" relay --once -c "$W/conf" --set "relay_host=127.0.0.1:$SPORT" "$@" >>"$W/relay.log" 2>&1
 	RC=$?
 }
 
@@ -186,7 +190,7 @@ cr_id=$id
 "$D" run --once -c "$W/conf" >>"$W/run.log" 2>&1
 # a crash between the republish of the remainder and the ACK
 DKIMPRESS_RELAY_CRASH_REPUBLISHED=1 DKIMPRESS_RELAY_TRACE=$W/trace.0 \
-	"$D" relay --once -c "$W/conf" --set "relay_host=127.0.0.1:$SPORT" --set relay_connections=1 \
+	"$DT" relay --once -c "$W/conf" --set "relay_host=127.0.0.1:$SPORT" --set relay_connections=1 \
 	>>"$W/relay-kill.log" 2>&1
 RC=$?
 check '[ "$RC" = 137 ]' "the relay killed itself between a republish and its ACK (test hook)" "rc $RC"
@@ -194,7 +198,7 @@ for i in $(seq 1 "$KILL_N"); do enqueue "k$i" "b@c.example" "k$i@x.test"; done
 "$D" run --once -c "$W/conf" >>"$W/run.log" 2>&1
 kills=0
 for k in 1 2 3 4; do
-	DKIMPRESS_RELAY_TRACE=$W/trace.$k "$D" relay -c "$W/conf" --set "relay_host=127.0.0.1:$SPORT" \
+	DKIMPRESS_RELAY_TRACE=$W/trace.$k "$DT" relay -c "$W/conf" --set "relay_host=127.0.0.1:$SPORT" \
 		>>"$W/relay-kill.log" 2>&1 &
 	rp=$!
 	sleep "0.$((RANDOM % 7 + 2))"
