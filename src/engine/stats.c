@@ -257,22 +257,21 @@ void dkp_stats_untrack_align(struct dkp_stats *st)
 size_t dkp_stats_align_domains(const struct dkp_stats *st,
 			       struct dkp_stats_adom *out, size_t max)
 {
-	struct dkp_domstats *d = atomic_load(&((struct dkp_stats *)st)->adom);
-	size_t i, n = 0;
+	struct dkp_stats_dom *tmp;
+	size_t i, n;
 
-	if (d == NULL || max == 0)
+	if (max == 0)
 		return 0;
-	pthread_mutex_lock(&d->mu);
-	for (i = 0; i < d->np && n + 1 < max; i++, n++) {
-		memcpy(out[n].domain, d->p[i].name, sizeof(out[n].domain));
-		out[n].aligned = d->p[i].c[0];
-		out[n].unaligned = d->p[i].c[1];
+	/* the same table as the per-domain messages: its two counters are
+	 * aligned and unaligned here */
+	tmp = dkp_malloc(max * sizeof(*tmp));
+	n = domstats_read(atomic_load(&((struct dkp_stats *)st)->adom), tmp, max);
+	for (i = 0; i < n; i++) {
+		memcpy(out[i].domain, tmp[i].domain, sizeof(out[i].domain));
+		out[i].aligned = tmp[i].msgs;
+		out[i].unaligned = tmp[i].bytes;
 	}
-	snprintf(out[n].domain, sizeof(out[n].domain), "_other");
-	out[n].aligned = d->other[0];
-	out[n].unaligned = d->other[1];
-	n++;
-	pthread_mutex_unlock(&d->mu);
+	dkp_free(tmp);
 	return n;
 }
 
