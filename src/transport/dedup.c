@@ -263,7 +263,9 @@ static int parse_bucket(const char *name, struct bucket *b)
 	w = strtoll(end + 1, &end, 10);
 	if (*end != '\0' || w <= 0)
 		return 0;
-	snprintf(b->name, sizeof(b->name), "%s", name);
+	if (strlen(name) >= sizeof(b->name))
+		return 0;
+	memcpy(b->name, name, strlen(name) + 1);
 	b->start = s;
 	b->width = w;
 	b->evicted = name[0] == 'x';
