@@ -4,9 +4,9 @@
 #   make test       install missing Debian packages (as root), build, run
 #                   every test; ends with "N passed, N failed"
 #   make demo       keys, sample messages, double-signing, verification
-#   make sanitize   the same tests under ASan + UBSan (libc malloc), but
-#                   tests/ct (its programs are never sanitized)
-#   make tsan       unit, engine and crash tests under ThreadSanitizer
+#   make sanitize   the SAN_TESTS suites under ASan + UBSan (libc malloc;
+#                   SAN_TESTS= runs all but tests/ct, never sanitized)
+#   make tsan       the TSAN_TESTS suites (unit, crash) under ThreadSanitizer
 #   make fuzz       every libFuzzer target briefly (CI); make fuzz-long:
 #                   a long campaign outside CI (tests/fuzz/README.md)
 #   make bench      dkimpress against the crypto and I/O bounds and
