@@ -411,13 +411,16 @@ kq() {
 # killed OUT Q ID FILE KIND N: one call with a kill at the Nth KIND step
 # on Q's paths; its exit status into OUT (137 when the kill landed)
 killed() {
-	( LD_PRELOAD="$INJECT" FAULT_OP="$5" FAULT_N="$6" FAULT_KILL=1 FAULT_PATH="$2" \
+	( ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
+	  LD_PRELOAD="$INJECT" FAULT_OP="$5" FAULT_N="$6" FAULT_KILL=1 FAULT_PATH="$2" \
 		"$D" enqueue -c "$2.conf" --id "$3" "$4" >/dev/null 2>&1
 	  echo $? >"$1" ) 2>/dev/null
 }
 # kcount Q ID FILE: "KIND N" lines, the steps of one call on Q's paths
 kcount() {
 	: >"$W/kcount"
+	# (an ASan build wants its runtime first; the shim only wraps libc)
+	ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
 	LD_PRELOAD="$INJECT" FAULT_COUNT="$W/kcount" FAULT_PATH="$1" \
 		"$D" enqueue -c "$1.conf" --id "$2" "$3" >/dev/null 2>&1
 	cat "$W/kcount"
