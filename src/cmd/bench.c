@@ -587,23 +587,30 @@ static int run_children(const struct dkp_cli *c, int io, const char **sets,
 /* One child's figures from its --stats file; -1 when it failed. */
 static int read_child(struct child *x, unsigned ph, unsigned e, unsigned nproc)
 {
-	char js[1024];
+	struct dkp_buf b;
+	char chunk[4096];
+	const char *js;
 	int st = x->status;
+	size_t n;
 	FILE *f;
 
-	js[0] = '\0';
+	/* the whole file: its per-domain tables (align_domains) can run to
+	 * many kilobytes before the counters */
+	dkp_buf_init(&b);
 	if ((f = fopen(x->stats, "re")) != NULL) {
-		size_t n = fread(js, 1, sizeof(js) - 1, f);
-
-		js[n] = '\0';
+		while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+			dkp_buf_add(&b, chunk, n);
 		fclose(f);
 	}
+	dkp_buf_add(&b, "", 1);
+	js = b.p;
 	x->msgs = json_num(js, "signed") + json_num(js, "esp_only");
 	x->seconds = json_num(js, "seconds");
 	x->bytes = json_num(js, "bytes");
 	x->p50 = json_num(js, "p50_ms");
 	x->p99 = json_num(js, "p99_ms");
 	x->renamed = json_num(js, "renamed");
+	dkp_buf_free(&b);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || x->msgs < 0 || x->seconds < 0) {
 		dkp_error("bench: the %s phase: engine %u of %u exited %d; see %s",
 			  ph_name(ph), e + 1, nproc,
