@@ -84,6 +84,11 @@ struct dkp_signer {
 	const char **names;
 	size_t *lens;
 	size_t names_cap;
+	/* within one dkp_sign call: the h= list in names/lens and the
+	 * canonical fields it selects, the first hdr_pre bytes of hdr, are
+	 * shared by every signature with the same c= and h= (signatures
+	 * never cover each other, check_spec) */
+	size_t nn_pre, hdr_pre;
 	struct keyctx kc[KEYCTX_SLOTS];
 	uint64_t retire_epoch;	/* dkp_key_retire_epoch() at the last sweep */
 	struct dkp_tmpl_cache *tmpl;
@@ -686,24 +691,31 @@ static void msg_limits(const struct dkp_msg *m, struct dkp_limits *lim)
 }
 
 /*
- * Hash the chosen fields, then the signature field given as an already
- * canonical part (cpre) and a raw tail to canonicalize, and sign.
+ * Hash the chosen fields (or, with reuse, the ones the previous call
+ * left in s->hdr for the same c= and h=), then the signature field given
+ * as an already canonical part (cpre) and a raw tail to canonicalize,
+ * and sign.
  */
 static int sign_parts(struct dkp_signer *s, const struct dkp_msg *m,
 		      struct dkp_key *key, enum dkp_canon hc,
 		      const char *const *names, const size_t *lens, size_t n,
-		      const char *cpre, size_t cprelen, const char *tail,
-		      size_t tlen, struct dkp_buf *b64, int *deferred,
-		      struct dkp_err *err)
+		      int reuse, const char *cpre, size_t cprelen,
+		      const char *tail, size_t tlen, struct dkp_buf *b64,
+		      int *deferred, struct dkp_err *err)
 {
 	unsigned char dig[32];
 	unsigned int dlen = 0;
 	size_t len;
 	int rc;
 
-	grow_scratch(s, m, 0);
-	dkp_buf_reset(&s->hdr);
-	dkp_sign_hash_fields(m, hc, names, lens, n, s->used, &s->hdr);
+	if (reuse) {
+		s->hdr.len = s->hdr_pre;
+	} else {
+		grow_scratch(s, m, 0);
+		dkp_buf_reset(&s->hdr);
+		dkp_sign_hash_fields(m, hc, names, lens, n, s->used, &s->hdr);
+		s->hdr_pre = s->hdr.len;
+	}
 	dkp_buf_add(&s->hdr, cpre, cprelen);
 	dkp_canon_header_tail(hc, tail, tlen, &s->hdr);
 	if (!EVP_DigestInit_ex2(s->md, s->sha256, NULL) ||
@@ -746,8 +758,8 @@ int dkp_sign_rendered(struct dkp_signer *s, const struct dkp_msg *m,
 
 	dkp_buf_init(&c);
 	dkp_canon_header(hc, field, flen, strlen("DKIM-Signature"), 0, &c);
-	rc = sign_parts(s, m, key, hc, names, lens, n, c.p, c.len, "", 0, b64,
-			NULL, err);
+	rc = sign_parts(s, m, key, hc, names, lens, n, 0, c.p, c.len, "", 0,
+			b64, NULL, err);
 	dkp_buf_free(&c);
 	return rc;
 }
@@ -770,15 +782,37 @@ static size_t h_list(struct dkp_signer *s, const struct dkp_msg *m,
 	return nn;
 }
 
+/* Do a and b sign the same fields the same way (c= and h=)? */
+static int same_fields(const struct dkp_sig_spec *a,
+		       const struct dkp_sig_spec *b)
+{
+	size_t i;
+
+	if (a->hcanon != b->hcanon || (a->headers == NULL) != (b->headers == NULL))
+		return 0;
+	if (a->headers == NULL || a->headers == b->headers)
+		return a->headers == NULL || a->nheaders == b->nheaders;
+	if (a->nheaders != b->nheaders)
+		return 0;
+	for (i = 0; i < a->nheaders; i++)
+		if (strcmp(a->headers[i], b->headers[i]) != 0)
+			return 0;
+	return 1;
+}
+
 /* One DKIM-Signature field for sp, appended to out (its b= now, or
- * filled in by dkp_sign_flush); bh: the body hash of its c=. */
+ * filled in by dkp_sign_flush); bh: the body hash of its c=; prev: the
+ * spec signed just before in this message (NULL for the first). */
 static int sign_spec(struct dkp_signer *s, const struct dkp_msg *m,
-		     const struct dkp_sig_spec *sp, const char *bh,
+		     const struct dkp_sig_spec *sp,
+		     const struct dkp_sig_spec *prev, const char *bh,
 		     struct dkp_buf *out, struct dkp_err *err)
 {
 	struct dkp_sigfmt f;
 	const struct dkp_tmpl *t;
-	size_t nn = h_list(s, m, sp), col, start, rest;
+	int reuse = prev != NULL && same_fields(prev, sp);
+	size_t nn = reuse ? s->nn_pre : (s->nn_pre = h_list(s, m, sp));
+	size_t col, start, rest;
 	int rc, deferred = 0;
 
 	/* the field to hash: chosen headers, then our own (b= empty) */
@@ -801,8 +835,9 @@ static int sign_spec(struct dkp_signer *s, const struct dkp_msg *m,
 	rest = out->len;
 	dkp_sigfmt_rest(&f, t->col, out, &col);
 	dkp_buf_reset(&s->b64);
-	rc = sign_parts(s, m, sp->key, sp->hcanon, s->names, s->lens, nn, t->canon.p,
-			t->canon.len, out->p + rest, out->len - rest, &s->b64, &deferred, err);
+	rc = sign_parts(s, m, sp->key, sp->hcanon, s->names, s->lens, nn, reuse,
+			t->canon.p, t->canon.len, out->p + rest, out->len - rest,
+			&s->b64, &deferred, err);
 	if (rc != DKP_OK) {
 		out->len = start;
 		return rc;
@@ -844,7 +879,8 @@ int dkp_sign(struct dkp_signer *s, const struct dkp_msg *m,
 				break;
 			have_bh[sp->bcanon] = 1;
 		}
-		rc = sign_spec(s, m, sp, bh[sp->bcanon], out, err);
+		rc = sign_spec(s, m, sp, i ? &specs[i - 1] : NULL,
+			       bh[sp->bcanon], out, err);
 	}
 	/* body_off counts the empty line, as the parser's limit does */
 	total = out->len - out0 + m->body_off;

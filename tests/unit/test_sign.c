@@ -529,6 +529,55 @@ static void round_trip_and_tamper_detection(void **st)
 /* Per-key settings (issue 17): four signatures with one d=/s= but each
  * its own c=, h=, x= and i=, twice through one signer (the second time
  * from its template cache): each carries its own tags and passes. */
+/*
+ * Consecutive signatures with the same c= and h= share the canonical
+ * fields (sign.c, same_fields): each must still come out byte for byte
+ * as it does signed alone, whatever sits before it - the same list in
+ * another array, another list, another canonicalization, another key.
+ */
+static void shared_fields_sign_as_alone(void **st)
+{
+	static const char *const h1[] = { "From", "Subject" };
+	static const char *const h1b[] = { "From", "Subject" };
+	static const char *const h2[] = { "From", "To" };
+	struct dkp_sig_spec sp[7];
+	struct dkp_signer *sg = dkp_signer_new();
+	struct dkp_buf all, one;
+	struct dkp_msg m;
+	struct dkp_err err;
+	size_t k;
+
+	(void)st;
+	sp[0] = spec("customer.example", rsa_key, DKP_CANON_RELAXED, DKP_CANON_RELAXED);
+	sp[1] = spec("customer.example", ed_key, DKP_CANON_RELAXED, DKP_CANON_RELAXED);
+	sp[2] = spec("esp.example", rsa_key, DKP_CANON_RELAXED, DKP_CANON_SIMPLE);
+	sp[3] = spec("esp.example", ed_key, DKP_CANON_SIMPLE, DKP_CANON_SIMPLE);
+	sp[4] = spec("customer.example", rsa_key, DKP_CANON_SIMPLE, DKP_CANON_SIMPLE);
+	sp[5] = spec("customer.example", ed_key, DKP_CANON_SIMPLE, DKP_CANON_SIMPLE);
+	sp[6] = spec("customer.example", rsa_key, DKP_CANON_SIMPLE, DKP_CANON_SIMPLE);
+	sp[3].headers = h1, sp[3].nheaders = 2;
+	sp[4].headers = h1b, sp[4].nheaders = 2;	/* same names, elsewhere */
+	sp[5].headers = h2, sp[5].nheaders = 2;		/* same length, not same */
+	sp[6].headers = h2, sp[6].nheaders = 1;		/* a prefix of it */
+	dkp_buf_init(&all);
+	dkp_buf_init(&one);
+	dkp_msg_init(&m);
+	assert_int_equal(dkp_msg_parse(&m, esp_msg, strlen(esp_msg), NULL, &err), DKP_OK);
+	assert_int_equal(dkp_sign(sg, &m, sp, 7, &all, &err), DKP_OK);
+	for (k = 0; k < 7; k++) {
+		struct dkp_signer *alone = dkp_signer_new();
+
+		assert_int_equal(dkp_sign(alone, &m, &sp[k], 1, &one, &err), DKP_OK);
+		dkp_signer_free(alone);
+	}
+	assert_int_equal(all.len, one.len);
+	assert_memory_equal(all.p, one.p, all.len);
+	dkp_msg_fini(&m);
+	dkp_buf_free(&all);
+	dkp_buf_free(&one);
+	dkp_signer_free(sg);
+}
+
 static void per_signature_settings_share_nothing_wrong(void **st)
 {
 	static const char *const h1[] = { "From", "Subject" };
@@ -799,6 +848,7 @@ int main(void)
 		cmocka_unit_test(round_trip_and_tamper_detection),
 		cmocka_unit_test(expiry_and_identity_tags),
 		cmocka_unit_test(per_signature_settings_share_nothing_wrong),
+		cmocka_unit_test(shared_fields_sign_as_alone),
 		cmocka_unit_test(batch_mode_is_byte_identical),
 		cmocka_unit_test(failed_sign_leaves_nothing_queued),
 		cmocka_unit_test(retired_key_is_freed),
