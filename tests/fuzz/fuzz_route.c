@@ -5,9 +5,9 @@
  * Input: one mode byte (bit 0: the SigningTable is a "refile:" pattern
  * table), then the KeyTable's bytes, a NUL byte, the SigningTable's
  * bytes. Both are read from memfds. When they load, every key entry must
- * be well-formed (a lower-case name, "%" or a valid lower-case domain, a
- * valid selector, a path, index == position) and every lookup must give
- * NULL or one of those entries. The first SigningTable keys are looked up
+ * be well-formed (a lower-case name, "%", "%org" or a valid lower-case
+ * domain, a valid selector, a path, index == position) and every lookup
+ * must give NULL or one of those entries. The first SigningTable keys are looked up
  * as addresses ('*' made into a letter); a refile table must then find an
  * entry for each. dkp_route_glob is checked against fnmatch(3) (with
  * FNM_CASEFOLD) on the first two lines of the input.
@@ -29,6 +29,7 @@ static void check_keys(const struct dkp_route *r)
 		FUZZ_CHECK(k->name && *k->name && k->domain && k->selector &&
 			   k->path && *k->path, "key %zu fields", i);
 		FUZZ_CHECK(strcmp(k->domain, "%") == 0 ||
+			   strcmp(k->domain, "%org") == 0 ||
 			   dkp_domain_ok(k->domain, strlen(k->domain)),
 			   "key %zu domain '%s'", i, k->domain);
 		FUZZ_CHECK(dkp_domain_ok(k->selector, strlen(k->selector)),
