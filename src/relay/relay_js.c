@@ -77,7 +77,7 @@ struct rjmsg {
 
 static void trace(struct rjs *r, const char *what, const char *id)
 {
-	char line[512];
+	char line[768];
 	int n;
 
 	if (r->trace < 0)
@@ -492,7 +492,12 @@ static void one(struct rjw *w, natsMsg *m)
 		}
 		return;
 	}
-	trace(w->r, "try", x.id);
+	if (w->r->trace >= 0) {	/* the delivery: tells a server's re-send */
+		char t[600];
+
+		snprintf(t, sizeof(t), "%s nd=%" PRIu64 " seq=%" PRIu64, x.id, x.nd, x.seq);
+		trace(w->r, "try", t);
+	}
 	w->w.t_final = 0;
 	dkp_smtp_deliver(&w->w.s, &e, &res);
 	outcome(w, &x, &e, &res);
