@@ -387,6 +387,11 @@ static void outcome(struct rjw *w, const struct rjmsg *x, const struct dkp_relay
 	int rc = 0, gave_up = 0;
 
 	dkp_relay_classify(res, cnt);
+	if (cnt[2] == e->nrcpt) {	/* the common case: nothing to record */
+		w->w.delivered++;
+		ack(w, x);
+		return;
+	}
 	if (cnt[2] == 0)
 		w->w.t_final = 0;	/* no 2xx: no window */
 	dkp_rjrec_begin(&w->rec, x->seq, e->sender.p, e->sender.len);
@@ -407,16 +412,13 @@ static void outcome(struct rjw *w, const struct rjmsg *x, const struct dkp_relay
 		nak(w, x, dkp_relay_retry_delay(&w->r->conf->relay.sched, x->attempts + 1));
 		return;
 	}
-	if (cnt[2] != e->nrcpt && (rc = record_and_publish(w, x)) < 0) {
+	if (record_and_publish(w, x) < 0) {
 		dkp_error("relay: %s: handed back to the stream (it will be answered from its record, if stored)",
 			  x->id);
 		nak(w, x, 1);
 		return;
 	}
-	if (cnt[2] == e->nrcpt)
-		w->w.delivered++;
-	else
-		tell(w, x, e, cnt, gave_up);
+	tell(w, x, e, cnt, gave_up);
 	ack(w, x);
 }
 
