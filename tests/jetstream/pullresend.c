@@ -10,6 +10,10 @@
  * only, like jsprobe.c.
  *
  *   pullresend URL
+ *   pullresend URL STREAM CONSUMER
+ *       (the second form only leaves the stale pull request on STREAM's
+ *       durable CONSUMER, batch 1, 10 s, and disconnects: for a test
+ *       that shows what a relay reading that consumer then does)
  *
  * On a memory stream PULLRESEND with a durable pull consumer (AckWait
  * 2 s): reader A takes M1 and never acknowledges it (a relay killed with
@@ -78,18 +82,19 @@ static void setup(jsCtx *js)
 	}
 }
 
-/* A pull request, then its requester disconnects. */
-static void stale_request(const char *url)
+/* A pull request on stream's consumer, then its requester disconnects. */
+static void stale_request(const char *url, const char *stream, const char *consumer)
 {
 	natsConnection *nc = NULL;
 	natsSubscription *sub = NULL;
-	char inbox[64];
+	char inbox[64], subj[512];
 
 	ck(natsConnection_ConnectTo(&nc, url), "connect");
 	snprintf(inbox, sizeof(inbox), "_INBOX.pullresend%d", (int)getpid());
 	ck(natsConnection_SubscribeSync(&sub, nc, inbox), "subscribe");
-	ck(natsConnection_PublishRequestString(nc, "$JS.API.CONSUMER.MSG.NEXT." STREAM ".C",
-					       inbox, "{\"batch\":1,\"expires\":10000000000}"),
+	snprintf(subj, sizeof(subj), "$JS.API.CONSUMER.MSG.NEXT.%s.%s", stream, consumer);
+	ck(natsConnection_PublishRequestString(nc, subj, inbox,
+					       "{\"batch\":1,\"expires\":10000000000}"),
 	   "pull request");
 	ck(natsConnection_Flush(nc), "flush");
 	usleep(200000);
@@ -105,8 +110,12 @@ int main(int argc, char **argv)
 	natsMsgList l;
 	int i, resend = 0;
 
+	if (argc == 4) {
+		stale_request(argv[1], argv[2], argv[3]);
+		return 0;
+	}
 	if (argc != 2) {
-		fprintf(stderr, "usage: pullresend URL\n");
+		fprintf(stderr, "usage: pullresend URL [STREAM CONSUMER]\n");
 		return 2;
 	}
 	ck(natsConnection_ConnectTo(&nca, argv[1]), "connect");
@@ -123,7 +132,7 @@ int main(int argc, char **argv)
 	for (i = 0; i < l.Count; i++)
 		ck(natsMsg_AckSync(l.Msgs[i], NULL, NULL), "ack B");
 	natsMsgList_Destroy(&l);
-	stale_request(argv[1]);
+	stale_request(argv[1], STREAM, "C");
 	sleep(3);	/* M1's AckWait passes */
 	for (i = 0; i < 4; i++) {
 		jsMsgMetaData *md = NULL;

@@ -26,7 +26,11 @@
 #      answered from its outcome record without being sent again, its
 #      second republish is dropped by the duplicate window (one ID~r1 in
 #      DKIM_OUT); the recipient that took it before the crash and the
-#      remaining one each get it exactly once.
+#      remaining one each get it exactly once;
+#   5. a redelivery that meets only the pull request of a relay that is
+#      gone: on a server pullresend convicts, the last ACKed message is
+#      delivered again and the traces show it first-delivered twice; on
+#      a fixed one, every message once.
 # Exit 77 without nats-server, libnats or python3-dkim.
 # Ends with "relay-jetstream: N passed, N failed".
 set -u
@@ -281,4 +285,34 @@ check 'cat "$W"/trace.* | grep -q "^replay $cr_id\( \|$\)"' \
 	"$(grep -h "$cr_id" "$W"/trace.* | head -n 5)"
 echo "   $ndup duplicates after $kills kills; $open messages in flight at the kills"
 grep -h "2xx-to-ACK window" "$W/relay.log" | tail -n 1
+
+echo "== 5: a redelivery meets the pull request of a relay that is gone"
+# sd (always 451) first in the stream, then s1..s5; the relay delivers
+# and ACKs s1..s5 and NAKs sd for 3 s; then a pull request whose client
+# disconnects (a relay killed while it waited: pullresend) is the only
+# one when sd comes due. A server before 2.10.14 then hands the last
+# message it delivered (one of s1..s5) out again as a first delivery; a
+# fixed one does not. Either way the traces must tell which it was.
+enqueue sd "b@c.example" "t451z@x.test"
+"$D" run --once -c "$W/conf" >>"$W/run.log" 2>&1
+for i in 1 2 3 4 5; do enqueue "s$i" "b@c.example" "s$i@x.test"; done
+"$D" run --once -c "$W/conf" >>"$W/run.log" 2>&1
+DKIMPRESS_RELAY_TRACE=$W/trace.s1 relay_once --set relay_retry=3s
+"$W/pullresend" "$URL" DKIM_OUT dkimpress-relay
+sleep 4
+DKIMPRESS_RELAY_TRACE=$W/trace.s2 relay_once
+counts >"$W/counts"
+once=$(grep -c '^s[1-5] s[1-5]@x.test 1$' "$W/counts")
+twice=$(awk '$1 ~ /^s[1-5]$/ && $3 == 2 { print $1 }' "$W/counts")
+cat "$W"/trace.s[12] | awk '$1 == "try" && $3 == "nd=1" { n[$2 " " $4]++ }
+	END { for (k in n) if (n[k] > 1) { split(k, a, " "); print a[1] } }' >"$W/resent5"
+twice_id=$(awk -v t="$twice" '$1 == t { print $2 }' "$W/idmap")
+if [ "$RESENDS" = 0 ]; then
+	check '[ "$once" = 4 ] && [ -n "$twice" ] && [ -n "$twice_id" ] && grep -qx "$twice_id" "$W/resent5"' \
+		"this server re-sends: the last message delivered ($twice, ACKed) went out again, the traces show it first-delivered twice; the other four once" \
+		"$once once, twice: ${twice:-none}; $(grep '^s' "$W/counts" | tr '\n' ' ')"
+else
+	check '[ "$once" = 5 ]' "this server does not re-send: s1-s5 each delivered once" \
+		"$(grep '^s' "$W/counts" | tr '\n' ' ')"
+fi
 finish
