@@ -22,6 +22,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "relay/relay_deliver.h"
+#include "relay/relay_js_rec.h"
 #include "transport/jetstream.h"
 
 #define FETCH_MS 500
@@ -54,9 +55,10 @@ struct rjw {
 	struct dkp_relay_worker w;	/* session, counts, window */
 	jsCtx *js;
 	natsSubscription *sub;
+	kvStore *kv;			/* the outcome records (relay_js_rec.h) */
 	pthread_t th;
-	struct dkp_buf file, why;
-	uint64_t held, republished, errors;
+	struct dkp_buf file, why, why4, rec;
+	uint64_t held, republished, replayed, errors;
 };
 
 /* What the stream and the headers say about one message. */
@@ -65,6 +67,7 @@ struct rjmsg {
 	const char *id;
 	char idbuf[40];
 	uint64_t nd;		/* this delivery's number (1: the first) */
+	uint64_t seq;		/* the stream's sequence number */
 	unsigned attempts;	/* failed attempts before this one */
 	int64_t first;		/* the first failed attempt; 0: none yet */
 	int64_t stored;		/* when the stream stored it */
@@ -74,7 +77,7 @@ struct rjmsg {
 
 static void trace(struct rjs *r, const char *what, const char *id)
 {
-	char line[512];
+	char line[768];
 	int n;
 
 	if (r->trace < 0)
@@ -109,6 +112,7 @@ static void describe(struct rjmsg *x, natsMsg *m)
 	if (natsMsg_GetMetaData(&md, m) == NATS_OK) {
 		x->nd = md->NumDelivered ? md->NumDelivered : 1;
 		x->stored = md->Timestamp / 1000000000LL;
+		x->seq = md->Sequence.Stream;
 		snprintf(x->idbuf, sizeof(x->idbuf), "seq%" PRIu64, md->Sequence.Stream);
 		jsMsgMetaData_Destroy(md);
 	}
@@ -155,53 +159,100 @@ static void header_text(char *s)
 			s[i] = '?';
 }
 
-/*
- * Publish m's payload to subj with the recipients of e of class cls (all
- * when cls is 0), Nats-Msg-Id id, and the extra headers given (NULL:
- * none); wait for the stream's acknowledgement. 0 or -1 (logged).
- */
-static int publish(struct rjw *w, const char *subj, const char *id, natsMsg *m,
-		   const struct dkp_relay_env *e, const struct dkp_smtp_result *res,
-		   int cls, const char *const *hdr)
+/* A reply code's class as dkp_relay_classify counts it (anything but
+ * 2xx and 5xx is a 4xx). */
+static int cls_of(int code)
 {
-	natsMsg *om = NULL;
+	return code / 100 == 2 || code / 100 == 5 ? code / 100 : 4;
+}
+
+/*
+ * Add to w->rec a publication to subj as id: the recipients of e of
+ * class cls (all when cls is 0) and the headers hdr (name, value pairs,
+ * NULL-terminated; NULL: none).
+ */
+static void plan(struct rjw *w, const char *subj, const char *id,
+		 const struct dkp_relay_env *e, const struct dkp_smtp_result *res,
+		 int cls, const char *const *hdr)
+{
+	size_t i;
+
+	dkp_rjrec_item(&w->rec, 'P', subj, strlen(subj), id);
+	for (i = 0; i < e->nrcpt; i++)
+		if (!cls || cls_of(res->r[i].code) == cls)
+			dkp_rjrec_item(&w->rec, 'R', e->rcpt[i].p, e->rcpt[i].len, NULL);
+	for (i = 0; hdr && hdr[i]; i += 2)
+		dkp_rjrec_item(&w->rec, 'H', hdr[i], strlen(hdr[i]), hdr[i + 1]);
+}
+
+/* Send om (consumed) to subj, wait for the stream's acknowledgement. */
+static natsStatus send_one(struct rjw *w, natsMsg *om, const char *subj, const char *id)
+{
 	jsPubOptions po;
 	jsPubAck *pa = NULL;
 	jsErrCode jerr = 0;
 	natsStatus s;
-	size_t i;
-	char a[DKP_SMTP_REPLY_TEXT];
 
-	s = natsMsg_Create(&om, subj, NULL, natsMsg_GetData(m), natsMsg_GetDataLength(m));
-	if (s == NATS_OK)
-		s = natsMsgHeader_Set(om, H_ID, id);
-	if (s == NATS_OK)
-		snprintf(a, sizeof(a), "%.*s", (int)e->sender.len, e->sender.p);
-	if (s == NATS_OK)
-		s = natsMsgHeader_Set(om, H_SENDER, e->sender.len ? a : "<>");
-	for (i = 0; s == NATS_OK && i < e->nrcpt; i++) {
-		if (cls && res->r[i].code / 100 != cls)
-			continue;
-		snprintf(a, sizeof(a), "%.*s", (int)e->rcpt[i].len, e->rcpt[i].p);
-		s = natsMsgHeader_Add(om, H_RECEIVER, a);
-	}
-	for (i = 0; s == NATS_OK && hdr && hdr[i]; i += 2)
-		s = natsMsgHeader_Set(om, hdr[i], hdr[i + 1]);
-	if (s == NATS_OK) {
-		jsPubOptions_Init(&po);
-		po.MaxWait = PUB_MS;
-		s = js_PublishMsg(&pa, w->js, om, &po, &jerr);
-	}
+	jsPubOptions_Init(&po);
+	po.MaxWait = PUB_MS;
+	s = js_PublishMsg(&pa, w->js, om, &po, &jerr);
 	if (s == NATS_OK && pa && pa->Duplicate)
 		dkp_info("relay: %s: %s had it already (a redelivery after a crash)", id, subj);
 	jsPubAck_Destroy(pa);
 	natsMsg_Destroy(om);
-	if (s != NATS_OK) {
-		dkp_error("relay: %s: cannot publish to %s: %s", id, subj, natsStatus_GetText(s));
-		w->errors++;
-		return -1;
+	if (s == NATS_OK && w->r->crash_republished && !strcmp(subj, w->r->jc->out_subject))
+		raise(SIGKILL);	/* test hook: between the republish and the ACK */
+	return s;
+}
+
+/*
+ * Publish what the record rec lists (relay_js_rec.h), each message with
+ * m's payload, one after the other, each acknowledged by its stream; a
+ * stream that has one already (the same Nats-Msg-Id within its duplicate
+ * window: a redelivery after a crash) drops it. 0, or -1 (logged). rec
+ * is cut up on the way.
+ */
+static int replay(struct rjw *w, natsMsg *m, const char *id, struct dkp_buf *rec)
+{
+	natsMsg *om = NULL;
+	const char *a, *v, *sender = "<>", *subj = "", *pid = "";
+	natsStatus s = NATS_OK;
+	size_t pos = 0;
+	int t;
+
+	while (s == NATS_OK && (t = dkp_rjrec_next(rec, &pos, &a, &v)) > 0) {
+		if (t == 'S') {
+			sender = a;
+		} else if (t == 'P') {
+			if (om && (s = send_one(w, om, subj, pid)) != NATS_OK)
+				om = NULL;
+			else
+				s = natsMsg_Create(&om, a, NULL, natsMsg_GetData(m),
+						   natsMsg_GetDataLength(m));
+			subj = a;
+			pid = v;
+			if (s == NATS_OK && (s = natsMsgHeader_Set(om, H_ID, v)) == NATS_OK)
+				s = natsMsgHeader_Set(om, H_SENDER, sender);
+		} else if (om == NULL) {
+			t = -1;
+			break;
+		} else {
+			s = t == 'R' ? natsMsgHeader_Add(om, H_RECEIVER, a)
+				     : natsMsgHeader_Set(om, a, v);
+		}
 	}
-	return 0;
+	if (s == NATS_OK && t == 0 && om)
+		s = send_one(w, om, subj, pid);
+	else
+		natsMsg_Destroy(om);
+	if (s == NATS_OK && t == 0)
+		return 0;
+	if (s == NATS_OK)
+		dkp_error("relay: %s: its outcome record is malformed", id);
+	else
+		dkp_error("relay: %s: cannot publish to %s: %s", id, subj, natsStatus_GetText(s));
+	w->errors++;
+	return -1;
 }
 
 /* The ID of the next remainder: ROOT~r(N+1) from ROOT or ROOT~rN. */
@@ -242,10 +293,11 @@ static void nak(struct rjw *w, const struct rjmsg *x, int64_t delay_s)
 	trace(w->r, "ack", x->id);
 }
 
-/* The 4xx recipients: NAK, a republished remainder, or failed/ when the
- * schedule is spent. 0, or -1 when nothing was stored (then NAK'd). */
+/* The 4xx recipients into the plan: a remainder, or failed/ when the
+ * schedule is spent (gave_up set). 1 when every recipient had a 4xx and
+ * it goes on: the caller NAKs, nothing planned. */
 static int temp_part(struct rjw *w, const struct rjmsg *x, const struct dkp_relay_env *e,
-		     const struct dkp_smtp_result *res, const size_t cnt[6])
+		     const struct dkp_smtp_result *res, const size_t cnt[6], int *gave_up)
 {
 	const struct dkp_relay_config *cf = &w->r->conf->relay;
 	int64_t now = (int64_t)time(NULL), first, delay;
@@ -258,22 +310,20 @@ static int temp_part(struct rjw *w, const struct rjmsg *x, const struct dkp_rela
 
 		snprintf(pre, sizeof(pre), "gave up after %u attempts in %llds: ", att,
 			 (long long)(now - first));
-		dkp_relay_reasons(&w->why, e, res, 4, pre);
-		header_text(w->why.p);
-		h[1] = w->why.p;
+		dkp_relay_reasons(&w->why4, e, res, 4, pre);
+		header_text(w->why4.p);
+		h[1] = w->why4.p;
 		snprintf(id, sizeof(id), "%s~g", x->id);
-		if (publish(w, w->r->jc->failed_subject, id, x->m, e, res, 4, h) < 0)
-			return -1;
-		dkp_warn("relay: %s: failed: %s", x->id, w->why.p);
-		w->w.failed++;
+		plan(w, w->r->jc->failed_subject, id, e, res, 4, h);
+		*gave_up = 1;
 		return 0;
 	}
 	delay = dkp_relay_retry_delay(&cf->sched, att);
-	dkp_relay_reasons(&w->why, e, res, 4, "");
+	dkp_relay_reasons(&w->why4, e, res, 4, "");
 	if (cnt[4] == e->nrcpt) {
 		w->w.deferred++;
-		dkp_info("relay: %s: deferred (attempt %u): %s", x->id, att, w->why.p);
-		return 1;	/* the caller NAKs */
+		dkp_info("relay: %s: deferred (attempt %u): %s", x->id, att, w->why4.p);
+		return 1;
 	}
 	snprintf(sa, sizeof(sa), "%u", att);
 	snprintf(sf, sizeof(sf), "%lld", (long long)first);
@@ -282,29 +332,69 @@ static int temp_part(struct rjw *w, const struct rjmsg *x, const struct dkp_rela
 		const char *h[] = { H_ATTEMPTS, sa, H_FIRST, sf, H_NEXT, sn, NULL };
 
 		next_id(id, sizeof(id), x->id);
-		if (publish(w, w->r->jc->out_subject, id, x->m, e, res, 4, h) < 0)
-			return -1;
+		plan(w, w->r->jc->out_subject, id, e, res, 4, h);
 	}
-	if (w->r->crash_republished)
-		raise(SIGKILL);	/* test hook: between the republish and the ACK */
-	w->republished++;
-	w->w.deferred++;
-	dkp_info("relay: %s: the rest deferred as %s (attempt %u): %s", x->id, id, att,
-		 w->why.p);
 	return 0;
 }
 
-/* Record the outcome of res: publish what replaces x, then ACK x. */
+/* Store the record in w->rec (the 2xx recipients are done from now on),
+ * then publish what it lists. 0 or -1 (logged). */
+static int record_and_publish(struct rjw *w, const struct rjmsg *x)
+{
+	int rc = dkp_rjrec_put(w->kv, x->id, &w->rec);
+
+	dkp_relay_window_end(&w->w);
+	if (rc < 0) {
+		dkp_error("relay: %s: cannot store its outcome record: %s", x->id, strerror(-rc));
+		w->errors++;
+		return -1;
+	}
+	trace(w->r, "rec", x->id);
+	return replay(w, x->m, x->id, &w->rec);
+}
+
+/* The log lines and counts of a published outcome. */
+static void tell(struct rjw *w, const struct rjmsg *x, const struct dkp_relay_env *e,
+		 const size_t cnt[6], int gave_up)
+{
+	if (cnt[5]) {
+		dkp_warn("relay: %s: failed: %s", x->id, w->why.p);
+		w->w.failed += cnt[5] == e->nrcpt;
+	}
+	if (gave_up) {
+		dkp_warn("relay: %s: failed: %s", x->id, w->why4.p);
+		w->w.failed++;
+	} else if (cnt[4]) {
+		w->republished++;
+		w->w.deferred++;
+		dkp_info("relay: %s: the rest deferred as a remainder (attempt %u): %s", x->id,
+			 x->attempts + 1, w->why4.p);
+	}
+}
+
+/*
+ * Record the outcome of res: ACK when every recipient took it; NAK when
+ * every one had a 4xx; otherwise the outcome record (what replaces x: the
+ * 5xx recipients for failed_subject, the 4xx ones as a remainder or, when
+ * the schedule is spent, for failed_subject) stored, then published,
+ * then x ACKed.
+ */
 static void outcome(struct rjw *w, const struct rjmsg *x, const struct dkp_relay_env *e,
 		    const struct dkp_smtp_result *res)
 {
 	size_t cnt[6];
 	char id[512];
-	int rc = 0;
+	int rc = 0, gave_up = 0;
 
 	dkp_relay_classify(res, cnt);
+	if (cnt[2] == e->nrcpt) {	/* the common case: nothing to record */
+		w->w.delivered++;
+		ack(w, x);
+		return;
+	}
 	if (cnt[2] == 0)
 		w->w.t_final = 0;	/* no 2xx: no window */
+	dkp_rjrec_begin(&w->rec, x->seq, e->sender.p, e->sender.len);
 	if (cnt[5]) {
 		const char *h[] = { H_ERROR, NULL, NULL };
 
@@ -312,28 +402,56 @@ static void outcome(struct rjw *w, const struct rjmsg *x, const struct dkp_relay
 		header_text(w->why.p);
 		h[1] = w->why.p;
 		snprintf(id, sizeof(id), "%s~f", x->id);
-		rc = publish(w, w->r->jc->failed_subject, id, x->m, e, res, 5, h);
-		if (rc == 0) {
-			dkp_warn("relay: %s: failed: %s", x->id, w->why.p);
-			if (cnt[5] == e->nrcpt)
-				w->w.failed++;
-		}
+		plan(w, w->r->jc->failed_subject, id, e, res, 5, h);
 	}
-	if (rc == 0 && cnt[4])
-		rc = temp_part(w, x, e, res, cnt);
+	if (cnt[4])
+		rc = temp_part(w, x, e, res, cnt, &gave_up);
 	if (cnt[2] && cnt[2] != e->nrcpt)
 		w->w.partial++;
 	if (rc == 1) {
 		nak(w, x, dkp_relay_retry_delay(&w->r->conf->relay.sched, x->attempts + 1));
-	} else if (rc < 0) {
-		dkp_error("relay: %s: handed back to the stream (the recipients that took it may get it again)",
+		return;
+	}
+	if (record_and_publish(w, x) < 0) {
+		dkp_error("relay: %s: handed back to the stream (it will be answered from its record, if stored)",
 			  x->id);
 		nak(w, x, 1);
-	} else {
-		if (cnt[2] == e->nrcpt)
-			w->w.delivered++;
-		ack(w, x);
+		return;
 	}
+	tell(w, x, e, cnt, gave_up);
+	ack(w, x);
+}
+
+/*
+ * A redelivery (the stream's delivery count > 1): when an earlier
+ * delivery stored an outcome record, publish what it lists again (the
+ * duplicate window drops what made it) and ACK, without sending anything.
+ * 1 when answered so, 0 when there is no record (deliver), -1 when the
+ * bucket did not answer (NAK'd: a delivery now might repeat one).
+ */
+static int answer_from_record(struct rjw *w, const struct rjmsg *x)
+{
+	int rc = dkp_rjrec_get(w->kv, x->id, x->seq, &w->rec);
+
+	if (rc == 0)
+		return 0;
+	if (rc < 0) {
+		dkp_error("relay: %s: cannot look up its outcome record (%s): handed back",
+			  x->id, strerror(-rc));
+		w->errors++;
+		nak(w, x, 1);
+		return -1;
+	}
+	trace(w->r, "replay", x->id);
+	if (replay(w, x->m, x->id, &w->rec) < 0) {
+		nak(w, x, 1);
+		return -1;
+	}
+	w->replayed++;
+	dkp_info("relay: %s: delivered before (delivery %llu): what replaces it published again from its record",
+		 x->id, (unsigned long long)x->nd);
+	ack(w, x);
+	return 1;
 }
 
 /* One message from the stream. */
@@ -351,6 +469,10 @@ static void one(struct rjw *w, natsMsg *m)
 		natsMsg_NakWithDelay(m, (x.next > now ? x.next - now : 0) * 1000, NULL);
 		return;
 	}
+	/* only a redelivery can have a record: a first delivery skips the
+	 * lookup (and its round trip) */
+	if (x.nd > 1 && answer_from_record(w, &x) != 0)
+		return;
 	render(&w->file, m);
 	dkp_err_clear(&err);
 	if (dkp_relay_env_parse(w->file.p, w->file.len, &e, &err) != DKP_OK) {
@@ -358,9 +480,12 @@ static void one(struct rjw *w, natsMsg *m)
 		struct dkp_relay_env none = { { "", 0 }, NULL, 0, NULL, 0 };
 		char fid[512];
 
+		/* nothing was sent: no record, a redelivery does the same */
 		header_text(err.msg);
 		snprintf(fid, sizeof(fid), "%s~f", x.id);
-		if (publish(w, w->r->jc->failed_subject, fid, m, &none, NULL, 0, h) == 0) {
+		dkp_rjrec_begin(&w->rec, x.seq, "", 0);
+		plan(w, w->r->jc->failed_subject, fid, &none, NULL, 0, h);
+		if (replay(w, m, x.id, &w->rec) == 0) {
 			w->w.failed++;
 			dkp_warn("relay: %s: failed: %s", x.id, err.msg);
 			ack(w, &x);
@@ -369,7 +494,12 @@ static void one(struct rjw *w, natsMsg *m)
 		}
 		return;
 	}
-	trace(w->r, "try", x.id);
+	if (w->r->trace >= 0) {	/* the delivery: tells a server's re-send */
+		char t[600];
+
+		snprintf(t, sizeof(t), "%s nd=%" PRIu64 " seq=%" PRIu64, x.id, x.nd, x.seq);
+		trace(w->r, "try", t);
+	}
 	w->w.t_final = 0;
 	dkp_smtp_deliver(&w->w.s, &e, &res);
 	outcome(w, &x, &e, &res);
@@ -476,6 +606,10 @@ static int worker_bind(struct rjs *r, struct rjw *w)
 			  natsStatus_GetText(s));
 		return -1;
 	}
+	if (dkp_rjrec_bind(&w->kv, w->js, r->consumer) < 0) {
+		dkp_error("relay: cannot bind to the outcome records of consumer %s", r->consumer);
+		return -1;
+	}
 	return 0;
 }
 
@@ -499,7 +633,7 @@ static void wait_stop(struct rjs *r, int sfd)
 /* Join, add up, print the counts like the directory relay; status. */
 static int finish(struct rjw *ws, unsigned n, unsigned started, int once)
 {
-	uint64_t d = 0, df = 0, f = 0, p = 0, wn = 0, h = 0, rp = 0, er = 0;
+	uint64_t d = 0, df = 0, f = 0, p = 0, wn = 0, h = 0, rp = 0, ry = 0, er = 0;
 	double sum = 0, mx = 0;
 	unsigned i;
 
@@ -518,20 +652,25 @@ static int finish(struct rjw *ws, unsigned n, unsigned started, int once)
 			mx = w->w.win_max;
 		h += w->held;
 		rp += w->republished;
+		ry += w->replayed;
 		er += w->errors;
 		if (w->sub)
 			natsSubscription_Destroy(w->sub);
+		kvStore_Destroy(w->kv);
 		jsCtx_Destroy(w->js);
 		dkp_relay_worker_free(&w->w);
 		dkp_buf_free(&w->file);
 		dkp_buf_free(&w->why);
+		dkp_buf_free(&w->why4);
+		dkp_buf_free(&w->rec);
 	}
 	fprintf(stderr,
 		"relay: %llu delivered, %llu deferred, %llu failed, %llu partly delivered "
-		"(%llu remainders republished, %llu held); 2xx-to-ACK window: %llu messages, "
-		"mean %.1f us, max %.1f us\n",
+		"(%llu remainders republished, %llu held, %llu answered from their outcome record); "
+		"2xx-to-ACK window: %llu messages, mean %.1f us, max %.1f us\n",
 		(unsigned long long)d, (unsigned long long)df, (unsigned long long)f,
 		(unsigned long long)p, (unsigned long long)rp, (unsigned long long)h,
+		(unsigned long long)ry,
 		(unsigned long long)wn, wn ? sum / (double)wn * 1e6 : 0.0, mx * 1e6);
 	return er ? 75 : once && df ? 75 : 0;
 }
@@ -545,7 +684,7 @@ int dkp_relay_js_run(const struct dkp_config *conf, SSL_CTX *ctx,
 	char why[1024];
 	unsigned i, n = conf->relay.connections, started = 0;
 	jsCtx *js = NULL;
-	int rc;
+	int rc, xrc = 75;	/* the status when setting up failed */
 
 	memset(&r, 0, sizeof(r));
 	r.conf = conf;
@@ -571,6 +710,12 @@ int dkp_relay_js_run(const struct dkp_config *conf, SSL_CTX *ctx,
 			 (long long)(conf->relay.timeout * RELAY_JS_ACK_CMDS));
 	rc = natsConnection_JetStream(&js, dkp_js_conn(r.j), NULL) == NATS_OK
 		     ? ensure_consumer(&r, js) : -1;
+	if (rc == 0 && (rc = dkp_rjrec_ensure(js, r.consumer, dkp_js_replicas(r.j),
+					      r.jc->dup_window, r.jc->create_streams, why,
+					      sizeof(why))) < 0) {
+		dkp_error("relay: %s", why);
+		xrc = dkp_js_exit_code(rc);
+	}
 	jsCtx_Destroy(js);
 	ws = dkp_calloc(n, sizeof(*ws));
 	for (i = 0; i < n; i++) {
@@ -578,6 +723,8 @@ int dkp_relay_js_run(const struct dkp_config *conf, SSL_CTX *ctx,
 		dkp_relay_worker_init(&ws[i].w, NULL, &conf->relay, ctx, helo);
 		dkp_buf_init(&ws[i].file);
 		dkp_buf_init(&ws[i].why);
+		dkp_buf_init(&ws[i].why4);
+		dkp_buf_init(&ws[i].rec);
 		if (rc == 0)
 			rc = worker_bind(&r, &ws[i]);
 	}
@@ -593,10 +740,10 @@ int dkp_relay_js_run(const struct dkp_config *conf, SSL_CTX *ctx,
 	if (rc == 0)
 		wait_stop(&r, sfd);
 	atomic_store(&r.stop, 1);
-	rc = finish(ws, n, started, once) | (rc < 0 ? 75 : 0);
+	xrc = finish(ws, n, started, once) | (rc < 0 ? xrc : 0);
 	dkp_free(ws);
 	dkp_js_close(r.j);
 	if (r.trace >= 0)
 		close(r.trace);
-	return rc;
+	return xrc;
 }

@@ -22,21 +22,29 @@
  *                         new message (X-Receiver: just them,
  *                         Nats-Msg-Id ROOT~rN+1, X-Dkimpress-Attempts,
  *                         -First, -Next), then the original ACKed: a
- *                         crash between the two re-sends the original,
- *                         and the duplicate window drops its republish
+ *                         crash between the two brings the original
+ *                         back, it is answered from its record, and the
+ *                         duplicate window drops its republish
  *   past relay_max_attempts or relay_max_age
  *                         published to failed_subject (ID~g), ACKed
  *
+ * What replaces a message (the failed part, the remainder) is first
+ * stored as its outcome record (relay_js_rec.h), then published, then
+ * the message ACKed; a redelivery (delivery count > 1) with a record is
+ * answered from it: the same publications again (the duplicate window
+ * drops them), an ACK, nothing sent. First deliveries do no lookup.
  * A republished remainder is held once (its first delivery is NAKed
  * until X-Dkimpress-Next). Nothing is acknowledged before what replaces
  * it is stored; duplicates come only from the window between the next
- * hop's final reply and the ACK (measured, like the directory relay's).
+ * hop's final reply and the ACK or the record (measured, like the
+ * directory relay's).
  *
  * Test hooks (only in the test build, build/dkimpress-test: Makefile,
  * HOOK_SRC): with DKIMPRESS_RELAY_TRACE=FILE every worker appends "try
  * ID" before a transaction and "ack ID" after the message's ACK (or NAK)
- * to FILE, so a test that kills the relay can tell which duplicates the
- * window explains; with DKIMPRESS_RELAY_CRASH_REPUBLISHED set the relay
+ * to FILE ("rec ID" when its outcome record is stored, "replay ID" when
+ * a redelivery is answered from one), so a test that kills the relay can
+ * tell which duplicates the window explains; with DKIMPRESS_RELAY_CRASH_REPUBLISHED set the relay
  * kills itself (SIGKILL) right after storing a republished remainder,
  * before the original's ACK.
  *
