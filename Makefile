@@ -185,11 +185,15 @@ test-rsa-long: all $(BUILD)/tests/rsa_long
 unit-tests: $(UNIT_TESTS) $(TEST_TOOLS) $(BUILD)/dkimpress-test
 
 # 'make test' = set-up + build + every test; 'make check' skips set-up.
+# TEST_JOBS=2: the suites tests/run declares run_par (they mostly wait on
+# fsync, sleeps and servers) two at a time, the others alone; .ci/run
+# uses it for make test (docs/operations.md, "CI time").
+TEST_JOBS ?= 1
 test: deps
 	@$(MAKE) --no-print-directory check
 
 check: all unit-tests
-	@BUILD=$(BUILD) MAKEFLAGS= tests/run
+	@BUILD=$(BUILD) TEST_JOBS=$(TEST_JOBS) MAKEFLAGS= tests/run
 
 # ASan + UBSan with libc malloc (jemalloc and ASan both want malloc).
 SAN_VARS = BUILD=build/sanitize MALLOC=libc OPT=-O1 \

@@ -34,6 +34,10 @@ class MilterError(Exception):
 class Client:
     def __init__(self, host, port, timeout=30):
         self.s = socket.create_connection((host, port), timeout=timeout)
+        # the milter protocol is many small commands, each answered or
+        # not: without this, Nagle holds a command until the delayed ACK
+        # of the one before (40 ms, several times per message)
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.prot = 0
 
     def send(self, cmd, data=b""):
