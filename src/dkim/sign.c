@@ -59,18 +59,23 @@ struct keyctx {
 	EVP_MD_CTX *ed_v;	/* the check: Ed25519 verification template */
 };
 
-/* An RSA-2048 signature waiting for the 8-lane path (batch mode). */
+/* A signature waiting for dkp_sign_flush (batch mode): an RSA-2048 one
+ * for the 8-lane path, or an Ed25519 one, made there with the others. */
 struct pend {
 	struct dkp_key *key;	/* a reference, dropped after the flush */
 	unsigned char dig[32];
 	unsigned char sig[256];
+	size_t siglen;		/* 256 (RSA-2048) or 64 (Ed25519) */
 	struct dkp_buf *buf;	/* where its b= placeholder is */
 	size_t off;		/* the placeholder's first byte in buf */
 	size_t tag;
 };
 
-/* base64 of 256 bytes: 344 characters, the last two "==" */
-#define RSA2048_B64 344
+/* The signatures batch mode defers, by their length in bytes: RSA-2048
+ * (256; base64 344 characters, the last two "=="), Ed25519 (64; 88). */
+#define RSA2048_LEN 256
+#define ED25519_LEN 64
+#define B64_LEN(n) (4 * (((n) + 2) / 3))
 
 static atomic_uint_fast64_t n_checked, n_bad, n_lanes, n_groups, n_recomputed;
 
@@ -101,9 +106,10 @@ struct dkp_signer {
 	 * flipped before its check */
 	unsigned long corrupt_every;
 #endif
-	/* the RSA backend and batch mode (dkp_signer_set_batch) */
+	/* the RSA backend and batch mode (dkp_signer_set_batch): rsa8,
+	 * the 8-lane path takes the batch's RSA-2048 signatures */
 	enum dkp_rsa_backend backend;
-	int batch;
+	int batch, rsa8;
 	size_t tag;
 	struct pend *pend;
 	size_t npend, pend_cap;
@@ -168,8 +174,23 @@ int dkp_signer_set_backend(struct dkp_signer *s, enum dkp_rsa_backend b,
 
 void dkp_signer_set_batch(struct dkp_signer *s, int on, size_t tag)
 {
-	s->batch = on && s->backend != DKP_RSA_OPENSSL && dkp_rsa8_cpu_ok();
+	s->batch = on;
+	s->rsa8 = on && s->backend != DKP_RSA_OPENSSL && dkp_rsa8_cpu_ok();
 	s->tag = tag;
+}
+
+/* The length of k's signature when batch mode defers it, else 0: the
+ * RSA-2048 ones for the 8-lane path, and every Ed25519 one, so that the
+ * batch's signatures are made together, each kind in a run with its
+ * tables and contexts warm, not one at a time between the parsing and
+ * hashing of messages. */
+static size_t deferred_len(const struct dkp_signer *s, struct dkp_key *k)
+{
+	if (!s->batch)
+		return 0;
+	if (dkp_key_alg(k) == DKP_ALG_ED25519_SHA256)
+		return ED25519_LEN;
+	return s->rsa8 && dkp_key_rsa8(k) ? RSA2048_LEN : 0;
 }
 
 size_t dkp_sign_pending(const struct dkp_signer *s)
@@ -214,7 +235,7 @@ static void sweep_retired(struct dkp_signer *s)
 
 /* Queue dig for the 8-lane path under the current tag. */
 static struct pend *pend_push(struct dkp_signer *s, struct dkp_key *key,
-			      const unsigned char *dig)
+			      const unsigned char *dig, size_t siglen)
 {
 	struct pend *p;
 
@@ -227,6 +248,7 @@ static struct pend *pend_push(struct dkp_signer *s, struct dkp_key *key,
 	dkp_key_ref(key);
 	p->key = key;
 	memcpy(p->dig, dig, 32);
+	p->siglen = siglen;
 	p->tag = s->tag;
 	return p;
 }
@@ -420,16 +442,16 @@ static void corrupt_hook(struct dkp_signer *s)
 /* Write sig's base64 over the placeholder at p->off, past the folding. */
 static void pend_patch(const struct pend *p)
 {
-	unsigned char b64[RSA2048_B64 + 1];
+	unsigned char b64[B64_LEN(RSA2048_LEN) + 1];
+	size_t i = 0, n = B64_LEN(p->siglen);
 	char *o, *end;
-	size_t i = 0;
 
 	if (p->buf == NULL)
 		return;		/* dkp_sign_digests: the caller wants none */
 	o = p->buf->p + p->off;
 	end = p->buf->p + p->buf->len;
-	EVP_EncodeBlock(b64, p->sig, 256);
-	for (; o < end && i < RSA2048_B64; o++)
+	EVP_EncodeBlock(b64, p->sig, (int)p->siglen);
+	for (; o < end && i < n; o++)
 		if (*o != '\r' && *o != '\n' && *o != ' ' && *o != '\t')
 			*o = (char)b64[i++];
 }
@@ -440,59 +462,96 @@ static void pend_patch(const struct pend *p)
  */
 #define IFMA_MIN_LANES 3
 
-void dkp_sign_flush(struct dkp_signer *s,
-		    void (*fail)(void *ctx, size_t tag, const struct dkp_err *e),
-		    void *ctx)
+/* The batch's RSA-2048 signatures through the 8-lane path, in pend
+ * order into s->req; returns how many it took (a small remainder is
+ * left to OpenSSL). */
+static size_t flush_rsa8(struct dkp_signer *s)
 {
 	struct dkp_rsa8_counts cnt = { 0 };
-	struct dkp_err err;
-	size_t i, nifma = s->npend;
+	size_t i, n = 0;
 
-	if (s->npend == 0)
-		return;
-	if (nifma % 8 && nifma % 8 < IFMA_MIN_LANES && s->backend == DKP_RSA_AUTO)
-		nifma -= nifma % 8;
 	if (s->req_cap < s->npend) {
 		s->req_cap = s->npend;
 		s->req = dkp_realloc(s->req, s->req_cap * sizeof(*s->req));
 	}
-	for (i = 0; i < nifma; i++) {
-		struct dkp_rsa8_req *r = &s->req[i];
+	for (i = 0; i < s->npend; i++) {
+		struct dkp_rsa8_req *r = &s->req[n];
 
+		if (s->pend[i].siglen != RSA2048_LEN)
+			continue;
 		r->key = dkp_key_rsa8(s->pend[i].key);
 		r->pk = dkp_key_pkey(s->pend[i].key);
 		r->digest = s->pend[i].dig;
 		r->sig = s->pend[i].sig;
 		r->status = -1;
+		n++;
 	}
-	if (nifma)
-		dkp_rsa8_sign(s->req, nifma, &cnt);
+	if (n % 8 && n % 8 < IFMA_MIN_LANES && s->backend == DKP_RSA_AUTO)
+		n -= n % 8;
+	if (n)
+		dkp_rsa8_sign(s->req, n, &cnt);
 	atomic_fetch_add(&n_lanes, cnt.lanes);
 	atomic_fetch_add(&n_groups, cnt.groups);
-	atomic_fetch_add(&n_checked, nifma);
+	atomic_fetch_add(&n_checked, n);
+	return n;
+}
+
+/* What the 8-lane path said of one signature (its check, and OpenSSL's
+ * remake when the check failed): 0 good, -1 not released (err set). */
+static int lane_result(int status, struct dkp_err *err)
+{
+	if (status == 1) {
+		atomic_fetch_add(&n_recomputed, 1);
+		dkp_error("an 8-lane RSA signature failed its check and was made again by OpenSSL (a faulty computation; the wrong one was not released)");
+	}
+	if (status >= 0)
+		return 0;
+	atomic_fetch_add(&n_bad, 1);
+	dkp_err_set(err, DKP_E_BADSIG, 0, "self-verify",
+		    "no RSA signature passed its check, neither the 8-lane nor OpenSSL's: not released");
+	return -1;
+}
+
+/* A deferred signature the 8-lane path did not take (Ed25519, or an RSA
+ * remainder) made by OpenSSL and checked as dkp_sign would. */
+static int flush_one(struct dkp_signer *s, struct pend *p, struct dkp_err *err)
+{
+	if (sign_digest(s, p->key, p->dig, err) != DKP_OK)
+		return -1;
+	corrupt_hook(s);
+	if (check_due(s, p->key, p->dig, err) != DKP_OK)
+		return -1;
+	if (s->sig.len != p->siglen) {
+		dkp_err_set(err, DKP_E_CRYPTO, 0, "sign",
+			    "a %s signature of %zu bytes, not %zu", dkp_alg_name(dkp_key_alg(p->key)),
+			    s->sig.len, p->siglen);
+		return -1;
+	}
+	memcpy(p->sig, s->sig.p, p->siglen);
+	return 0;
+}
+
+void dkp_sign_flush(struct dkp_signer *s,
+		    void (*fail)(void *ctx, size_t tag, const struct dkp_err *e),
+		    void *ctx)
+{
+	struct dkp_err err;
+	size_t i, r = 0, nifma;
+
+	if (s->npend == 0)
+		return;
+	/* every RSA-2048 one first, eight at a time; then the rest in
+	 * order, one kind after another in a warm run */
+	nifma = flush_rsa8(s);
 	for (i = 0; i < s->npend; i++) {
 		struct pend *p = &s->pend[i];
 		int st;
 
 		dkp_err_clear(&err);
-		if (i < nifma) {
-			st = s->req[i].status;
-			if (st == 1) {
-				atomic_fetch_add(&n_recomputed, 1);
-				dkp_error("an 8-lane RSA signature failed its check and was made again by OpenSSL (a faulty computation; the wrong one was not released)");
-			}
-			if (st < 0) {
-				atomic_fetch_add(&n_bad, 1);
-				dkp_err_set(&err, DKP_E_BADSIG, 0, "self-verify",
-					    "no RSA signature passed its check, neither the 8-lane nor OpenSSL's: not released");
-			}
-		} else if (sign_digest(s, p->key, p->dig, &err) == DKP_OK &&
-			   check_due(s, p->key, p->dig, &err) == DKP_OK) {
-			memcpy(p->sig, s->sig.p, 256);
-			st = 0;
-		} else {
-			st = -1;
-		}
+		if (p->siglen == RSA2048_LEN && r < nifma)
+			st = lane_result(s->req[r++].status, &err);
+		else
+			st = flush_one(s, p, &err);
 		if (st < 0) {
 			if (fail)
 				fail(ctx, p->tag, &err);
@@ -521,7 +580,9 @@ int dkp_sign_digests(struct dkp_signer *s, struct dkp_key *const *k,
 
 	dkp_err_clear(err);
 	for (i = 0; i < n; i++) {
-		if (!(s->batch && dkp_key_rsa8(k[i]))) {
+		size_t dl = deferred_len(s, k[i]);
+
+		if (dl == 0) {
 			if ((rc = sign_digest(s, k[i], dig[i], err)) != DKP_OK ||
 			    (rc = check_due(s, k[i], dig[i], err)) != DKP_OK) {
 				pend_drop(s, 0);
@@ -529,7 +590,7 @@ int dkp_sign_digests(struct dkp_signer *s, struct dkp_key *const *k,
 			}
 			continue;
 		}
-		pend_push(s, k[i], dig[i]);
+		pend_push(s, k[i], dig[i], dl);
 	}
 	dkp_sign_flush(s, digests_failed, err);
 	return err->code;
@@ -722,13 +783,16 @@ static int sign_parts(struct dkp_signer *s, const struct dkp_msg *m,
 	    !EVP_DigestUpdate(s->md, s->hdr.p, s->hdr.len) ||
 	    !EVP_DigestFinal_ex(s->md, dig, &dlen))
 		return dkp_err_ssl(err, DKP_E_CRYPTO, "hash", "header hash");
-	if (deferred && s->batch && dkp_key_rsa8(key)) {
-		/* the 8-lane path signs it in dkp_sign_flush */
-		pend_push(s, key, dig);
-		dkp_buf_reserve(b64, RSA2048_B64);
-		memset(b64->p + b64->len, 'A', RSA2048_B64 - 2);
-		memcpy(b64->p + b64->len + RSA2048_B64 - 2, "==", 2);
-		b64->len += RSA2048_B64;
+	if (deferred && (len = deferred_len(s, key)) != 0) {
+		/* made in dkp_sign_flush: a placeholder of its length, with
+		 * its padding, so that folding places it as it will be */
+		size_t chars = B64_LEN(len), pad = (3 - len % 3) % 3;
+
+		pend_push(s, key, dig, len);
+		dkp_buf_reserve(b64, chars);
+		memset(b64->p + b64->len, 'A', chars - pad);
+		memset(b64->p + b64->len + chars - pad, '=', pad);
+		b64->len += chars;
 		b64->p[b64->len] = '\0';
 		*deferred = 1;
 		return DKP_OK;

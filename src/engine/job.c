@@ -243,6 +243,24 @@ static int plan_esp(struct dkp_snap *s, struct dkp_tmsg *m, struct dkp_msg *msg,
 	return 0;
 }
 
+/* Reject m because its signing failed (err): what the message itself
+ * causes fails the same way again (a signed result over the limits), and
+ * a signature that failed its check is never retried; the rest (a crypto
+ * library error) may pass later. */
+static void sign_failed(struct dkp_tmsg *m, struct dkp_err *err)
+{
+	char swhy[sizeof(err->msg)];
+	int temp = !(err->code == DKP_E_LIMIT || err->code == DKP_E_SYNTAX ||
+		     err->code == DKP_E_FROM || err->code == DKP_E_BADSIG);
+
+	if (err->code == DKP_E_BADSIG)
+		dkp_error("SELF-VERIFICATION FAILED for message %s: %s; moved to failed/, not published",
+			  m->id, err->msg);
+	memcpy(swhy, err->msg, sizeof(swhy));
+	dkp_err_set(err, err->code, temp, "sign", "signing failed: %.280s", swhy);
+	dkp_tmsg_reject(m, err);
+}
+
 /* missing_key: what a message without a customer key becomes; -1:
  * rejected. */
 static int no_customer_key(const struct dkp_config *c, struct dkp_tmsg *m,
@@ -273,18 +291,7 @@ static void signed_or_rejected(struct dkp_job *j, struct dkp_snap *s,
 	struct dkp_err *err = &m->err;
 
 	if (dkp_sign(j->signer, msg, p->sp, p->n, sigs, err) != DKP_OK) {
-		char swhy[sizeof(err->msg)];
-		/* what the message itself causes fails the same way again
-		 * (a signed result over the limits); the rest may pass */
-		int temp = !(err->code == DKP_E_LIMIT || err->code == DKP_E_SYNTAX ||
-			     err->code == DKP_E_FROM || err->code == DKP_E_BADSIG);
-
-		if (err->code == DKP_E_BADSIG)
-			dkp_error("SELF-VERIFICATION FAILED for message %s: %s; moved to failed/, not published",
-				  m->id, err->msg);
-		memcpy(swhy, err->msg, sizeof(swhy));
-		dkp_err_set(err, err->code, temp, "sign", "signing failed: %.280s", swhy);
-		dkp_tmsg_reject(m, err);
+		sign_failed(m, err);
 		return;
 	}
 	m->out[1].iov_base = sigs->p;
@@ -409,17 +416,15 @@ void dkp_job_trim(struct dkp_job *j, size_t keep)
 	}
 }
 
-/* dkp_sign_flush could not make a queued signature of message tag. */
+/* dkp_sign_flush could not make a queued signature of message tag: the
+ * message is not released, as when dkp_sign itself fails. */
 static void batch_fail(void *ctx, size_t tag, const struct dkp_err *e)
 {
 	struct dkp_tmsg *m = (struct dkp_tmsg *)ctx + tag;
 	struct dkp_err err = *e;
 
-	dkp_error("SELF-VERIFICATION FAILED for message %s: %s; moved to failed/, not published",
-		  m->id, e->msg);
-	err.temp = 0;
 	m->nout = 0;
-	dkp_tmsg_reject(m, &err);
+	sign_failed(m, &err);
 }
 
 void dkp_job_sign(struct dkp_job *j, struct dkp_snap *s, struct dkp_tmsg *m,
@@ -433,8 +438,9 @@ void dkp_job_sign(struct dkp_job *j, struct dkp_snap *s, struct dkp_tmsg *m,
 			      s->cfg->self_verify_rsa_only);
 	if (dkp_signer_set_backend(j->signer, s->cfg->rsa_backend, &err) != DKP_OK)
 		dkp_signer_set_backend(j->signer, DKP_RSA_OPENSSL, &err);
-	/* RSA-2048 signatures of the whole batch (all of every message)
-	 * wait here and are made eight at a time (dkp_sign_flush) */
+	/* the batch's RSA-2048 signatures (all of every message) wait here
+	 * and are made eight at a time, its Ed25519 ones in a run after
+	 * them (dkp_sign_flush) */
 	for (i = 0; i < n && i < j->cap; i++)
 		m[i].align = DKP_ALIGN_UNCHECKED;
 	for (i = 0; i < n && i < j->cap; i++)
