@@ -56,6 +56,10 @@ struct row {
 	unsigned engines;	/* processes (engineN: N; 1 for io, engine) */
 	double msgs, seconds, bytes, cpu, rss_mb, rss_max_mb, p50, p99;
 	double sigs_per_s, msgs_per_s;
+	/* CPU while the work was done: an engine's from its first claim to
+	 * its end, without its start (configuration, key loading), which
+	 * wait4's cpu counts; the crypto phase's cpu is that already */
+	double work_cpu;
 };
 
 /* Engines of phase ph: N for engineN, 0 for the others. */
@@ -265,6 +269,7 @@ static int phase_crypto(struct dkp_snap *s, unsigned seconds, struct row *r)
 	r->ok = !failed;
 	r->seconds = el;
 	r->cpu = cpu_self() - c0;
+	r->work_cpu = r->cpu;
 	r->sigs_per_s = el > 0 ? (double)sigs / el : 0;
 	/* a message costs its customer and ESP signatures */
 	per = (ncust ? cpm : 0) + s->esp.n;
@@ -471,7 +476,7 @@ struct child {
 	pid_t pid;
 	int status;
 	struct rusage ru;
-	double msgs, seconds, bytes, p50, p99, renamed;
+	double msgs, seconds, bytes, p50, p99, renamed, work_cpu;
 	char log[4100], stats[4100];
 };
 
@@ -606,6 +611,7 @@ static int read_child(struct child *x, unsigned ph, unsigned e, unsigned nproc)
 	js = b.p;
 	x->msgs = json_num(js, "signed") + json_num(js, "esp_only");
 	x->seconds = json_num(js, "seconds");
+	x->work_cpu = json_num(js, "cpu_s");
 	x->bytes = json_num(js, "bytes");
 	x->p50 = json_num(js, "p50_ms");
 	x->p99 = json_num(js, "p99_ms");
@@ -638,6 +644,7 @@ static int sum_children(struct child *ch, unsigned nproc, unsigned ph,
 		r->msgs += x->msgs;
 		r->bytes += x->bytes;
 		r->cpu += cpu_of(&x->ru);
+		r->work_cpu += x->work_cpu;
 		r->rss_mb += rss;
 		if (rss > r->rss_max_mb)
 			r->rss_max_mb = rss;
@@ -768,7 +775,7 @@ static void json_row(FILE *f, const char *label, const struct dkp_config *cfg,
 		"\"seconds\":%.4f,\"msgs_per_s\":%.1f,\"mb_per_s\":%.2f,"
 		"\"cpu_s_per_1k\":%.4f,\"peak_rss_mb\":%.1f,\"p50_ms\":%.3f,"
 		"\"p99_ms\":%.3f,\"sigs_per_s\":%.1f,\"bound_msgs_per_s\":%.1f,"
-		"\"ratio\":%.4f,\"peak_rss_max_mb\":%.1f}\n",
+		"\"ratio\":%.4f,\"peak_rss_max_mb\":%.1f,\"work_cpu_s_per_1k\":%.4f}\n",
 		label, ph_name(ph), r->engines, cfg->threads, cfg->batch, cfg->uring_depth,
 		cfg->flush == DKP_FLUSH_FILES ? "files" : "filesystem", runs,
 		r->msgs, r->seconds, r->msgs_per_s,
@@ -776,7 +783,7 @@ static void json_row(FILE *f, const char *label, const struct dkp_config *cfg,
 		r->msgs > 0 ? r->cpu / r->msgs * 1000 : 0, r->rss_mb, r->p50,
 		r->p99, r->sigs_per_s, bound,
 		bound > 0 && ph != PH_CRYPTO ? r->msgs_per_s / bound : 0,
-		r->rss_max_mb);
+		r->rss_max_mb, r->msgs > 0 ? r->work_cpu / r->msgs * 1000 : 0);
 }
 
 /* The rows' label: --label or CONF's file name, safe inside JSON. */

@@ -65,6 +65,7 @@ static void on_signal(int sig)
 struct run {
 	const struct dkp_run_opts *o;
 	double t0, last_progress;
+	double cpu0;		/* dkp_cpu_now() at t0: the keys loaded */
 	struct dkp_pool *pool;
 	struct dkp_metrics *metrics;	/* NULL: no metrics_listen */
 };
@@ -212,7 +213,8 @@ static void hook_tick(void *ctx, struct dkp_pool *p)
 
 /* The run's figures as one JSON object, for `dkimpress bench`. */
 static int write_stats(const char *path, struct dkp_pool *p, const unsigned long *n,
-		       unsigned long bytes, double el, const struct dkp_config *c)
+		       unsigned long bytes, double el, double cpu,
+		       const struct dkp_config *c)
 {
 	const struct dkp_stats *st = dkp_pool_stats(p);
 	struct dkp_sign_counts sc;
@@ -233,12 +235,13 @@ static int write_stats(const char *path, struct dkp_pool *p, const unsigned long
 		(unsigned long)atomic_load(&n_reload_failures));
 	dkp_alignrep_json(f, st);
 	fprintf(f, "\"signed\":%lu,\"esp_only\":%lu,\"deferred\":%lu,\"failed\":%lu,"
-		"\"gone\":%lu,\"bytes\":%lu,\"seconds\":%.6f,\"threads\":%u,\"batch\":%u,"
+		"\"gone\":%lu,\"bytes\":%lu,\"seconds\":%.6f,\"cpu_s\":%.6f,"
+		"\"threads\":%u,\"batch\":%u,"
 		"\"renamed\":%lu,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
 		"\"checked\":%llu,\"bad_signatures\":%llu,\"ifma_lanes\":%llu,"
 		"\"ifma_groups\":%llu,\"recomputed\":%llu}\n",
 		n[DKP_OUT_SIGNED], n[DKP_OUT_ESP_ONLY], n[DKP_OUT_DEFERRED],
-		n[DKP_OUT_FAILED], n[DKP_OUT_GONE], bytes, el, c->threads, c->batch,
+		n[DKP_OUT_FAILED], n[DKP_OUT_GONE], bytes, el, cpu, c->threads, c->batch,
 		(unsigned long)atomic_load(&st->renamed),
 		dkp_stats_latency_ms(st, 0.50), dkp_stats_latency_ms(st, 0.99),
 		(unsigned long long)sc.checked, (unsigned long long)sc.bad,
@@ -468,8 +471,9 @@ static int finish(struct run *r, struct dkp_qdir *q, struct dkp_js *js, int fata
 		fatal ? "stopped: the queue cannot be worked" :
 		sig_stop ? (left > 0 ? "stopped by signal before the queue was drained"
 				     : "stopped by signal") : NULL, js != NULL);
-	if (o->stats_path && write_stats(o->stats_path, r->pool, n, bytes, el,
-					 dkp_pool_snap(r->pool)->cfg) < 0)
+	if (o->stats_path &&
+	    write_stats(o->stats_path, r->pool, n, bytes, el, dkp_cpu_now() - r->cpu0,
+			dkp_pool_snap(r->pool)->cfg) < 0)
 		dkp_error("cannot write %s: %s", o->stats_path, strerror(errno));
 	if (fatal)
 		return fatal;
@@ -512,7 +516,7 @@ static int load_conf(const struct dkp_run_opts *o, struct dkp_snap **snap)
 
 int dkp_run(const struct dkp_run_opts *o)
 {
-	struct run r = { o, 0, 0, NULL, NULL };
+	struct run r = { o, 0, 0, 0, NULL, NULL };
 	struct dkp_pool_hooks hooks = { hook_stop, hook_tick, &r };
 	struct dkp_pool_cfg pc;
 	struct dkp_snap *snap = NULL;
@@ -569,6 +573,7 @@ int dkp_run(const struct dkp_run_opts *o)
 	log_start(&r, c, q, js);
 	dkp_pool_release(r.pool);
 	r.t0 = dkp_mono_now();
+	r.cpu0 = dkp_cpu_now();
 	/* recovery done, workers running (and the endpoint serving) */
 	notify("READY=1\nSTATUS=signing %s", q ? c->in_dir : c->js.in_stream);
 	fatal = dkp_pool_dispatch(r.pool, &hooks);
