@@ -82,6 +82,7 @@ static atomic_uint_fast64_t n_checked, n_bad, n_lanes, n_groups, n_recomputed;
 struct dkp_signer {
 	EVP_MD *sha256;
 	EVP_MD_CTX *md, *work;
+	EVP_MD_CTX *pre;	/* SHA-256 after the hdr_pre shared bytes */
 	struct dkp_hsink sink;
 	struct dkp_buf hdr, sig, b64;
 	unsigned char *used;
@@ -130,7 +131,8 @@ struct dkp_signer *dkp_signer_new(void)
 	s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
 	s->md = EVP_MD_CTX_new();
 	s->work = EVP_MD_CTX_new();
-	if (s->sha256 == NULL || s->md == NULL || s->work == NULL)
+	s->pre = EVP_MD_CTX_new();
+	if (s->sha256 == NULL || s->md == NULL || s->work == NULL || s->pre == NULL)
 		dkp_fatal("OpenSSL cannot provide SHA-256");
 	dkp_buf_init(&s->hdr);
 	dkp_buf_init(&s->sig);
@@ -273,6 +275,7 @@ void dkp_signer_free(struct dkp_signer *s)
 	EVP_MD_free(s->sha256);
 	EVP_MD_CTX_free(s->md);
 	EVP_MD_CTX_free(s->work);
+	EVP_MD_CTX_free(s->pre);
 	dkp_buf_free(&s->hdr);
 	dkp_buf_free(&s->sig);
 	dkp_buf_free(&s->b64);
@@ -772,15 +775,21 @@ static int sign_parts(struct dkp_signer *s, const struct dkp_msg *m,
 	if (reuse) {
 		s->hdr.len = s->hdr_pre;
 	} else {
+		/* the chosen fields, hashed once for every signature that
+		 * shares them (the hash state copied, not the bytes hashed
+		 * again) */
 		grow_scratch(s, m, 0);
 		dkp_buf_reset(&s->hdr);
 		dkp_sign_hash_fields(m, hc, names, lens, n, s->used, &s->hdr);
 		s->hdr_pre = s->hdr.len;
+		if (!EVP_DigestInit_ex2(s->pre, s->sha256, NULL) ||
+		    !EVP_DigestUpdate(s->pre, s->hdr.p, s->hdr.len))
+			return dkp_err_ssl(err, DKP_E_CRYPTO, "hash", "header hash");
 	}
 	dkp_buf_add(&s->hdr, cpre, cprelen);
 	dkp_canon_header_tail(hc, tail, tlen, &s->hdr);
-	if (!EVP_DigestInit_ex2(s->md, s->sha256, NULL) ||
-	    !EVP_DigestUpdate(s->md, s->hdr.p, s->hdr.len) ||
+	if (!EVP_MD_CTX_copy_ex(s->md, s->pre) ||
+	    !EVP_DigestUpdate(s->md, s->hdr.p + s->hdr_pre, s->hdr.len - s->hdr_pre) ||
 	    !EVP_DigestFinal_ex(s->md, dig, &dlen))
 		return dkp_err_ssl(err, DKP_E_CRYPTO, "hash", "header hash");
 	if (deferred && (len = deferred_len(s, key)) != 0) {
