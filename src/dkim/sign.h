@@ -38,13 +38,15 @@ int dkp_signer_set_backend(struct dkp_signer *s, enum dkp_rsa_backend b,
 int dkp_sign_ifma_available(void);
 
 /*
- * Batch mode (only with the 8-lane backend): dkp_sign leaves the b= of
- * each RSA-2048 signature as a placeholder of the right length and queues
- * its digest under tag; dkp_sign_flush computes the queued signatures in
- * groups of eight and writes them into the buffers dkp_sign wrote (which
- * must be neither moved nor freed in between). A signature that cannot be
- * made calls fail(ctx, tag, err) and its buffer keeps the placeholder:
- * the caller must not release that message.
+ * Batch mode: dkp_sign leaves the b= of each Ed25519 signature, and with
+ * the 8-lane backend of each RSA-2048 one, as a placeholder of the right
+ * length and queues its digest under tag; dkp_sign_flush computes the
+ * queued RSA-2048 signatures in groups of eight, then the others one
+ * after another, each checked as dkp_sign would, and writes them into the
+ * buffers dkp_sign wrote (which must be neither moved nor freed in
+ * between). A signature that cannot be made calls fail(ctx, tag, err) and
+ * its buffer keeps the placeholder: the caller must not release that
+ * message.
  */
 void dkp_signer_set_batch(struct dkp_signer *s, int on, size_t tag);
 size_t dkp_sign_pending(const struct dkp_signer *s);
@@ -54,9 +56,10 @@ void dkp_sign_flush(struct dkp_signer *s,
 
 /*
  * Sign n digests with keys k as dkp_sign would (the benchmark's crypto
- * phase): in batch mode RSA-2048 ones eight at a time, each checked; the
- * others one by one, checked as dkp_signer_set_verify says. The
- * signatures themselves are dropped.
+ * phase): in batch mode RSA-2048 ones eight at a time, each checked, and
+ * the Ed25519 ones after them; the others one by one; those not made by
+ * the 8-lane path checked as dkp_signer_set_verify says. The signatures
+ * themselves are dropped.
  */
 int dkp_sign_digests(struct dkp_signer *s, struct dkp_key *const *k,
 		     const unsigned char (*dig)[32], size_t n,
