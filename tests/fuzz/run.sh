@@ -21,7 +21,8 @@
 # 120: starved of CPU, a 10 ms input once "took" 13 s).
 # FUZZ_KEEP=1 (make fuzz-long): the work copy is kept and grown across
 # runs (seeds are added, nothing is removed), and each target's line also
-# gives its seconds and the corpus size at the end.
+# gives its wall and CPU seconds (the fuzzer's user + system time, from
+# wait) and the corpus size at the end.
 set -u
 
 B=${FUZZ_BUILD:-build/fuzz}
@@ -41,10 +42,11 @@ case "$JOBS" in '' | *[!0-9]* | 0) JOBS=1 ;; esac
 
 mkdir -p "$O/work" "$O/crashes" "$O/logs"
 
-# run_one NAME: fuzz, then write "EXECS RC" to $O/logs/NAME.result
+# run_one NAME: fuzz, then write "EXECS RC SECONDS FILES KB CPU" to
+# $O/logs/NAME.result
 run_one() {
 	local name=$1 bin=$B/bin/fuzz_$1 work=$O/work/$1 out=$O/crashes/$1
-	local log=$O/logs/$1.log dict=() rc execs t0 files
+	local log=$O/logs/$1.log dict=() rc execs t0 files cpu
 
 	[ "${FUZZ_KEEP:-0}" = 1 ] || rm -rf "$work"
 	mkdir -p "$work" "$out"
@@ -66,8 +68,14 @@ run_one() {
 		# no final stats (killed hard): the last "#N" status line
 		execs=$(sed -n 's/^#\([0-9][0-9]*\)[[:space:]].*/\1/p' "$log" | tail -n 1)
 	fi
+	# the CPU seconds (user + system) of the children this subshell
+	# waited for, the fuzzer and the commands above: `times` in this
+	# shell (in a command substitution it would count that one's)
+	times >"$O/logs/$name.times"
+	cpu=$(sed -n 2p "$O/logs/$name.times" |
+		awk '{ n = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); n += a[1] * 60 + a[2] } printf "%.0f", n }')
 	files=$(find "$work" -type f | wc -l)
-	echo "${execs:-0} $rc $(($(date +%s) - t0)) $files $(du -sk "$work" | cut -f1)" \
+	echo "${execs:-0} $rc $(($(date +%s) - t0)) $files $(du -sk "$work" | cut -f1) ${cpu:-0}" \
 		>"$O/logs/$name.result"
 }
 
@@ -87,9 +95,10 @@ wait
 total=0 crashes=0 n=0
 for name in "$@"; do
 	n=$((n + 1))
-	read -r execs rc secs files kb <"$O/logs/$name.result"
+	read -r execs rc secs files kb cpu <"$O/logs/$name.result"
 	stats=""
-	[ "${FUZZ_KEEP:-0}" = 1 ] && stats=" in $secs s (corpus: $files files, $kb KB)"
+	[ "${FUZZ_KEEP:-0}" = 1 ] &&
+		stats=" in $secs s, ${cpu:-?} CPU s (corpus: $files files, $kb KB)"
 	total=$((total + execs))
 	# slow-unit-*: an input that took over 10 s (libFuzzer keeps it and
 	# goes on); on a busy machine a starved process is slow, not wrong
