@@ -317,8 +317,7 @@ fuzz: fuzz-build
 # grown across campaigns in build/fuzz/long/work (seeds added each time);
 # each target's line adds its wall and CPU seconds and corpus size; an
 # input may take 120 s of wall time, not 10 (a starved process is slow,
-# not hung). The
-# campaigns run so far are recorded in tests/fuzz/README.md.
+# not hung). The campaigns run so far are recorded in tests/fuzz/README.md.
 FUZZ_LONG_SECONDS ?= 14400
 FUZZ_LONG_JOBS    ?= $(words $(FUZZ_NAMES))
 fuzz-long: fuzz-build

@@ -91,14 +91,6 @@ static double cpu_of(const struct rusage *ru)
 	       (double)ru->ru_stime.tv_sec + ru->ru_stime.tv_usec / 1e6;
 }
 
-static double cpu_self(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return cpu_of(&ru);
-}
-
 /* ---- crypto bound ---- */
 
 struct cthread {
@@ -243,7 +235,7 @@ static int phase_crypto(struct dkp_snap *s, unsigned seconds, struct row *r)
 	}
 	t = dkp_calloc(c->threads, sizeof(*t));
 	t0 = dkp_mono_now();
-	c0 = cpu_self();
+	c0 = dkp_cpu_now();
 	for (i = 0; !failed && i < c->threads; i++) {
 		t[i].id = (unsigned)i;
 		for (t[i].nesp = 0; t[i].nesp < s->esp.n; t[i].nesp++)
@@ -268,7 +260,7 @@ static int phase_crypto(struct dkp_snap *s, unsigned seconds, struct row *r)
 	r->done = 1;
 	r->ok = !failed;
 	r->seconds = el;
-	r->cpu = cpu_self() - c0;
+	r->cpu = dkp_cpu_now() - c0;
 	r->work_cpu = r->cpu;
 	r->sigs_per_s = el > 0 ? (double)sigs / el : 0;
 	/* a message costs its customer and ESP signatures */
