@@ -5,7 +5,6 @@
  */
 #include "dkim/canon.h"
 
-#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
@@ -14,11 +13,43 @@ static int is_wsp(char c)
 	return c == ' ' || c == '\t';
 }
 
+/*
+ * 3.4.2 on a value: unfold (drop each CRLF, keep the WSP), WSP runs
+ * become one SP, none at the end; none at the start either unless
+ * started. Writes to o (room for len bytes) and returns its new end;
+ * local pointers, not the buffer's fields, so that the compiler keeps
+ * them in registers (this runs for every signature of every message).
+ */
+static char *relaxed_value(const char *f, size_t len, int started, char *o)
+{
+	const char *end = f + len;
+	int pending_sp = 0;
+
+	while (f < end) {
+		char ch = *f++;
+
+		if (ch == '\r' && f < end && *f == '\n') {
+			f++;	/* unfold: drop the CRLF, keep the WSP */
+			continue;
+		}
+		if (is_wsp(ch)) {
+			pending_sp = 1;
+			continue;
+		}
+		if (pending_sp && started)
+			*o++ = ' ';
+		pending_sp = 0;
+		started = 1;
+		*o++ = ch;
+	}
+	return o;
+}
+
 void dkp_canon_header(enum dkp_canon c, const char *f, size_t len,
 		      size_t name_len, int crlf, struct dkp_buf *out)
 {
 	size_t i, vstart;
-	int pending_sp = 0, started = 0;
+	char *o;
 
 	if (c == DKP_CANON_SIMPLE) {
 		/* 3.4.1: no change at all. */
@@ -30,62 +61,36 @@ void dkp_canon_header(enum dkp_canon c, const char *f, size_t len,
 	/* 3.4.2: lower-case the name; unfold; WSP runs become one SP; no WSP
 	 * at the end of the value nor around the colon. */
 	dkp_buf_reserve(out, len + 2);
-	for (i = 0; i < name_len; i++)
-		out->p[out->len++] = (char)tolower((unsigned char)f[i]);
-	out->p[out->len++] = ':';
+	o = out->p + out->len;
+	for (i = 0; i < name_len; i++) {
+		unsigned char ch = (unsigned char)f[i];
+
+		*o++ = (char)(ch >= 'A' && ch <= 'Z' ? ch + ('a' - 'A') : ch);
+	}
+	*o++ = ':';
 	for (vstart = name_len; vstart < len && f[vstart] != ':'; vstart++)
 		;
 	if (len >= 2 && f[len - 2] == '\r' && f[len - 1] == '\n')
 		len -= 2;
-	for (i = vstart + 1; i < len; i++) {
-		char ch = f[i];
-
-		if (ch == '\r' && i + 1 < len && f[i + 1] == '\n') {
-			i++;	/* unfold: drop the CRLF, keep the WSP */
-			continue;
-		}
-		if (is_wsp(ch)) {
-			pending_sp = 1;
-			continue;
-		}
-		if (pending_sp && started)
-			out->p[out->len++] = ' ';
-		pending_sp = 0;
-		started = 1;
-		out->p[out->len++] = ch;
-	}
+	if (vstart + 1 < len)
+		o = relaxed_value(f + vstart + 1, len - vstart - 1, 0, o);
 	if (crlf) {
-		out->p[out->len++] = '\r';
-		out->p[out->len++] = '\n';
+		*o++ = '\r';
+		*o++ = '\n';
 	}
+	out->len = (size_t)(o - out->p);
 	out->p[out->len] = '\0';
 }
 
 void dkp_canon_header_tail(enum dkp_canon c, const char *p, size_t len,
 			   struct dkp_buf *out)
 {
-	size_t i;
-	int pending_sp = 0;
-
 	if (c == DKP_CANON_SIMPLE) {
 		dkp_buf_add(out, p, len);
 		return;
 	}
 	dkp_buf_reserve(out, len);
-	for (i = 0; i < len; i++) {
-		if (p[i] == '\r' && i + 1 < len && p[i + 1] == '\n') {
-			i++;
-			continue;
-		}
-		if (is_wsp(p[i])) {
-			pending_sp = 1;
-			continue;
-		}
-		if (pending_sp)
-			out->p[out->len++] = ' ';
-		pending_sp = 0;
-		out->p[out->len++] = p[i];
-	}
+	out->len = (size_t)(relaxed_value(p, len, 1, out->p + out->len) - out->p);
 	out->p[out->len] = '\0';
 }
 

@@ -2,7 +2,6 @@
  * hdr_tmpl.h. */
 #include "dkim/hdr_tmpl.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #include "dkim/canon.h"
@@ -41,19 +40,40 @@ void dkp_tmpl_cache_free(struct dkp_tmpl_cache *c)
 	dkp_free(c);
 }
 
+/* The cache key: alg, c= (one byte each), then "domain:selector", cut
+ * at cap (a domain and a selector that long are refused before this).
+ * Built with memcpy: this runs for every signature. */
+static size_t tmpl_key(char *key, size_t cap, enum dkp_alg alg,
+		       enum dkp_canon hc, enum dkp_canon bc, const char *domain,
+		       const char *selector)
+{
+	size_t dl = strlen(domain), sl = strlen(selector), n = 3;
+
+	key[0] = (char)('0' + (int)alg);
+	key[1] = (char)('0' + (int)hc);
+	key[2] = (char)('0' + (int)bc);
+	if (dl > cap - n)
+		dl = cap - n;
+	memcpy(key + n, domain, dl);
+	n += dl;
+	if (n < cap)
+		key[n++] = ':';
+	if (sl > cap - n)
+		sl = cap - n;
+	memcpy(key + n, selector, sl);
+	return n + sl;
+}
+
 const struct dkp_tmpl *dkp_tmpl_get(struct dkp_tmpl_cache *c, enum dkp_alg alg,
 				    enum dkp_canon hc, enum dkp_canon bc,
 				    const char *domain, const char *selector)
 {
 	char key[512];
-	int n = snprintf(key, sizeof(key), "%d%d%d%s:%s", (int)alg, (int)hc,
-			 (int)bc, domain, selector);
+	size_t n = tmpl_key(key, sizeof(key), alg, hc, bc, domain, selector);
 	struct dkp_tmpl *t;
 	struct dkp_sigfmt f;
 
-	if (n < 0 || (size_t)n >= sizeof(key))
-		n = sizeof(key) - 1;
-	t = dkp_htab_get(c->t, key, (size_t)n);
+	t = dkp_htab_get(c->t, key, n);
 	if (t)
 		return t;
 	if (dkp_htab_count(c->t) >= c->max) {
@@ -70,7 +90,7 @@ const struct dkp_tmpl *dkp_tmpl_get(struct dkp_tmpl_cache *c, enum dkp_alg alg,
 	t->col = dkp_sigfmt_prefix(&f, &t->raw);
 	dkp_canon_header(hc, t->raw.p, t->raw.len, strlen("DKIM-Signature"), 0,
 			 &t->canon);
-	dkp_htab_put(c->t, key, (size_t)n, t);
+	dkp_htab_put(c->t, key, n, t);
 	c->builds++;
 	return t;
 }

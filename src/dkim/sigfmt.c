@@ -58,6 +58,35 @@ static void unitf(struct out *o, const char *fmt, ...)
 	unit(o, tmp, (size_t)n);
 }
 
+/* One "tag=value;" unit (tag includes its '='), without printf: the
+ * units after the template are rendered for every signature. */
+static void unit_kv(struct out *o, const char *tag, const char *v, size_t vlen)
+{
+	char tmp[600];
+	size_t tl = strlen(tag);
+
+	if (tl + vlen + 1 > sizeof(tmp))
+		vlen = sizeof(tmp) - tl - 1;
+	memcpy(tmp, tag, tl);
+	memcpy(tmp + tl, v, vlen);
+	tmp[tl + vlen] = ';';
+	unit(o, tmp, tl + vlen + 1);
+}
+
+/* A "tag=decimal;" unit (t=, x=). */
+static void unit_num(struct out *o, const char *tag, int64_t v)
+{
+	char d[24], *p = d + sizeof(d);
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+	do
+		*--p = (char)('0' + u % 10);
+	while ((u /= 10) != 0);
+	if (v < 0)
+		*--p = '-';
+	unit_kv(o, tag, p, (size_t)(d + sizeof(d) - p));
+}
+
 /* h=name:name:...; breaking after a ':' when the next name won't fit. */
 static void render_h(struct out *o, const char *const *h, size_t n)
 {
@@ -104,13 +133,13 @@ void dkp_sigfmt_rest(const struct dkp_sigfmt *f, size_t col,
 	struct out o = { out, col };
 
 	if (f->t >= 0)
-		unitf(&o, "t=%" PRId64 ";", f->t);
+		unit_num(&o, "t=", f->t);
 	if (f->x > 0)
-		unitf(&o, "x=%" PRId64 ";", f->x);
+		unit_num(&o, "x=", f->x);
 	if (f->identity)
-		unitf(&o, "i=%s;", f->identity);
+		unit_kv(&o, "i=", f->identity, strlen(f->identity));
 	render_h(&o, f->headers, f->nheaders);
-	unitf(&o, "bh=%s;", f->bh);
+	unit_kv(&o, "bh=", f->bh, strlen(f->bh));
 	/* "b=" plus at least a few base64 characters on the same line */
 	if (o.col + 1 + 2 + 4 > DKP_SIGFMT_COLS)
 		fold(&o);

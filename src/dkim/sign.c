@@ -454,9 +454,20 @@ static void pend_patch(const struct pend *p)
 	o = p->buf->p + p->off;
 	end = p->buf->p + p->buf->len;
 	EVP_EncodeBlock(b64, p->sig, (int)p->siglen);
-	for (; o < end && i < n; o++)
-		if (*o != '\r' && *o != '\n' && *o != ' ' && *o != '\t')
-			*o = (char)b64[i++];
+	/* the placeholder's runs between its folds (dkp_sigfmt_finish's
+	 * CRLF TAB), a memcpy each */
+	while (o < end && i < n) {
+		size_t run = n - i < (size_t)(end - o) ? n - i : (size_t)(end - o);
+		char *cr = memchr(o, '\r', run);
+
+		if (cr)
+			run = (size_t)(cr - o);
+		memcpy(o, b64 + i, run);
+		i += run;
+		o += run;
+		while (o < end && (*o == '\r' || *o == '\n' || *o == ' ' || *o == '\t'))
+			o++;
+	}
 }
 
 /*
