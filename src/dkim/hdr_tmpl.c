@@ -87,9 +87,8 @@ const struct dkp_tmpl *dkp_tmpl_get(struct dkp_tmpl_cache *c, enum dkp_alg alg,
 	f.bcanon = bc;
 	f.domain = domain;
 	f.selector = selector;
-	t->col = dkp_sigfmt_prefix(&f, &t->raw);
-	dkp_canon_header(hc, t->raw.p, t->raw.len, strlen("DKIM-Signature"), 0,
-			 &t->canon);
+	t->col = dkp_sigfmt_keypart(&f, &t->raw);
+	dkp_canon_header_tail(hc, t->raw.p, t->raw.len, &t->canon);
 	dkp_htab_put(c->t, key, n, t);
 	c->builds++;
 	return t;

@@ -1,15 +1,16 @@
 /*
  * hdr_tmpl.h — pre-rendered DKIM-Signature templates: for each (algorithm,
- * canonicalization, domain, selector) the fixed start of the field
- * ("DKIM-Signature: v=1; a=...; c=...; d=...; s=...;") as written and in
- * canonical form, so a message renders and canonicalizes only its own
- * tags (t, x, i, h, bh). One cache per signer (per worker thread): no
- * locks. Bounded: past `max` entries the cache starts over.
+ * canonicalization, domain, selector) the key's own part of the field
+ * (a fold, then "a=...; d=...; s=...;", see sigfmt.h) as written and in
+ * canonical form, so a signature renders and canonicalizes only what
+ * follows it (i=, b=); the part before it (v c t x h bh) is rendered
+ * once per message. One cache per signer (per worker thread): no locks.
+ * Bounded: past `max` entries the cache starts over.
  *
- * Per-key settings (key_policy): a template is keyed on everything it
- * holds (a=, both halves of c=, d=, s=), so two keys of one d=/s= with
- * different canonicalizations get two templates; h=, x= and i= are
- * rendered per signature after it, never cached.
+ * Per-key settings (key_policy): a template is keyed on everything its
+ * form depends on (a=, both halves of c=, d=, s=), so two keys of one
+ * d=/s= with different canonicalizations get two templates; h=, x= and
+ * i= are rendered per message or signature, never cached.
  */
 #ifndef DKP_HDR_TMPL_H
 #define DKP_HDR_TMPL_H
@@ -19,9 +20,10 @@
 #include "dkimpress/dkimpress.h"
 
 struct dkp_tmpl {
-	struct dkp_buf raw;	/* the prefix as it appears in the field */
+	struct dkp_buf raw;	/* the key's part as it appears in the field */
 	size_t col;		/* column after it (for folding the rest) */
-	struct dkp_buf canon;	/* canonical form (header canon), no CRLF */
+	struct dkp_buf canon;	/* its canonical form (header canon), as it
+				 * follows the shared part */
 };
 
 struct dkp_tmpl_cache;

@@ -112,18 +112,35 @@ static void render_h(struct out *o, const char *const *h, size_t n)
 	}
 }
 
-size_t dkp_sigfmt_prefix(const struct dkp_sigfmt *f, struct dkp_buf *out)
+size_t dkp_sigfmt_shared(const struct dkp_sigfmt *f, struct dkp_buf *out)
 {
 	struct out o = { out, 0 };
 
 	dkp_buf_adds(out, "DKIM-Signature:");
 	o.col = strlen("DKIM-Signature:");
 	unit(&o, "v=1;", 4);
-	unitf(&o, "a=%s;", dkp_alg_name(f->alg));
 	unitf(&o, "c=%s/%s;", dkp_canon_name(f->hcanon),
 	      dkp_canon_name(f->bcanon));
-	unitf(&o, "d=%s;", f->domain);
-	unitf(&o, "s=%s;", f->selector);
+	if (f->t >= 0)
+		unit_num(&o, "t=", f->t);
+	if (f->x > 0)
+		unit_num(&o, "x=", f->x);
+	render_h(&o, f->headers, f->nheaders);
+	unit_kv(&o, "bh=", f->bh, strlen(f->bh));
+	return o.col;
+}
+
+size_t dkp_sigfmt_keypart(const struct dkp_sigfmt *f, struct dkp_buf *out)
+{
+	struct out o = { out, FOLD_COL };
+	const char *a = dkp_alg_name(f->alg);
+
+	dkp_buf_adds(out, FOLD "a=");
+	dkp_buf_adds(out, a);
+	dkp_buf_addc(out, ';');
+	o.col += 2 + strlen(a) + 1;
+	unit_kv(&o, "d=", f->domain, strlen(f->domain));
+	unit_kv(&o, "s=", f->selector, strlen(f->selector));
 	return o.col;
 }
 
@@ -132,14 +149,8 @@ void dkp_sigfmt_rest(const struct dkp_sigfmt *f, size_t col,
 {
 	struct out o = { out, col };
 
-	if (f->t >= 0)
-		unit_num(&o, "t=", f->t);
-	if (f->x > 0)
-		unit_num(&o, "x=", f->x);
 	if (f->identity)
 		unit_kv(&o, "i=", f->identity, strlen(f->identity));
-	render_h(&o, f->headers, f->nheaders);
-	unit_kv(&o, "bh=", f->bh, strlen(f->bh));
 	/* "b=" plus at least a few base64 characters on the same line */
 	if (o.col + 1 + 2 + 4 > DKP_SIGFMT_COLS)
 		fold(&o);
@@ -154,7 +165,8 @@ void dkp_sigfmt_rest(const struct dkp_sigfmt *f, size_t col,
 void dkp_sigfmt_render(const struct dkp_sigfmt *f, struct dkp_buf *out,
 		       size_t *col)
 {
-	dkp_sigfmt_rest(f, dkp_sigfmt_prefix(f, out), out, col);
+	dkp_sigfmt_shared(f, out);
+	dkp_sigfmt_rest(f, dkp_sigfmt_keypart(f, out), out, col);
 }
 
 void dkp_sigfmt_finish(struct dkp_buf *out, size_t col, const char *b64,

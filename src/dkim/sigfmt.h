@@ -1,10 +1,14 @@
 /*
  * sigfmt.h — DKIM-Signature rendering and parsing (RFC 6376 3.2, 3.5).
  *
- * Rendering: tags in the order v a c d s t x i h bh b; the field is folded
- * to at most 78 columns (a TAB counts as 8) and only where the grammar
- * allows: between tags, after a ':' in h=, and inside base64. b= comes
- * last, so the signed form ("...; b=") is a prefix of the final field.
+ * Rendering: tags in the order v c t x h bh, then on a line of their own
+ * a d s i b; the field is folded to at most 78 columns (a TAB counts as
+ * 8) and only where the grammar allows: between tags, after a ':' in h=,
+ * and inside base64. b= comes last, so the signed form ("...; b=") is a
+ * prefix of the final field. The first part is the same for every
+ * signature of a message with the same c=, t=, x= and h= (and so bh=),
+ * and it comes first in the hash: dkp_sign hashes the header fields and
+ * that part once for all of them (tag order is free, RFC 6376 3.2).
  *
  * Parsing: a generic RFC 6376 3.2 tag-list parser that records where each
  * value lies in the raw field, so a verifier can blank out b=.
@@ -36,11 +40,14 @@ struct dkp_sigfmt {
 void dkp_sigfmt_render(const struct dkp_sigfmt *f, struct dkp_buf *out,
 		       size_t *col);
 /*
- * The same in two steps, for cached templates: the fixed part
- * "DKIM-Signature: v=1; a=...; c=...; d=...; s=...;" (returns the column
- * after it), then the per-message rest from that column (t x i h bh b=).
+ * The same in three steps: the part a message's signatures share,
+ * "DKIM-Signature: v=1; c=...; t=...; x=...; h=...; bh=...;" (returns
+ * the column after it); the key's part, cached as a template: a fold,
+ * then "a=...; d=...; s=...;" (returns the column after it); then from
+ * that column the rest, i= when set and "b=".
  */
-size_t dkp_sigfmt_prefix(const struct dkp_sigfmt *f, struct dkp_buf *out);
+size_t dkp_sigfmt_shared(const struct dkp_sigfmt *f, struct dkp_buf *out);
+size_t dkp_sigfmt_keypart(const struct dkp_sigfmt *f, struct dkp_buf *out);
 void dkp_sigfmt_rest(const struct dkp_sigfmt *f, size_t col,
 		     struct dkp_buf *out, size_t *bcol);
 /* Append the folded b= value and the final CRLF. */

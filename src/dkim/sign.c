@@ -90,11 +90,13 @@ struct dkp_signer {
 	const char **names;
 	size_t *lens;
 	size_t names_cap;
-	/* within one dkp_sign call: the h= list in names/lens and the
-	 * canonical fields it selects, the first hdr_pre bytes of hdr, are
-	 * shared by every signature with the same c= and h= (signatures
-	 * never cover each other, check_spec) */
+	/* within one dkp_sign call: the h= list in names/lens, the
+	 * canonical fields it selects and the signature field's shared
+	 * part (sigfmt.h; raw in shared), the first hdr_pre bytes of hdr,
+	 * are the same for every signature with the same c=, t=, x= and h=
+	 * (signatures never cover each other, check_spec) */
 	size_t nn_pre, hdr_pre;
+	struct dkp_buf shared;
 	struct keyctx kc[KEYCTX_SLOTS];
 	uint64_t retire_epoch;	/* dkp_key_retire_epoch() at the last sweep */
 	struct dkp_tmpl_cache *tmpl;
@@ -137,6 +139,7 @@ struct dkp_signer *dkp_signer_new(void)
 	dkp_buf_init(&s->hdr);
 	dkp_buf_init(&s->sig);
 	dkp_buf_init(&s->b64);
+	dkp_buf_init(&s->shared);
 	s->tmpl = dkp_tmpl_cache_new(TMPL_MAX);
 	s->verify_every = 1;
 	s->backend = DKP_RSA_OPENSSL;
@@ -279,6 +282,7 @@ void dkp_signer_free(struct dkp_signer *s)
 	dkp_buf_free(&s->hdr);
 	dkp_buf_free(&s->sig);
 	dkp_buf_free(&s->b64);
+	dkp_buf_free(&s->shared);
 	dkp_tmpl_cache_free(s->tmpl);
 	dkp_free(s->used);
 	dkp_free(s->names);
@@ -765,17 +769,24 @@ static void msg_limits(const struct dkp_msg *m, struct dkp_limits *lim)
 		lim->max_header_bytes = m->lim.max_header_bytes;
 }
 
+/* The signature field's parts as sign_parts hashes them: shared, raw
+ * (its canonical form joins the fields' hash state); cpre, already
+ * canonical; tail, raw. */
+struct parts {
+	const char *shared, *cpre, *tail;
+	size_t shared_len, cprelen, tlen;
+};
+
 /*
- * Hash the chosen fields (or, with reuse, the ones the previous call
- * left in s->hdr for the same c= and h=), then the signature field given
- * as an already canonical part (cpre) and a raw tail to canonicalize,
+ * Hash the chosen fields and the field's shared part (or, with reuse,
+ * take the state the previous call left for the same c=, t=, x= and h=),
+ * then the rest of the signature field (cpre, then tail canonicalized),
  * and sign.
  */
 static int sign_parts(struct dkp_signer *s, const struct dkp_msg *m,
 		      struct dkp_key *key, enum dkp_canon hc,
 		      const char *const *names, const size_t *lens, size_t n,
-		      int reuse, const char *cpre, size_t cprelen,
-		      const char *tail, size_t tlen, struct dkp_buf *b64,
+		      int reuse, const struct parts *pt, struct dkp_buf *b64,
 		      int *deferred, struct dkp_err *err)
 {
 	unsigned char dig[32];
@@ -786,19 +797,21 @@ static int sign_parts(struct dkp_signer *s, const struct dkp_msg *m,
 	if (reuse) {
 		s->hdr.len = s->hdr_pre;
 	} else {
-		/* the chosen fields, hashed once for every signature that
-		 * shares them (the hash state copied, not the bytes hashed
-		 * again) */
+		/* hashed once for every signature that shares them (the
+		 * hash state copied, not the bytes hashed again) */
 		grow_scratch(s, m, 0);
 		dkp_buf_reset(&s->hdr);
 		dkp_sign_hash_fields(m, hc, names, lens, n, s->used, &s->hdr);
+		if (pt->shared_len)
+			dkp_canon_header(hc, pt->shared, pt->shared_len,
+					 strlen("DKIM-Signature"), 0, &s->hdr);
 		s->hdr_pre = s->hdr.len;
 		if (!EVP_DigestInit_ex2(s->pre, s->sha256, NULL) ||
 		    !EVP_DigestUpdate(s->pre, s->hdr.p, s->hdr.len))
 			return dkp_err_ssl(err, DKP_E_CRYPTO, "hash", "header hash");
 	}
-	dkp_buf_add(&s->hdr, cpre, cprelen);
-	dkp_canon_header_tail(hc, tail, tlen, &s->hdr);
+	dkp_buf_add(&s->hdr, pt->cpre, pt->cprelen);
+	dkp_canon_header_tail(hc, pt->tail, pt->tlen, &s->hdr);
 	if (!EVP_MD_CTX_copy_ex(s->md, s->pre) ||
 	    !EVP_DigestUpdate(s->md, s->hdr.p + s->hdr_pre, s->hdr.len - s->hdr_pre) ||
 	    !EVP_DigestFinal_ex(s->md, dig, &dlen))
@@ -838,12 +851,16 @@ int dkp_sign_rendered(struct dkp_signer *s, const struct dkp_msg *m,
 		      struct dkp_err *err)
 {
 	struct dkp_buf c;
+	struct parts pt;
 	int rc;
 
 	dkp_buf_init(&c);
 	dkp_canon_header(hc, field, flen, strlen("DKIM-Signature"), 0, &c);
-	rc = sign_parts(s, m, key, hc, names, lens, n, 0, c.p, c.len, "", 0,
-			b64, NULL, err);
+	memset(&pt, 0, sizeof(pt));
+	pt.cpre = c.p;
+	pt.cprelen = c.len;
+	pt.tail = "";
+	rc = sign_parts(s, m, key, hc, names, lens, n, 0, &pt, b64, NULL, err);
 	dkp_buf_free(&c);
 	return rc;
 }
@@ -866,13 +883,16 @@ static size_t h_list(struct dkp_signer *s, const struct dkp_msg *m,
 	return nn;
 }
 
-/* Do a and b sign the same fields the same way (c= and h=)? */
-static int same_fields(const struct dkp_sig_spec *a,
+/* Do a and b sign the same fields the same way and share the first
+ * part of their field (c=, t=, x=, h=; sigfmt.h)? */
+static int same_shared(const struct dkp_sig_spec *a,
 		       const struct dkp_sig_spec *b)
 {
 	size_t i;
 
-	if (a->hcanon != b->hcanon || (a->headers == NULL) != (b->headers == NULL))
+	if (a->hcanon != b->hcanon || a->bcanon != b->bcanon ||
+	    a->t != b->t || a->x != b->x ||
+	    (a->headers == NULL) != (b->headers == NULL))
 		return 0;
 	if (a->headers == NULL || a->headers == b->headers)
 		return a->headers == NULL || a->nheaders == b->nheaders;
@@ -894,7 +914,8 @@ static int sign_spec(struct dkp_signer *s, const struct dkp_msg *m,
 {
 	struct dkp_sigfmt f;
 	const struct dkp_tmpl *t;
-	int reuse = prev != NULL && same_fields(prev, sp);
+	struct parts pt;
+	int reuse = prev != NULL && same_shared(prev, sp);
 	size_t nn = reuse ? s->nn_pre : (s->nn_pre = h_list(s, m, sp));
 	size_t col, start, rest;
 	int rc, deferred = 0;
@@ -912,16 +933,26 @@ static int sign_spec(struct dkp_signer *s, const struct dkp_msg *m,
 	f.headers = s->names;
 	f.nheaders = nn;
 	f.bh = bh;
-	/* the cached fixed part, then this message's tags */
+	if (!reuse) {
+		dkp_buf_reset(&s->shared);
+		dkp_sigfmt_shared(&f, &s->shared);
+	}
+	/* the shared part, the key's cached part, then i= and b= */
 	t = dkp_tmpl_get(s->tmpl, f.alg, sp->hcanon, sp->bcanon, sp->domain, sp->selector);
 	start = out->len;
+	dkp_buf_add(out, s->shared.p, s->shared.len);
 	dkp_buf_add(out, t->raw.p, t->raw.len);
 	rest = out->len;
 	dkp_sigfmt_rest(&f, t->col, out, &col);
+	pt.shared = s->shared.p;
+	pt.shared_len = s->shared.len;
+	pt.cpre = t->canon.p;
+	pt.cprelen = t->canon.len;
+	pt.tail = out->p + rest;
+	pt.tlen = out->len - rest;
 	dkp_buf_reset(&s->b64);
 	rc = sign_parts(s, m, sp->key, sp->hcanon, s->names, s->lens, nn, reuse,
-			t->canon.p, t->canon.len, out->p + rest, out->len - rest,
-			&s->b64, &deferred, err);
+			&pt, &s->b64, &deferred, err);
 	if (rc != DKP_OK) {
 		out->len = start;
 		return rc;

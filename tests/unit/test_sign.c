@@ -540,17 +540,19 @@ static void round_trip_and_tamper_detection(void **st)
  * its own c=, h=, x= and i=, twice through one signer (the second time
  * from its template cache): each carries its own tags and passes. */
 /*
- * Consecutive signatures with the same c= and h= share the canonical
- * fields (sign.c, same_fields): each must still come out byte for byte
- * as it does signed alone, whatever sits before it - the same list in
- * another array, another list, another canonicalization, another key.
+ * Consecutive signatures with the same c=, t=, x= and h= share the
+ * canonical fields and the first part of their own field (sign.c,
+ * same_shared): each must still come out byte for byte as it does signed
+ * alone, whatever sits before it - the same list in another array,
+ * another list, another canonicalization (header or body), another key,
+ * another x= or t=, an i= of its own.
  */
 static void shared_fields_sign_as_alone(void **st)
 {
 	static const char *const h1[] = { "From", "Subject" };
 	static const char *const h1b[] = { "From", "Subject" };
 	static const char *const h2[] = { "From", "To" };
-	struct dkp_sig_spec sp[7];
+	struct dkp_sig_spec sp[10];
 	struct dkp_signer *sg = dkp_signer_new();
 	struct dkp_buf all, one;
 	struct dkp_msg m;
@@ -569,12 +571,17 @@ static void shared_fields_sign_as_alone(void **st)
 	sp[4].headers = h1b, sp[4].nheaders = 2;	/* same names, elsewhere */
 	sp[5].headers = h2, sp[5].nheaders = 2;		/* same length, not same */
 	sp[6].headers = h2, sp[6].nheaders = 1;		/* a prefix of it */
+	sp[7] = sp[6], sp[7].key = ed_key;
+	sp[7].x = sp[7].t + 3600;			/* another x= */
+	sp[8] = sp[7], sp[8].t += 60;			/* another t= */
+	sp[9] = sp[8], sp[9].key = rsa_key;		/* shares all but a=, i= */
+	sp[9].identity = "news@customer.example";
 	dkp_buf_init(&all);
 	dkp_buf_init(&one);
 	dkp_msg_init(&m);
 	assert_int_equal(dkp_msg_parse(&m, esp_msg, strlen(esp_msg), NULL, &err), DKP_OK);
-	assert_int_equal(dkp_sign(sg, &m, sp, 7, &all, &err), DKP_OK);
-	for (k = 0; k < 7; k++) {
+	assert_int_equal(dkp_sign(sg, &m, sp, 10, &all, &err), DKP_OK);
+	for (k = 0; k < 10; k++) {
 		struct dkp_signer *alone = dkp_signer_new();
 
 		assert_int_equal(dkp_sign(alone, &m, &sp[k], 1, &one, &err), DKP_OK);
