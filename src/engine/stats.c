@@ -338,9 +338,10 @@ static int is_fws(char c)
 /* The DKIM-Signature fields in p[0..len) (as job.c renders them, one
  * after the other, each starting "DKIM-Signature:" at a line start):
  * count each a= in st, and put the first field's d=, lowercased, in dom
- * (cap bytes; "" if none). Only the tags up to a= and d= are read (they
- * come first; b=, the bulk, is skipped with memmem): this runs for every
- * published message. */
+ * (cap bytes; "" if none). Only the tags up to a= and d= are read: they
+ * start the key's own line (sigfmt.h), found with memmem past the shared
+ * tags (h= is long), and b=, the bulk, is skipped with memmem too; this
+ * runs for every published message. */
 static size_t read_sigs(struct dkp_stats *st, const char *p, size_t len,
 			char *dom, size_t cap)
 {
@@ -358,6 +359,10 @@ static size_t read_sigs(struct dkp_stats *st, const char *p, size_t len,
 		const char *n = memmem(p + pos + 1, len - pos - 1, next, sizeof(next) - 1);
 		size_t fe = n ? (size_t)(n - p) + 1 : len, t = pos + sizeof(fname) - 1;
 		int need = first ? 2 : 1;	/* a=, and d= in the first field */
+		const char *kl = memmem(p + t, fe - t, "\n\ta=", 4);
+
+		if (kl)		/* the key's line: a=, d= come first there */
+			t = (size_t)(kl - p) + 2;
 
 		while (t < fe && need > 0) {
 			const char *semi, *eq;
