@@ -58,19 +58,23 @@ static void unitf(struct out *o, const char *fmt, ...)
 	unit(o, tmp, (size_t)n);
 }
 
-/* One "tag=value;" unit (tag includes its '='), without printf: the
- * units after the template are rendered for every signature. */
+/* One "tag=value;" unit (tag includes its '='), as unit() places it,
+ * without printf: the units after the template are rendered for every
+ * signature. */
 static void unit_kv(struct out *o, const char *tag, const char *v, size_t vlen)
 {
-	char tmp[600];
 	size_t tl = strlen(tag);
 
-	if (tl + vlen + 1 > sizeof(tmp))
-		vlen = sizeof(tmp) - tl - 1;
-	memcpy(tmp, tag, tl);
-	memcpy(tmp + tl, v, vlen);
-	tmp[tl + vlen] = ';';
-	unit(o, tmp, tl + vlen + 1);
+	if (o->col + 1 + tl + vlen + 1 > DKP_SIGFMT_COLS)
+		fold(o);
+	else {
+		dkp_buf_addc(o->b, ' ');
+		o->col++;
+	}
+	dkp_buf_add(o->b, tag, tl);
+	dkp_buf_add(o->b, v, vlen);
+	dkp_buf_addc(o->b, ';');
+	o->col += tl + vlen + 1;
 }
 
 /* A "tag=decimal;" unit (t=, x=). */
@@ -289,6 +293,70 @@ char *dkp_sigfmt_escape(const char *s, size_t n, char *out, size_t outsz)
 	}
 	out[o] = '\0';
 	return out;
+}
+
+/*
+ * Every value rendered into a tag must fit its RFC 6376 grammar (see
+ * sigfmt.h): one from outside with a CR, LF or ';' would add a header
+ * line or a tag to the signature. The callers check first, to report
+ * the option or setting at fault; this is the last line.
+ */
+int dkp_sigfmt_spec_ok(const struct dkp_sig_spec *sp, struct dkp_err *err)
+{
+	char esc[200];
+	size_t i;
+	int has_from = 0;
+
+	if (sp->key == NULL || sp->domain == NULL || sp->selector == NULL ||
+	    !*sp->domain || !*sp->selector)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
+				   "a signature needs a domain, a selector and a key");
+	if (!dkp_sigfmt_domain_ok(sp->domain, strlen(sp->domain)))
+		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
+				   "d=%s is not a domain name (RFC 6376 3.5)",
+				   dkp_sigfmt_escape(sp->domain, strlen(sp->domain),
+						     esc, sizeof(esc)));
+	if (!dkp_sigfmt_selector_ok(sp->selector, strlen(sp->selector)))
+		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
+				   "s=%s is not a selector (RFC 6376 3.1)",
+				   dkp_sigfmt_escape(sp->selector, strlen(sp->selector),
+						     esc, sizeof(esc)));
+	/* the key's DNS name, s._domainkey.d, must be one (253 bytes) */
+	if (strlen(sp->selector) + sizeof("._domainkey.") - 1 + strlen(sp->domain) > 253)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
+				   "%s._domainkey.%s is longer than a DNS name (253 bytes)",
+				   dkp_sigfmt_escape(sp->selector, strlen(sp->selector),
+						     esc, sizeof(esc)), sp->domain);
+	if (sp->identity &&
+	    (!dkp_sigfmt_auid_ok(sp->identity, strlen(sp->identity)) ||
+	     !dkp_sigfmt_auid_within(sp->identity, sp->domain)))
+		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
+				   "i=%s is not an identity within d=%s (RFC 6376 3.5)",
+				   dkp_sigfmt_escape(sp->identity, strlen(sp->identity),
+						     esc, sizeof(esc)),
+				   sp->domain);
+	if (sp->x > 0 && sp->t >= 0 && sp->x <= sp->t)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
+				   "x= must be later than t=");
+	for (i = 0; sp->headers && i < sp->nheaders; i++) {
+		const char *h = sp->headers[i];
+
+		if (h == NULL || !dkp_sigfmt_hname_ok(h, strlen(h)))
+			return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
+					   "h= name '%s' is not a field name (RFC 6376 3.5)",
+					   h ? dkp_sigfmt_escape(h, strlen(h), esc,
+								 sizeof(esc))
+					     : "(null)");
+		if (strcasecmp(h, "From") == 0)
+			has_from = 1;
+		if (strcasecmp(h, "DKIM-Signature") == 0)
+			return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
+					   "DKIM-Signature cannot be in h=: signatures must stay independent");
+	}
+	if (sp->headers && !has_from)
+		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
+				   "h= must include From (RFC 6376 5.4)");
+	return DKP_OK;
 }
 
 static int is_fws(char c)

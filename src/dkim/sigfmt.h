@@ -81,6 +81,14 @@ int dkp_sigfmt_auid_ok(const char *s, size_t n);
 /* Does the domain of auid (after its last '@') fall within d: equal, or a
  * subdomain (RFC 6376 3.5, i=)? */
 int dkp_sigfmt_auid_within(const char *auid, const char *d);
+/*
+ * Every value of sp that dkp_sign renders into a tag, checked with the
+ * above (d=, s=, their DNS name, i= within d=, h= names including From
+ * and not DKIM-Signature, x= after t=): DKP_OK or DKP_E_USAGE with the
+ * reason. dkp_sign's last line of defence; callers check first, to name
+ * the option or setting at fault.
+ */
+int dkp_sigfmt_spec_ok(const struct dkp_sig_spec *sp, struct dkp_err *err);
 
 /*
  * A printable copy of s/n for a message or a report: bytes outside

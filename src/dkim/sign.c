@@ -94,7 +94,7 @@ struct dkp_signer {
 	 * canonical fields it selects and the signature field's shared
 	 * part (sigfmt.h; raw in shared), the first hdr_pre bytes of hdr,
 	 * are the same for every signature with the same c=, t=, x= and h=
-	 * (signatures never cover each other, check_spec) */
+	 * (signatures never cover each other, dkp_sigfmt_spec_ok) */
 	size_t nn_pre, hdr_pre;
 	struct dkp_buf shared;
 	struct keyctx kc[KEYCTX_SLOTS];
@@ -695,70 +695,6 @@ static int body_hash(struct dkp_signer *s, const struct dkp_msg *m,
 }
 
 
-/*
- * Every value rendered into a tag must fit its RFC 6376 grammar (see
- * sigfmt.h): one from outside with a CR, LF or ';' would add a header
- * line or a tag to the signature. The callers check first, to report
- * the option or setting at fault; this is the last line.
- */
-static int check_spec(const struct dkp_sig_spec *sp, struct dkp_err *err)
-{
-	char esc[200];
-	size_t i;
-	int has_from = 0;
-
-	if (sp->key == NULL || sp->domain == NULL || sp->selector == NULL ||
-	    !*sp->domain || !*sp->selector)
-		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
-				   "a signature needs a domain, a selector and a key");
-	if (!dkp_sigfmt_domain_ok(sp->domain, strlen(sp->domain)))
-		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
-				   "d=%s is not a domain name (RFC 6376 3.5)",
-				   dkp_sigfmt_escape(sp->domain, strlen(sp->domain),
-						     esc, sizeof(esc)));
-	if (!dkp_sigfmt_selector_ok(sp->selector, strlen(sp->selector)))
-		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
-				   "s=%s is not a selector (RFC 6376 3.1)",
-				   dkp_sigfmt_escape(sp->selector, strlen(sp->selector),
-						     esc, sizeof(esc)));
-	/* the key's DNS name, s._domainkey.d, must be one (253 bytes) */
-	if (strlen(sp->selector) + sizeof("._domainkey.") - 1 + strlen(sp->domain) > 253)
-		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
-				   "%s._domainkey.%s is longer than a DNS name (253 bytes)",
-				   dkp_sigfmt_escape(sp->selector, strlen(sp->selector),
-						     esc, sizeof(esc)), sp->domain);
-	if (sp->identity &&
-	    (!dkp_sigfmt_auid_ok(sp->identity, strlen(sp->identity)) ||
-	     !dkp_sigfmt_auid_within(sp->identity, sp->domain)))
-		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
-				   "i=%s is not an identity within d=%s (RFC 6376 3.5)",
-				   dkp_sigfmt_escape(sp->identity, strlen(sp->identity),
-						     esc, sizeof(esc)),
-				   sp->domain);
-	if (sp->x > 0 && sp->t >= 0 && sp->x <= sp->t)
-		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
-				   "x= must be later than t=");
-	for (i = 0; sp->headers && i < sp->nheaders; i++) {
-		const char *h = sp->headers[i];
-
-		if (h == NULL || !dkp_sigfmt_hname_ok(h, strlen(h)))
-			return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
-					   "h= name '%s' is not a field name (RFC 6376 3.5)",
-					   h ? dkp_sigfmt_escape(h, strlen(h), esc,
-								 sizeof(esc))
-					     : "(null)");
-		if (strcasecmp(h, "From") == 0)
-			has_from = 1;
-		if (strcasecmp(h, "DKIM-Signature") == 0)
-			return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
-					   "DKIM-Signature cannot be in h=: signatures must stay independent");
-	}
-	if (sp->headers && !has_from)
-		return dkp_err_set(err, DKP_E_USAGE, 0, "sign",
-				   "h= must include From (RFC 6376 5.4)");
-	return DKP_OK;
-}
-
 /* The limits m was parsed with (zero: never parsed; the defaults). */
 static void msg_limits(const struct dkp_msg *m, struct dkp_limits *lim)
 {
@@ -987,7 +923,7 @@ int dkp_sign(struct dkp_signer *s, const struct dkp_msg *m,
 	for (i = 0; rc == DKP_OK && i < n; i++) {
 		const struct dkp_sig_spec *sp = &specs[i];
 
-		if ((rc = check_spec(sp, err)) != DKP_OK)
+		if ((rc = dkp_sigfmt_spec_ok(sp, err)) != DKP_OK)
 			break;
 		if (!have_bh[sp->bcanon]) {
 			if ((rc = body_hash(s, m, sp->bcanon, bh[sp->bcanon], err)) != DKP_OK)
