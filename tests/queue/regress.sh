@@ -75,6 +75,7 @@ check() { if eval "$1"; then ok "$2"; else bad "$2${3:+: $3}"; fi; }
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+within() { awk -v a="$1" -v b="$(now)" -v s="$2" 'BEGIN { exit !(b - a < s) }'; }	# within T0 SECONDS
 
 # LeakSanitizer cannot work under ptrace: no leak check in strace'd runs
 UNDER_STRACE=(env "ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0")
@@ -161,9 +162,15 @@ msg() {
 	fi
 }
 # enqueue ID TOKEN [nofrom]: as a producer must, through in/tmp
+# A link, not mv: a test must never replace a queued message itself (an
+# ID still in in/new makes enqueue fail and leaves in/new/ID untouched).
 enqueue() {
 	msg "$2" "${3:-}" >"$Q/in/tmp/$1"
-	mv "$Q/in/tmp/$1" "$Q/in/new/$1"
+	if ! ln "$Q/in/tmp/$1" "$Q/in/new/$1" 2>/dev/null; then
+		rm -f "$Q/in/tmp/$1"
+		return 1
+	fi
+	rm -f "$Q/in/tmp/$1"
 }
 # ntok TOKEN DIR...: how many regular files (symlinks not followed, reason
 # files not counted) under DIRs contain TOKEN
@@ -410,24 +417,35 @@ if want 2; then
 		"$nmsg messages, $nreason with a reason: $(ls "$Q/failed" | tr '\n' ' ')"
 
 	# 2e: the ID is queued again while the first message is claimed, and
-	# the first is put back (it is still open for writing: no read lease;
-	# strace holds the put-back rename 1.5 s so the second lands first)
+	# the first is put back (it is still open for writing: no read lease).
+	# strace holds every rename on in/new 1 s before it runs (renameat2
+	# with no flags is renameat to glibc; strace counts calls per thread,
+	# and claims and put-backs run on different threads), so while the
+	# writer holds m1, each time in/cur holds it a put-back is pending. The second m1 is linked in then; had the put-back won the
+	# race (a slow poll under load), the link fails, nothing is replaced,
+	# and the test waits for the next claim.
 	newq t2e "io = syscalls" "threads = 1" "batch = 1"
 	enqueue m1 TOK-t2e-first-END
 	$PY "$T/writer.py" hold "$Q/in/new/m1" "" "" "$L/status" "$L/release" &
 	hpid=$!
 	BG+=("$hpid")
 	for i in $(seq 1 300); do grep -q held "$L/status" 2>/dev/null && break; sleep 0.01; done
-	timeout -k 5 30 "${UNDER_STRACE[@]}" strace -f -o /dev/null -P "$Q/in/new" -e trace=renameat2 \
-		-e inject=renameat2:delay_enter=1500000:when=2 \
+	timeout -k 5 60 "${UNDER_STRACE[@]}" strace -f -o /dev/null -P "$Q/in/new" -e trace=renameat,renameat2 \
+		-e inject=renameat,renameat2:delay_enter=1000000:when=1+ \
 		"$D" run -c "$C" --once >"$L/r1.out" 2>"$L/r1.err" &
 	epid=$!
 	BG+=("$epid")
-	for i in $(seq 1 500); do
-		[ -n "$(find "$Q/in/cur" -name m1 -type f 2>/dev/null)" ] && break
+	queued=0 tries=0 t0=$(now)
+	while [ "$queued" = 0 ] && within "$t0" 30; do
+		if [ -n "$(find "$Q/in/cur" -name m1 -type f 2>/dev/null)" ]; then
+			tries=$((tries + 1))
+			if enqueue m1 TOK-t2e-second-END; then queued=1; break; fi
+			# the put-back came first: wait until in/cur is empty again
+			while [ -n "$(find "$Q/in/cur" -name m1 -type f 2>/dev/null)" ] &&
+				within "$t0" 30; do sleep 0.01; done
+		fi
 		sleep 0.01
 	done
-	enqueue m1 TOK-t2e-second-END
 	touch "$L/release"
 	wait "$hpid"
 	rc1=0
@@ -436,9 +454,9 @@ if want 2; then
 	"$D" run -c "$C" --once >"$L/r2.out" 2>"$L/r2.err" || rc2=$?
 	n1=$(ntok TOK-t2e-first-END "$Q/out/new" "$Q/failed")
 	n2=$(ntok TOK-t2e-second-END "$Q/out/new" "$Q/failed")
-	check '[ "$n1" = 1 ] && [ "$n2" = 1 ] && [ -z "$(leftovers)" ]' \
+	check '[ "$queued" = 1 ] && [ "$n1" = 1 ] && [ "$n2" = 1 ] && [ -z "$(leftovers)" ]' \
 		"2e: a message put back while its ID was queued again: both published, once each (exits $rc1, $rc2)" \
-		"first ${n1}x, second ${n2}x; out/new: $(ls "$Q/out/new" | tr '\n' ' '); left: $(leftovers)"
+		"second queued: $queued (after $tries claims seen); first ${n1}x, second ${n2}x; out/new: $(ls "$Q/out/new" | tr '\n' ' '); left: $(leftovers)"
 	grep -m1 "put back as" "$L/r1.err" | sed 's/^/   engine: /'
 fi
 
