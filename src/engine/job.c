@@ -283,6 +283,21 @@ static int no_customer_key(const struct dkp_config *c, struct dkp_tmsg *m,
 	return 0;
 }
 
+/* What m will carry, for the counters (engine/stats.h): its signatures
+ * per algorithm and the topmost d=, lowercased. */
+static void count_sigs(struct dkp_tmsg *m, const struct plan *p)
+{
+	const char *d = p->n ? p->sp[0].domain : "";
+	size_t k;
+
+	m->nsig[0] = m->nsig[1] = 0;
+	for (k = 0; k < p->n; k++)
+		m->nsig[dkp_key_alg(p->sp[k].key) == DKP_ALG_ED25519_SHA256]++;
+	for (k = 0; d[k] && k + 1 < sizeof(m->sig_dom); k++)
+		m->sig_dom[k] = d[k] >= 'A' && d[k] <= 'Z' ? (char)(d[k] - 'A' + 'a') : d[k];
+	m->sig_dom[k] = '\0';
+}
+
 static void signed_or_rejected(struct dkp_job *j, struct dkp_snap *s,
 			       struct dkp_tmsg *m, const struct dkp_msg *msg,
 			       struct dkp_buf *sigs, const struct plan *p,
@@ -294,6 +309,7 @@ static void signed_or_rejected(struct dkp_job *j, struct dkp_snap *s,
 		sign_failed(m, err);
 		return;
 	}
+	count_sigs(m, p);
 	m->out[1].iov_base = sigs->p;
 	m->out[1].iov_len = sigs->len;
 	m->out[2].iov_base = (void *)msg->data;
@@ -353,6 +369,8 @@ static void sign_one(struct dkp_job *j, struct dkp_snap *s, struct dkp_tmsg *m,
 	}
 	m->out[0].iov_base = m->buf;
 	m->out[0].iov_len = env.len;
+	m->nsig[0] = m->nsig[1] = 0;
+	m->sig_dom[0] = '\0';
 	if (j->nosign) {
 		m->out[1].iov_base = NULL;
 		m->out[1].iov_len = 0;

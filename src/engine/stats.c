@@ -7,7 +7,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "base/htab.h"
 #include "base/mem.h"
@@ -330,132 +329,61 @@ static unsigned hist_bucket(double s)
 	return DKP_HIST_BUCKETS - 1;
 }
 
-static int is_fws(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-/* The DKIM-Signature fields in p[0..len) (as job.c renders them, one
- * after the other, each starting "DKIM-Signature:" at a line start):
- * count each a= in st, and put the first field's d=, lowercased, in dom
- * (cap bytes; "" if none). Only the tags up to a= and d= are read: they
- * start the key's own line (sigfmt.h), found with memmem past the shared
- * tags (h= is long), and b=, the bulk, is skipped with memmem too; this
- * runs for every published message. */
-static size_t read_sigs(struct dkp_stats *st, const char *p, size_t len,
-			char *dom, size_t cap)
-{
-	static const char fname[] = "DKIM-Signature:", next[] = "\nDKIM-Signature:";
-	size_t pos = 0, dlen = 0, k;
-	int first = 1;
-
-	dom[0] = '\0';
-	if (len < sizeof(fname) - 1 || memcmp(p, fname, sizeof(fname) - 1)) {
-		const char *n = memmem(p, len, next, sizeof(next) - 1);
-
-		pos = n ? (size_t)(n - p) + 1 : len;
-	}
-	while (pos < len) {
-		const char *n = memmem(p + pos + 1, len - pos - 1, next, sizeof(next) - 1);
-		size_t fe = n ? (size_t)(n - p) + 1 : len, t = pos + sizeof(fname) - 1;
-		int need = first ? 2 : 1;	/* a=, and d= in the first field */
-		const char *kl = memmem(p + t, fe - t, "\n\ta=", 4);
-
-		if (kl)		/* the key's line: a=, d= come first there */
-			t = (size_t)(kl - p) + 2;
-
-		while (t < fe && need > 0) {
-			const char *semi, *eq;
-			size_t ns, vs, ve;
-
-			while (t < fe && is_fws(p[t]))
-				t++;
-			ns = t;
-			semi = memchr(p + t, ';', fe - t);
-			ve = semi ? (size_t)(semi - p) : fe;
-			eq = memchr(p + t, '=', ve - t);
-			t = ve + 1;
-			if (eq == NULL)
-				continue;
-			vs = (size_t)(eq - p) + 1;
-			while (vs < ve && is_fws(p[vs]))
-				vs++;
-			while (ve > vs && is_fws(p[ve - 1]))
-				ve--;
-			if (eq - p - (ptrdiff_t)ns != 1 && !(eq - p - (ptrdiff_t)ns > 1 &&
-			    is_fws(p[ns + 1])))
-				continue;	/* not a one-letter tag name */
-			if (p[ns] == 'a') {
-				need--;
-				for (k = 0; k < DKP_SALG_N; k++)
-					if (ve - vs == strlen(dkp_stats_alg_names[k]) &&
-					    !strncasecmp(p + vs, dkp_stats_alg_names[k], ve - vs))
-						atomic_fetch_add_explicit(&st->sigs[k], 1,
-									  memory_order_relaxed);
-			} else if (p[ns] == 'd' && first) {
-				need--;
-				if (ve - vs < cap) {
-					for (k = 0; k < ve - vs; k++) {
-						char c = p[vs + k];
-
-						dom[k] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-					}
-					dlen = ve - vs;
-				}
-			}
-		}
-		first = 0;
-		pos = fe;
-	}
-	dom[dlen] = '\0';
-	return dlen;
-}
-
+/* The batch's sums go to the shared counters once each at the end: the
+ * workers add concurrently, and an atomic add per message and signature
+ * would pass those cache lines between them for every one. */
 void dkp_stats_add(struct dkp_stats *st, const struct dkp_tmsg *m, size_t n,
 		   double now)
 {
 	struct dkp_domstats *d = atomic_load(&st->dom);
+	unsigned long cnt[DKP_OUT_N] = { 0 }, nsig[DKP_SALG_N] = { 0 }, renamed = 0;
+	uint64_t bytes = 0, bytes_out = 0, lat_sum = 0;
 	size_t i;
-	int locked = 0;
+	int locked = 0, k;
 
 	for (i = 0; i < n; i++) {
 		int o = m[i].outcome;
 
 		if (o < 0 || o >= DKP_OUT_N)
 			continue;
-		atomic_fetch_add(&st->n[o], 1);
-		if (m[i].pub[0])
-			atomic_fetch_add(&st->renamed, 1);
+		cnt[o]++;
+		renamed += m[i].pub[0] != '\0';
 		if (o == DKP_OUT_SIGNED || o == DKP_OUT_ESP_ONLY) {
 			double s = now - m[i].t_claim, us = s * 1e6;
-			uint64_t out = 0;
-			char dom[256];
-			size_t dlen = 0;
-			int k;
 
 			for (k = 0; k < m[i].nout && k < 3; k++)
-				out += m[i].out[k].iov_len;
-			if (m[i].nout >= 2 && m[i].out[1].iov_base)
-				dlen = read_sigs(st, m[i].out[1].iov_base, m[i].out[1].iov_len,
-						 dom, sizeof(dom));
-			else
-				dom[0] = '\0';
-			atomic_fetch_add(&st->bytes, m[i].len);
-			atomic_fetch_add(&st->bytes_out, out);
+				bytes_out += m[i].out[k].iov_len;
+			nsig[DKP_SALG_RSA_SHA256] += m[i].nsig[0];
+			nsig[DKP_SALG_ED25519_SHA256] += m[i].nsig[1];
+			bytes += m[i].len;
 			atomic_fetch_add(&st->lat[lat_bucket(us > 0 ? (uint64_t)us : 0)], 1);
 			atomic_fetch_add(&st->hist[hist_bucket(s)], 1);
-			atomic_fetch_add(&st->lat_sum_us, us > 0 ? (uint64_t)(us + 0.5) : 0);
+			lat_sum += us > 0 ? (uint64_t)(us + 0.5) : 0;
 			if (d) {
 				if (!locked) {
 					pthread_mutex_lock(&d->mu);
 					locked = 1;
 				}
-				dom_count(d, dom, dlen, 1, m[i].len);
+				dom_count(d, m[i].sig_dom, strnlen(m[i].sig_dom, sizeof(m[i].sig_dom)),
+					  1, m[i].len);
 			}
 		}
 	}
 	if (locked)
 		pthread_mutex_unlock(&d->mu);
+	for (k = 0; k < DKP_OUT_N; k++)
+		if (cnt[k])
+			atomic_fetch_add(&st->n[k], cnt[k]);
+	for (k = 0; k < DKP_SALG_N; k++)
+		if (nsig[k])
+			atomic_fetch_add(&st->sigs[k], nsig[k]);
+	if (renamed)
+		atomic_fetch_add(&st->renamed, renamed);
+	if (cnt[DKP_OUT_SIGNED] + cnt[DKP_OUT_ESP_ONLY]) {
+		atomic_fetch_add(&st->bytes, bytes);
+		atomic_fetch_add(&st->bytes_out, bytes_out);
+		atomic_fetch_add(&st->lat_sum_us, lat_sum);
+	}
 	add_align(st, m, n);
 }
 

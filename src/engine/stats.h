@@ -5,9 +5,10 @@
  * one for Prometheus), and, when asked for, messages and bytes per signing
  * domain for the busiest domains, bounded.
  *
- * Thread-safety: every counter is an atomic; workers add (dkp_stats_add),
- * the command layer and the metrics endpoint read at the same time. The
- * per-domain table has its own mutex (one lock per batch).
+ * Thread-safety: every counter is an atomic; workers add (dkp_stats_add,
+ * a batch's sums at once), the command layer and the metrics endpoint
+ * read at the same time. The per-domain table has its own mutex (one lock
+ * per batch).
  *
  * Per-domain counting (dkp_stats_track_domains): a message is counted
  * under the d= of its topmost DKIM-Signature (the customer's; the ESP's
@@ -73,8 +74,9 @@ struct dkp_stats {
 };
 
 /* Count the outcomes of a committed batch m[0..n); now is the monotonic
- * time the batch became durable. Reads the signature fields (m->out[1]),
- * which stay valid until the worker signs its next batch. */
+ * time the batch became durable. The signatures of a published message
+ * are counted from what the engine recorded when it signed (m->nsig,
+ * m->sig_dom), not read back from the rendered fields. */
 void dkp_stats_add(struct dkp_stats *st, const struct dkp_tmsg *m, size_t n,
 		   double now);
 

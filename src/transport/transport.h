@@ -75,6 +75,11 @@ struct dkp_tmsg {
 	 * conf/align.h; 0 not checked) and the From domain it is about */
 	int align;
 	char align_dom[256];
+	/* set by the engine with a signed result, for the counters: its
+	 * signatures per algorithm ([0] rsa-sha256, [1] ed25519-sha256) and
+	 * the topmost one's d=, lowercased ("" if none) */
+	unsigned nsig[2];
+	char sig_dom[256];
 	int claimed;			/* the transport holds it */
 	struct dkp_err err;		/* why deferred or failed */
 	/* transport-private */

@@ -189,10 +189,27 @@ check '[ "$rc" = 0 ]' "SIGTERM: exit 0" "exit $rc"
 cat "$W/live.sum"
 
 # every counter against the summary line and the --stats JSON
-if $PY - "$W/final" "$W/live.json" "$W/live.sum" "$N" "$nkey" "$nesp" "$nfail" "$BOUND" >"$W/cmp" <<'PY'
-import json, re, sys
+if $PY - "$W/final" "$W/live.json" "$W/live.sum" "$N" "$nkey" "$nesp" "$nfail" "$BOUND" "$W/q/out/new" >"$W/cmp" <<'PY'
+import json, os, re, sys
 mfile, jfile, sfile = sys.argv[1:4]
 n, nkey, nesp, nfail, bound = map(int, sys.argv[4:9])
+# what was published, read from the files themselves: a= of every
+# DKIM-Signature, and the topmost one's d= (lowercased) per message
+pub_alg, pub_top = {}, {}
+for f in os.listdir(sys.argv[9]):
+    data = open(os.path.join(sys.argv[9], f), "rb").read().replace(b"\r\n", b"\n")
+    head = re.sub(rb"\n[ \t]", b" ", data.split(b"\n\n", 1)[0]).decode("ascii", "replace")
+    top = None
+    for line in head.split("\n"):
+        if not line.lower().startswith("dkim-signature:"):
+            continue
+        tags = dict(t.strip().split("=", 1) for t in line.split(":", 1)[1].split(";") if "=" in t)
+        a = re.sub(r"\s", "", tags.get("a", ""))
+        pub_alg[a] = pub_alg.get(a, 0) + 1
+        if top is None:
+            top = re.sub(r"\s", "", tags.get("d", "")).lower()
+    if top is not None:
+        pub_top[top] = pub_top.get(top, 0) + 1
 m = {}
 helps, types, order = set(), {}, []
 for line in open(mfile):
@@ -238,6 +255,8 @@ eq("signed = messages with a customer key", o("signed"), nkey)
 eq("esp_only = messages without one", o("esp_only"), nesp)
 eq("failed = malformed messages", o("failed"), nfail)
 eq("signatures = 2 per signed + 1 per esp-only", rsa + ed, 2 * nkey + nesp)
+eq("rsa-sha256 signatures = a=rsa-sha256 in out/new", rsa, pub_alg.get("rsa-sha256", 0))
+eq("ed25519-sha256 signatures = a=ed25519-sha256 in out/new", ed, pub_alg.get("ed25519-sha256", 0))
 pub = o("signed") + o("esp_only")
 # the histogram
 h = "dkimpress_publish_latency_seconds"
@@ -255,6 +274,9 @@ eq("per-domain messages add up to published", sum(dm.values()), pub)
 eq("per-domain bytes add up to input bytes", sum(db.values()), m.get("dkimpress_input_bytes_total"))
 eq("the busiest domain (esp.example, the esp-only 20%) has a series",
    'dkimpress_domain_messages_total{domain="esp.example"}' in dm, True)
+# a series counts from its promotion: never more than out/new's topmost d=
+over = [k for k in named if dm[k] > pub_top.get(re.search(r'domain="([^"]*)"', k).group(1), 0)]
+eq("each domain's series <= the messages in out/new whose topmost d= it is", over, [])
 # DMARC alignment (conf/align.h): every published message was checked
 # (the malformed ones fail before), the JSON says the same, and the
 # per-From-domain family adds up to the totals
