@@ -421,9 +421,10 @@ if want 2; then
 	# strace holds every rename on in/new 1 s before it runs (renameat2
 	# with no flags is renameat to glibc; strace counts calls per thread,
 	# and claims and put-backs run on different threads), so while the
-	# writer holds m1, each time in/cur holds it a put-back is pending. The second m1 is linked in then; had the put-back won the
-	# race (a slow poll under load), the link fails, nothing is replaced,
-	# and the test waits for the next claim.
+	# writer holds m1, each time in/cur holds it a put-back is pending.
+	# The second m1 is linked in then; had the put-back won the race (a
+	# slow poll under load), the link fails, nothing is replaced, and the
+	# test waits for the next claim.
 	newq t2e "io = syscalls" "threads = 1" "batch = 1"
 	enqueue m1 TOK-t2e-first-END
 	$PY "$T/writer.py" hold "$Q/in/new/m1" "" "" "$L/status" "$L/release" &
