@@ -34,7 +34,9 @@ wrap.sh's TAG, one per enqueue run. Then
       incarnation, and no killed incarnation accounts for more than N
       (--conns, relay_connections: each worker is in the window at most
       once) such copies;
-    - duplicates of Postfix B's stop: the copy before it arrived while
+    - duplicates of Postfix B's stop: both copies carry the same Postfix B
+      queue ID (B received the message once and delivered it twice: its
+      local delivery cut by its stop), or the copy before it arrived while
       Postfix B was being stopped (between "bstop" and "bup", 1 s of
       slack for the Received field's whole seconds), and the relay log
       has a deferral of that recipient that is not a failed connect (the
@@ -54,6 +56,7 @@ from collections import defaultdict
 WINDOW_SLACK = 5.0
 RECEIVED_RE = re.compile(rb'^from (\S+) \(')
 RELAY_RE = re.compile(r'^relay(\d+)\.e2e\.test$')
+QID_RE = re.compile(rb'\swith E?SMTPS?A?\s+id\s+(\S+?)[;\s]')
 
 
 def headers(data):
@@ -101,8 +104,10 @@ def read_copies(maildir):
                         rcvd.rsplit(b';', 1)[1].strip().decode()).timestamp()
                 except (TypeError, ValueError):
                     when = None
+            q = QID_RE.search(rcvd)
             copies.append({
                 'path': path,
+                'qid': q.group(1).decode('ascii', 'replace') if q else None,
                 'mid': mid.decode('ascii', 'replace').strip('<>') if mid else None,
                 'rcpt': rcpt.decode('ascii', 'replace') if rcpt else None,
                 'tag': tag_of(rpath),
@@ -225,6 +230,14 @@ def bstop_ok(prev, key, bstops, midway):
         a - 1 <= prev['when'] <= b + 1 for a, b in bstops)
 
 
+def b_local_ok(prev, c, bstops):
+    """Did Postfix B deliver one message it queued twice (the same queue
+    ID in its Received field: received once, its local delivery cut by
+    its own stop and made again after it), with a stop in the run?"""
+    return bool(bstops) and prev['qid'] is not None and prev['qid'] == c['qid'] \
+        and prev['relay'] == c['relay']
+
+
 def same_tag_dups(by, relays, bstops, midway, conns):
     """Same-TAG duplicates: (relay-window ones, B-stop ones, the others)."""
     per_kill = defaultdict(int)
@@ -240,7 +253,7 @@ def same_tag_dups(by, relays, bstops, midway, conns):
                 if why is None:
                     per_kill[prev['relay']] += 1
                     allowed += 1
-                elif bstop_ok(prev, key, bstops, midway):
+                elif bstop_ok(prev, key, bstops, midway) or b_local_ok(prev, c, bstops):
                     bstop += 1
                 else:
                     other.append('%s to %s, tag %s: %s; not at Postfix B\'s stop'
@@ -272,11 +285,13 @@ def kills(rep, want, copies, runs, events, midway, conns, with_id):
     allowed, bstop, other = same_tag_dups(by, relays, bstops, midway, conns)
     rep.check(not other, 'every other duplicate is a relay-window one (the relay killed'
               ' between the final 250 and the delete, at most %d per kill: %d) or one of'
-              ' Postfix B\'s stop (queued there, the reply lost: %d); %d others'
+              ' Postfix B\'s stop (queued there, the reply lost, or delivered twice by B'
+              ' itself: %d); %d others'
               % (conns, allowed, bstop, len(other)), other)
     print('copies=%d lost=%d mta_retry_duplicates=%d relay_window_duplicates=%d'
-          ' b_stop_duplicates=%d other_duplicates=%d'
-          % (len(copies), len(lost), retry, allowed, bstop, len(other)))
+          ' b_stop_duplicates=%d other_duplicates=%d (copies with a Postfix B queue ID: %d)'
+          % (len(copies), len(lost), retry, allowed, bstop, len(other),
+             sum(1 for c in copies if c['qid'])))
 
 
 def main(argv):
